@@ -1,0 +1,117 @@
+/*
+ * probe.c - a fixture handler whose behaviour each job chooses, and which
+ * records every call, so tests can count how often each job was handled.
+ *
+ * Option record = PATH: one line "EVENT_ID ATTEMPT RESULT" appended per call.
+ * Job fields: "do": "ok" (default) | "fail" | "retry" (until attempt
+ * "succeed_at", default never) | "crash" (SIGSEGV) | "sleep" ("ms" milliseconds, then ok).
+ */
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kpool_plugin.h"
+
+struct probe {
+	int fd;
+};
+
+static void *probe_init(const struct kpool_host *host, const struct kpool_option *opts,
+			size_t n_opts, char *err, size_t err_len)
+{
+	struct probe *p = calloc(1, sizeof(*p));
+
+	(void)host;
+	p->fd = -1;
+	for (size_t i = 0; i < n_opts; i++) {
+		if (strcmp(opts[i].key, "record") == 0) {
+			p->fd = open(opts[i].value, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+			if (p->fd < 0) {
+				snprintf(err, err_len, "probe: cannot open record file %s", opts[i].value);
+				free(p);
+				return NULL;
+			}
+		} else {
+			snprintf(err, err_len, "probe: unknown option '%s'", opts[i].key);
+			if (p->fd >= 0)
+				close(p->fd);
+			free(p);
+			return NULL;
+		}
+	}
+	return p;
+}
+
+static void record(struct probe *p, const struct kpool_job *job, const char *result)
+{
+	char line[512];
+	int n;
+
+	if (p->fd < 0)
+		return;
+	n = snprintf(line, sizeof(line), "%s %d %s\n", job->event_id, job->attempt, result);
+	if (n > 0 && (size_t)n < sizeof(line))
+		(void)!write(p->fd, line, (size_t)n);
+}
+
+static kpool_status probe_handle(void *state, const struct kpool_job *job,
+				 char reason[KPOOL_REASON_MAX])
+{
+	struct probe *p = state;
+	json_t *root = json_loadb(job->value, job->value_len, 0, NULL);
+	const char *what = json_string_value(json_object_get(root, "do"));
+	kpool_status st = KPOOL_DONE;
+
+	if (what == NULL || strcmp(what, "ok") == 0) {
+		record(p, job, "done");
+	} else if (strcmp(what, "fail") == 0) {
+		snprintf(reason, KPOOL_REASON_MAX, "probe: failing as asked");
+		record(p, job, "fail");
+		st = KPOOL_FAIL;
+	} else if (strcmp(what, "retry") == 0) {
+		json_int_t at = json_integer_value(json_object_get(root, "succeed_at"));
+		if (at > 0 && job->attempt >= at) {
+			record(p, job, "done");
+		} else {
+			snprintf(reason, KPOOL_REASON_MAX, "probe: not yet (attempt %d)", job->attempt);
+			record(p, job, "retry");
+			st = KPOOL_RETRY;
+		}
+	} else if (strcmp(what, "crash") == 0) {
+		record(p, job, "crash");
+		raise(SIGSEGV);
+	} else if (strcmp(what, "sleep") == 0) {
+		json_int_t ms = json_integer_value(json_object_get(root, "ms"));
+		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+		nanosleep(&ts, NULL);
+		record(p, job, "done");
+	} else {
+		snprintf(reason, KPOOL_REASON_MAX, "probe: unknown do '%s'", what);
+		st = KPOOL_FAIL;
+	}
+	json_decref(root);
+	return st;
+}
+
+static void probe_fini(void *state)
+{
+	struct probe *p = state;
+
+	if (p->fd >= 0)
+		close(p->fd);
+	free(p);
+}
+
+const struct kpool_plugin kpool_plugin = {
+	KPOOL_PLUGIN_HEADER,
+	.name = "probe",
+	.version = "1.0",
+	.init = probe_init,
+	.handle = probe_handle,
+	.fini = probe_fini,
+};

@@ -1,0 +1,169 @@
+/*
+ * deadletter.c - the dead-letter record (the original key, value and headers
+ * plus kpool's own headers) and its produce, acknowledged by every in-sync
+ * replica (acks=all, idempotent producer) before the caller moves on.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kpoold.h"
+
+#define DLQ_POLL_MS 100
+#define DLQ_TIMEOUT "60000" /* message.timeout.ms: then the worker tries again later */
+
+struct kp_dlq {
+	rd_kafka_t *rk;
+	const struct kp_binding *b;
+	char handler[KP_NAME_MAX];
+	char host[256];
+	char pid[16];
+};
+
+struct delivery {
+	int done;
+	rd_kafka_resp_err_t err;
+};
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	struct delivery *d = m->_private;
+
+	if (d) {
+		d->err = m->err;
+		d->done = 1;
+	}
+}
+
+/* Creates the dead-letter producer of a binding; NULL with err on failure. */
+struct kp_dlq *kp_dlq_open(const struct kp_conf *conf, const struct kp_binding *b,
+			   const char *bootstrap, char *err, size_t len)
+{
+	struct kp_dlq *q = calloc(1, sizeof(*q));
+	rd_kafka_conf_t *rc = rd_kafka_conf_new();
+
+	if (q == NULL)
+		goto fail;
+	q->b = b;
+	snprintf(q->handler, sizeof(q->handler), "%s", b->handler);
+	if (gethostname(q->host, sizeof(q->host)) < 0)
+		snprintf(q->host, sizeof(q->host), "unknown");
+	snprintf(q->pid, sizeof(q->pid), "%d", (int)getpid());
+	if (kp_conf_kafka_apply(conf, rc, err, len) < 0 ||
+	    rd_kafka_conf_set(rc, "bootstrap.servers", bootstrap, err, len) ||
+	    rd_kafka_conf_set(rc, "acks", "all", err, len) ||
+	    rd_kafka_conf_set(rc, "enable.idempotence", "true", err, len) ||
+	    rd_kafka_conf_set(rc, "message.timeout.ms", DLQ_TIMEOUT, err, len) ||
+	    rd_kafka_conf_set(rc, "linger.ms", "0", err, len))
+		goto fail;
+	rd_kafka_conf_set_dr_msg_cb(rc, on_delivery);
+	q->rk = rd_kafka_new(RD_KAFKA_PRODUCER, rc, err, len);
+	if (q->rk == NULL)
+		goto fail;
+	return q; /* rc is now owned by q->rk */
+fail:
+	if (rc && (q == NULL || q->rk == NULL))
+		rd_kafka_conf_destroy(rc);
+	free(q);
+	return NULL;
+}
+
+/* Waits for what is in flight (up to its timeout) and frees the producer. */
+void kp_dlq_close(struct kp_dlq *q)
+{
+	if (q == NULL)
+		return;
+	rd_kafka_flush(q->rk, 10000);
+	rd_kafka_destroy(q->rk);
+	free(q);
+}
+
+/* Serves delivery reports and the producer's own events. */
+void kp_dlq_poll(struct kp_dlq *q)
+{
+	rd_kafka_poll(q->rk, 0);
+}
+
+static void rfc3339_now(char *buf, size_t len)
+{
+	struct timespec ts;
+	struct tm tm;
+
+	char date[32];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, len, "%s.%03dZ", date, (int)(ts.tv_nsec / 1000000));
+}
+
+/*
+ * Produces the dead-letter copy of m and waits until Kafka acknowledges it.
+ * Returns 0 when acknowledged; -1 with err when it was not, and then nothing
+ * may be recorded: the caller tries again later, or the job is redelivered.
+ */
+int kp_dlq_send(struct kp_dlq *q, const rd_kafka_message_t *m, const struct kp_dlq_info *info,
+		char *err, size_t len)
+{
+	const char *src = rd_kafka_topic_name(m->rkt);
+	char topic[KP_TOPIC_MAX + 8], part[16], off[24], ts[24], attempts[16], failed_at[40];
+	rd_kafka_headers_t *orig = NULL, *h;
+	struct delivery d = { 0 };
+	rd_kafka_timestamp_type_t tstype;
+	int64_t tsv = rd_kafka_message_timestamp(m, &tstype);
+	rd_kafka_resp_err_t e;
+
+	snprintf(topic, sizeof(topic), "%s", q->b->dead_letter_topic ? q->b->dead_letter_topic : "");
+	if (!q->b->dead_letter_topic)
+		snprintf(topic, sizeof(topic), "%s.dlq", src);
+	snprintf(part, sizeof(part), "%" PRId32, m->partition);
+	snprintf(off, sizeof(off), "%" PRId64, m->offset);
+	snprintf(ts, sizeof(ts), "%" PRId64, tsv);
+	snprintf(attempts, sizeof(attempts), "%d", info->attempts);
+	rfc3339_now(failed_at, sizeof(failed_at));
+
+	h = rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR
+		    ? rd_kafka_headers_copy(orig)
+		    : rd_kafka_headers_new(16);
+	const char *const add[][2] = {
+		{ "kpool.original.topic", src },
+		{ "kpool.original.partition", part },
+		{ "kpool.original.offset", off },
+		{ "kpool.original.timestamp", ts },
+		{ "kpool.event-id", info->event_id },
+		{ "kpool.worker", q->b->name },
+		{ "kpool.handler", q->handler },
+		{ "kpool.error.class", kp_class_name(info->class) },
+		{ "kpool.error", info->reason },
+		{ "kpool.attempts", attempts },
+		{ "kpool.failed-at", failed_at },
+		{ "kpool.host", q->host },
+		{ "kpool.pid", q->pid },
+	};
+	for (size_t i = 0; i < sizeof(add) / sizeof(add[0]); i++)
+		rd_kafka_header_add(h, add[i][0], -1, add[i][1], -1);
+
+	e = rd_kafka_producev(q->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+			      RD_KAFKA_V_KEY(m->key, m->key_len),
+			      RD_KAFKA_V_VALUE(m->payload, m->len),
+			      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+			      RD_KAFKA_V_OPAQUE(&d), RD_KAFKA_V_END);
+	if (e) {
+		rd_kafka_headers_destroy(h); /* not taken over on failure */
+		snprintf(err, len, "produce to %s: %s", topic, rd_kafka_err2str(e));
+		return -1;
+	}
+	while (!d.done) /* bounded by message.timeout.ms */
+		rd_kafka_poll(q->rk, DLQ_POLL_MS);
+	if (d.err) {
+		snprintf(err, len, "produce to %s: %s", topic, rd_kafka_err2str(d.err));
+		return -1;
+	}
+	return 0;
+}

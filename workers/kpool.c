@@ -1,0 +1,182 @@
+/*
+ * kpool.c - the admin command: send jobs (more to come: dlq, status).
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kpoold.h"
+
+#define SEND_FLUSH_MS 30000
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: kpool -c CONF send TOPIC [--key K] [--header NAME=VALUE]...\n"
+		   "  send   one job per line of standard input (empty lines are skipped)\n");
+}
+
+struct send_state {
+	long failed;
+	char first_error[256];
+};
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	struct send_state *st = opaque;
+
+	if (m->err && st->failed++ == 0)
+		snprintf(st->first_error, sizeof(st->first_error), "%s", rd_kafka_err2str(m->err));
+}
+
+/* kpool send: produces each stdin line as a job, acks=all; 0 when all were acknowledged. */
+static int cmd_send(const struct kp_conf *conf, int argc, char **argv)
+{
+	static const struct option longopts[] = { { "key", required_argument, NULL, 'k' },
+						  { "header", required_argument, NULL, 'H' },
+						  { NULL, 0, NULL, 0 } };
+	const char *key = NULL, *topic;
+	char err[512], *line = NULL;
+	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(8);
+	struct send_state st = { 0 };
+	rd_kafka_conf_t *rc;
+	rd_kafka_t *rk;
+	size_t cap = 0;
+	ssize_t n;
+	long sent = 0;
+	int c, ret = 1;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "k:H:", longopts, NULL)) != -1) {
+		if (c == 'k') {
+			key = optarg;
+		} else if (c == 'H') {
+			char *eq = strchr(optarg, '=');
+			if (eq == NULL || eq == optarg) {
+				fprintf(stderr, "kpool: --header wants NAME=VALUE, not '%s'\n", optarg);
+				rd_kafka_headers_destroy(hdrs);
+				return 2;
+			}
+			rd_kafka_header_add(hdrs, optarg, eq - optarg, eq + 1, -1);
+		} else {
+			usage(stderr);
+			rd_kafka_headers_destroy(hdrs);
+			return 2;
+		}
+	}
+	if (optind + 1 != argc) {
+		usage(stderr);
+		rd_kafka_headers_destroy(hdrs);
+		return 2;
+	}
+	topic = argv[optind];
+	rc = rd_kafka_conf_new();
+	if (kp_conf_kafka_apply(conf, rc, err, sizeof(err)) < 0 ||
+	    rd_kafka_conf_set(rc, "acks", "all", err, sizeof(err)) ||
+	    rd_kafka_conf_set(rc, "enable.idempotence", "true", err, sizeof(err)) ||
+	    rd_kafka_conf_set(rc, "linger.ms", "5", err, sizeof(err))) {
+		fprintf(stderr, "kpool: %s\n", err);
+		rd_kafka_conf_destroy(rc);
+		rd_kafka_headers_destroy(hdrs);
+		return 1;
+	}
+	rd_kafka_conf_set_dr_msg_cb(rc, on_delivery);
+	rd_kafka_conf_set_opaque(rc, &st);
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, rc, err, sizeof(err));
+	if (rk == NULL) {
+		fprintf(stderr, "kpool: %s\n", err);
+		rd_kafka_conf_destroy(rc);
+		rd_kafka_headers_destroy(hdrs);
+		return 1;
+	}
+	while ((n = getline(&line, &cap, stdin)) >= 0) {
+		rd_kafka_resp_err_t e;
+
+		if (n > 0 && line[n - 1] == '\n')
+			line[--n] = '\0';
+		if (n > 0 && line[n - 1] == '\r')
+			line[--n] = '\0';
+		if (n == 0)
+			continue;
+		for (;;) {
+			e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+					      RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+					      RD_KAFKA_V_VALUE(line, (size_t)n),
+					      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+					      RD_KAFKA_V_HEADERS(rd_kafka_headers_copy(hdrs)),
+					      RD_KAFKA_V_END);
+			if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+				break;
+			rd_kafka_poll(rk, 100); /* let deliveries make room */
+		}
+		if (e) {
+			fprintf(stderr, "kpool: send to %s: %s\n", topic, rd_kafka_err2str(e));
+			goto out;
+		}
+		sent++;
+		rd_kafka_poll(rk, 0);
+	}
+	if (rd_kafka_flush(rk, SEND_FLUSH_MS) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		fprintf(stderr, "kpool: %s: %d jobs not acknowledged in %ds\n", topic,
+			rd_kafka_outq_len(rk), SEND_FLUSH_MS / 1000);
+		goto out;
+	}
+	if (st.failed) {
+		fprintf(stderr, "kpool: %s: %ld of %ld jobs not sent: %s\n", topic, st.failed, sent,
+			st.first_error);
+		goto out;
+	}
+	fprintf(stderr, "kpool: sent %ld jobs to %s\n", sent, topic);
+	ret = 0;
+out:
+	free(line);
+	rd_kafka_destroy(rk);
+	rd_kafka_headers_destroy(hdrs);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = NULL;
+	struct kp_conf *conf;
+	char err[1024];
+	int c, rc;
+
+	kp_log_who("kpool");
+	while ((c = getopt(argc, argv, "+c:hV")) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("kpool %s\n", PACKAGE_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (path == NULL || optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[optind], "send") != 0) {
+		fprintf(stderr, "kpool: unknown command '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	conf = kp_conf_load(path, err, sizeof(err));
+	if (conf == NULL) {
+		fprintf(stderr, "kpool: %s\n", err);
+		return 1;
+	}
+	rc = cmd_send(conf, argc - optind, argv + optind);
+	kp_conf_free(conf);
+	return rc;
+}

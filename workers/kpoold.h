@@ -1,0 +1,277 @@
+/*
+ * kpoold.h - what the parts of kpoold and kpool share: limits, the parsed
+ * conf, the shared stats slots, and each module's entry points.
+ */
+#ifndef KPOOLD_H
+#define KPOOLD_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "kpool_plugin.h"
+
+/* Limits and defaults, named once. */
+#define KP_NAME_MAX 64		  /* binding names: [a-z0-9_-]+ */
+#define KP_TOPICS_MAX 16	  /* topics per binding */
+#define KP_TOPIC_MAX 250	  /* Kafka's topic name limit + NUL */
+#define KP_IDKEYS_MAX 8		  /* idempotency_key sources */
+#define KP_PATH_DEPTH 8		  /* components of a json: key */
+#define KP_EVENT_ID_MAX 256	  /* event id bytes + NUL */
+#define KP_RING_MAX 4096	  /* finished jobs kept in a slot until written */
+#define KP_FLUSH_JOBS 2000	  /* write finished ids after this many ... */
+#define KP_FLUSH_MS 200		  /* ... or this long */
+#define KP_LAG_MAX 64		  /* partitions whose lag a slot reports */
+#define KP_HIST_BUCKETS 9	  /* kpool_job_seconds buckets, +Inf excluded */
+#define KP_SLOTS_MAX 256	  /* worker processes per kpoold */
+#define KP_ERROR_MAX 256	  /* one-line errors kept in shared memory */
+#define KP_RESTART_MIN_MS 1000	  /* restart back-off starts here ... */
+#define KP_RESTART_MAX_MS 60000	  /* ... doubles up to here ... */
+#define KP_HEALTHY_MS 60000	  /* ... and resets after this long up */
+#define KP_BOOTSTRAP_WAIT_MS 15000 /* how long to wait for the embedded broker */
+#define KP_PRUNE_EVERY_MS 60000	  /* how often a worker prunes expired ids */
+#define KP_EXIT_CONFIG 78	  /* a worker that cannot start (EX_CONFIG) */
+#define KP_EMBEDDED_FILE "embedded.bootstrap"
+#define KP_METRICS_FILE "metrics.address"
+
+enum kp_level { KP_DEBUG, KP_INFO, KP_NOTICE, KP_WARNING, KP_ERROR };
+
+/* log.c */
+extern int kp_log_level;
+void kp_log_who(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void kp_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void kp_vlog(int level, const char *fmt, va_list ap);
+void kp_plugin_log(int syslog_level, const char *fmt, ...);
+int kp_level_parse(const char *s);
+const char *kp_level_name(int level);
+const char *kp_signame(int sig, char *buf, size_t len);
+int64_t kp_now_ms(void);
+int64_t kp_mono_ms(void);
+void kp_proctitle_init(int argc, char **argv);
+void kp_proctitle(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* conf.c */
+enum kp_idkey_kind { KP_IDKEY_HEADER, KP_IDKEY_JSON };
+
+struct kp_idkey {
+	enum kp_idkey_kind kind;
+	char *name;		    /* header name, or the dotted path */
+	char *path[KP_PATH_DEPTH];  /* json: path components */
+	int depth;
+};
+
+struct kp_kv {
+	char *key, *value;
+	int line;
+};
+
+struct kp_binding {
+	char *name;
+	int line; /* of its section header */
+	char *topics[KP_TOPICS_MAX];
+	int n_topics;
+	char *topic_list; /* as written */
+	char *handler;
+	int processes;
+	char *group;
+	char *dead_letter_topic;
+	int max_attempts;
+	int64_t retry_backoff_ms, retry_backoff_max_ms;
+	int max_crashes;
+	int64_t max_job_bytes;
+	bool idempotency;
+	char *idempotency_key;
+	struct kp_idkey idkeys[KP_IDKEYS_MAX];
+	int n_idkeys;
+	int64_t idempotency_ttl_ms;
+	struct kp_kv *opts; /* handler options, in conf order */
+	size_t n_opts;
+	int key_line[32]; /* where each of its own keys was set (by table index) */
+};
+
+struct kp_conf {
+	char *path;
+	struct kp_kv *kafka; /* [kafka], handed to librdkafka as is */
+	size_t n_kafka;
+	char *bootstrap; /* "embedded" or a broker list */
+	bool embedded;
+	char *plugin_dir, *state_dir, *metrics_listen;
+	int64_t shutdown_timeout_ms;
+	int log_level;
+	struct kp_binding *bindings;
+	size_t n_bindings;
+};
+
+int kp_parse_duration(const char *s, int64_t *ms);
+int kp_parse_size(const char *s, int64_t *bytes);
+int kp_parse_bool(const char *s, bool *b);
+int kp_idkeys_parse(const char *s, struct kp_idkey *keys, int *n, char *err, size_t len);
+struct kp_conf *kp_conf_load(const char *path, char *err, size_t len);
+void kp_conf_free(struct kp_conf *conf);
+const struct kp_binding *kp_conf_binding(const struct kp_conf *conf, const char *name);
+char *kp_conf_bootstrap(const struct kp_conf *conf, char *err, size_t len);
+int kp_conf_kafka_apply(const struct kp_conf *conf, void *rd_conf, char *err, size_t len);
+void kp_conf_print_options(void);
+
+/* job.c */
+enum kp_class {
+	KP_CLASS_NONE,
+	KP_CLASS_FAIL,
+	KP_CLASS_RETRIES,
+	KP_CLASS_CRASH,
+	KP_CLASS_BAD_INPUT,
+	KP_CLASS_UNAVAILABLE
+};
+const char *kp_class_name(enum kp_class c);
+bool kp_utf8_valid(const void *buf, size_t len);
+struct json_t;
+int kp_job_check(const void *buf, size_t len, int64_t max_bytes, struct json_t **root,
+		 char *reason, size_t rlen);
+int kp_job_event_id(const struct kp_binding *b, const struct kpool_header *hdrs, size_t n_hdrs,
+		    struct json_t *root, const char *topic, int32_t partition, int64_t offset,
+		    char *id, size_t idlen);
+int64_t kp_backoff_ms(int64_t base, int64_t max, int attempt, uint32_t rnd);
+
+/* stats.c - one slot per worker process, in memory shared with the supervisor. */
+enum kp_result { KP_R_DONE, KP_R_RETRIED, KP_R_FAILED, KP_R_DEAD, KP_R_DUPLICATE, KP_R_MAX };
+enum kp_slot_state { KP_SLOT_EMPTY, KP_SLOT_STARTING, KP_SLOT_RUNNING, KP_SLOT_STOPPING };
+enum kp_kafka_state { KP_KAFKA_UNKNOWN, KP_KAFKA_UP, KP_KAFKA_DOWN };
+enum kp_outcome { KP_OUT_DONE, KP_OUT_DEAD, KP_OUT_SKIP };
+
+struct kp_done { /* a finished job whose id may not be in SQLite yet */
+	char event_id[KP_EVENT_ID_MAX];
+	int64_t offset;
+	int64_t at_ms;
+	int32_t partition;
+	int16_t topic; /* index into the binding's topics */
+	int8_t outcome;
+};
+
+struct kp_lag {
+	int16_t topic;
+	int32_t partition;
+	int64_t lag;
+};
+
+struct kp_slot {
+	char binding[KP_NAME_MAX]; /* whose slot this is; its ring belongs to that db */
+	int index;
+	volatile pid_t pid;
+	volatile int state;
+	uint64_t results[KP_R_MAX];
+	uint64_t hist[KP_HIST_BUCKETS + 1];
+	uint64_t hist_sum_us;
+	uint64_t started_ms; /* when the current process started */
+	uint64_t restarts;
+	/* The job in hand while the handler runs, for the crash guard. */
+	volatile int in_hand;
+	int16_t hand_topic;
+	int32_t hand_partition;
+	int64_t hand_offset;
+	char hand_event_id[KP_EVENT_ID_MAX];
+	volatile int died_signal; /* set by the supervisor when a process here was killed */
+	/* What the worker knows of Kafka, for /healthz. */
+	volatile int kafka_state;
+	char kafka_error[KP_ERROR_MAX];
+	int n_lag;
+	struct kp_lag lag[KP_LAG_MAX];
+	/* Finished jobs since the last write to SQLite; see worker.c. */
+	volatile uint32_t ring_n;
+	struct kp_done ring[KP_RING_MAX];
+};
+
+extern const double kp_hist_bounds[KP_HIST_BUCKETS];
+struct kp_slot *kp_stats_map(size_t n);
+void kp_stats_unmap(struct kp_slot *slots, size_t n);
+void kp_stats_observe(struct kp_slot *s, int64_t us);
+static inline void kp_stats_add(struct kp_slot *s, enum kp_result r)
+{
+	__atomic_add_fetch(&s->results[r], 1, __ATOMIC_RELAXED);
+}
+
+/* dedupe.c */
+struct kp_dedupe;
+struct kp_dedupe *kp_dedupe_open(const char *path, char *err, size_t len);
+void kp_dedupe_close(struct kp_dedupe *d);
+int kp_dedupe_seen(struct kp_dedupe *d, const char *event_id);
+int kp_dedupe_record(struct kp_dedupe *d, const char *event_id, const char *topic,
+		     int32_t partition, int64_t offset, enum kp_outcome outcome, int64_t at_ms);
+int kp_dedupe_commit(struct kp_dedupe *d);
+int kp_dedupe_crash_count(struct kp_dedupe *d, const char *topic, int32_t partition,
+			  int64_t offset, char *sig, size_t siglen);
+int kp_dedupe_crash_add(struct kp_dedupe *d, const char *topic, int32_t partition,
+			int64_t offset, const char *event_id, const char *signal);
+int kp_dedupe_prune(struct kp_dedupe *d, int64_t before_ms);
+int64_t kp_dedupe_count(struct kp_dedupe *d);
+
+/* plugin.c */
+struct kp_plugin {
+	void *dl;
+	char path[4096];
+	struct kpool_plugin p; /* fields past the plugin's struct_size are NULL */
+	void *state;
+};
+int kp_plugin_path(const struct kp_conf *conf, const char *handler, char *path, size_t len);
+int kp_plugin_open(struct kp_plugin *pl, const char *path, char *err, size_t len);
+int kp_plugin_init(struct kp_plugin *pl, const struct kpool_host *host, const struct kp_kv *opts,
+		   size_t n_opts, char *err, size_t len);
+void kp_plugin_close(struct kp_plugin *pl);
+int kp_plugin_check(const struct kp_conf *conf, const struct kp_binding *b, char *err,
+		    size_t len);
+
+/* deadletter.c */
+struct kp_dlq;
+struct kp_dlq_info {
+	enum kp_class class;
+	const char *reason;
+	const char *event_id;
+	int attempts;
+};
+struct kp_dlq *kp_dlq_open(const struct kp_conf *conf, const struct kp_binding *b,
+			   const char *bootstrap, char *err, size_t len);
+void kp_dlq_close(struct kp_dlq *q);
+struct rd_kafka_message_s;
+int kp_dlq_send(struct kp_dlq *q, const struct rd_kafka_message_s *m,
+		const struct kp_dlq_info *info, char *err, size_t len);
+void kp_dlq_poll(struct kp_dlq *q);
+
+/* worker.c */
+int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct kp_slot *slot);
+
+/* embedded.c */
+int kp_embedded_run(const struct kp_conf *conf);
+
+/* metrics.c */
+struct kp_metrics;
+struct kp_supervisor;
+struct kp_metrics *kp_metrics_start(const char *listen, const char *state_dir,
+				    const struct kp_supervisor *sv, char *err, size_t len);
+int kp_metrics_fd(const struct kp_metrics *m);
+int kp_metrics_timeout_ms(struct kp_metrics *m);
+void kp_metrics_run(struct kp_metrics *m);
+void kp_metrics_close_in_child(struct kp_metrics *m);
+void kp_metrics_stop(struct kp_metrics *m);
+
+/* supervisor.c */
+struct kp_binding_state {
+	const struct kp_binding *b;
+	struct kp_slot *slots; /* b->processes of them */
+	int64_t *due_ms;       /* per slot: when to start it again, 0 if not waiting */
+	int64_t *spawned_ms;   /* per slot: when its process was started */
+	int64_t backoff_ms;
+	uint64_t restarts;
+};
+struct kp_supervisor {
+	const struct kp_conf *conf;
+	struct kp_binding_state *bs;
+	size_t n_bs;
+	struct kp_slot *slots;
+	size_t n_slots;
+	pid_t broker_pid;
+};
+int kp_supervisor_run(struct kp_conf *conf);
+int kp_health(const struct kp_supervisor *sv, char **json);
+
+#endif /* KPOOLD_H */

@@ -1,0 +1,186 @@
+/*
+ * log.c - one line per event on stderr, "LEVEL WHO msg key=value ...",
+ * clocks, and the process title that ps shows.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kpoold.h"
+
+int kp_log_level = KP_INFO;
+static char who[128] = "kpoold";
+
+static const char *const level_names[] = { "debug", "info", "notice", "warning", "error" };
+
+/* Parses a log_level value; returns the level or -1 if it is not one. */
+int kp_level_parse(const char *s)
+{
+	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+		if (strcasecmp(s, level_names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Names a level, for log lines. */
+const char *kp_level_name(int level)
+{
+	if (level < KP_DEBUG || level > KP_ERROR)
+		level = KP_ERROR;
+	return level_names[level];
+}
+
+/* Sets who this process is in its log lines, e.g. "worker=email#1". */
+void kp_log_who(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(who, sizeof(who), fmt, ap);
+	va_end(ap);
+}
+
+/* Writes one log line with a single write(2), so lines of several processes never mix. */
+void kp_vlog(int level, const char *fmt, va_list ap)
+{
+	char line[2048];
+	int n, m;
+
+	if (level < kp_log_level)
+		return;
+	n = snprintf(line, sizeof(line), "%s %s ", kp_level_name(level), who);
+	if (n < 0 || (size_t)n >= sizeof(line))
+		return;
+	m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	if (m < 0)
+		return;
+	n += m;
+	if ((size_t)n > sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	for (int i = 0; i < n; i++) /* keep it one line whatever a message holds */
+		if (line[i] == '\n' || line[i] == '\r')
+			line[i] = ' ';
+	line[n++] = '\n';
+	(void)!write(STDERR_FILENO, line, (size_t)n);
+}
+
+/* Logs at one of kpool's levels. */
+void kp_log(int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	kp_vlog(level, fmt, ap);
+	va_end(ap);
+}
+
+/* The log function offered to plugins, which speak syslog levels. */
+void kp_plugin_log(int syslog_level, const char *fmt, ...)
+{
+	int level;
+	va_list ap;
+
+	if (syslog_level <= LOG_ERR)
+		level = KP_ERROR;
+	else if (syslog_level == LOG_WARNING)
+		level = KP_WARNING;
+	else if (syslog_level == LOG_NOTICE)
+		level = KP_NOTICE;
+	else if (syslog_level == LOG_INFO)
+		level = KP_INFO;
+	else
+		level = KP_DEBUG;
+	va_start(ap, fmt);
+	kp_vlog(level, fmt, ap);
+	va_end(ap);
+}
+
+/* Names a signal as "SIGSEGV"; buf holds the name. */
+const char *kp_signame(int sig, char *buf, size_t len)
+{
+	const char *abbrev = sigabbrev_np(sig);
+
+	if (abbrev)
+		snprintf(buf, len, "SIG%s", abbrev);
+	else
+		snprintf(buf, len, "signal %d", sig);
+	return buf;
+}
+
+/* Wall-clock time in unix milliseconds. */
+int64_t kp_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Monotonic milliseconds, for deadlines. */
+int64_t kp_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * The process title.  Like nginx, we move the environment out of the way so
+ * that argv[0] may use the whole contiguous argv+environ area, then write the
+ * title there; prctl() sets the short name that top shows.
+ */
+static char *title_start, *title_end;
+
+/* Makes room for process titles; on failure titles are simply not set. */
+void kp_proctitle_init(int argc, char **argv)
+{
+	extern char **environ;
+	char *end = argv[0] + strlen(argv[0]) + 1;
+	size_t n = 0;
+
+	for (int i = 1; i < argc; i++)
+		if (argv[i] == end)
+			end = argv[i] + strlen(argv[i]) + 1;
+	while (environ[n])
+		n++;
+	char **env = calloc(n + 1, sizeof(*env));
+	if (env == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (environ[i] == end)
+			end = environ[i] + strlen(environ[i]) + 1;
+		env[i] = strdup(environ[i]);
+	}
+	environ = env;
+	title_start = argv[0];
+	title_end = end;
+	for (int i = 1; i < argc; i++)
+		argv[i] = NULL;
+}
+
+/* Sets the title ps shows, e.g. "kpoold: worker email#1". */
+void kp_proctitle(const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	prctl(PR_SET_NAME, buf + (strncmp(buf, "kpoold: ", 8) == 0 ? 8 : 0), 0, 0, 0);
+	if (title_start == NULL)
+		return;
+	size_t room = (size_t)(title_end - title_start);
+	memset(title_start, 0, room);
+	snprintf(title_start, room, "%s", buf);
+}

@@ -1,0 +1,241 @@
+/*
+ * metrics.c - GET /metrics (Prometheus text format) and GET /healthz, served
+ * by libmicrohttpd inside the supervisor's own poll loop (no thread), from the
+ * shared stats slots.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kpoold.h"
+
+struct kp_metrics {
+	struct MHD_Daemon *d;
+	const struct kp_supervisor *sv;
+	char address_file[PATH_MAX];
+};
+
+static const char *const result_names[KP_R_MAX] = { "done", "retried", "failed",
+						    "dead_lettered", "duplicate" };
+static const char *const state_names[] = { "stopped", "starting", "running", "stopping" };
+
+static void write_metrics(FILE *f, const struct kp_supervisor *sv)
+{
+	fprintf(f, "# HELP kpool_jobs_total Jobs finished, by result.\n"
+		   "# TYPE kpool_jobs_total counter\n");
+	for (size_t i = 0; i < sv->n_bs; i++)
+		for (int r = 0; r < KP_R_MAX; r++) {
+			uint64_t n = 0;
+			for (int k = 0; k < sv->bs[i].b->processes; k++)
+				n += sv->bs[i].slots[k].results[r];
+			fprintf(f, "kpool_jobs_total{worker=\"%s\",result=\"%s\"} %llu\n",
+				sv->bs[i].b->name, result_names[r], (unsigned long long)n);
+		}
+	fprintf(f, "# HELP kpool_job_seconds Time the handler took per call.\n"
+		   "# TYPE kpool_job_seconds histogram\n");
+	for (size_t i = 0; i < sv->n_bs; i++) {
+		uint64_t cum = 0, sum_us = 0, h[KP_HIST_BUCKETS + 1] = { 0 };
+		for (int k = 0; k < sv->bs[i].b->processes; k++) {
+			for (int j = 0; j <= KP_HIST_BUCKETS; j++)
+				h[j] += sv->bs[i].slots[k].hist[j];
+			sum_us += sv->bs[i].slots[k].hist_sum_us;
+		}
+		for (int j = 0; j <= KP_HIST_BUCKETS; j++) {
+			cum += h[j];
+			if (j < KP_HIST_BUCKETS)
+				fprintf(f, "kpool_job_seconds_bucket{worker=\"%s\",le=\"%g\"} %llu\n",
+					sv->bs[i].b->name, kp_hist_bounds[j], (unsigned long long)cum);
+			else
+				fprintf(f, "kpool_job_seconds_bucket{worker=\"%s\",le=\"+Inf\"} %llu\n",
+					sv->bs[i].b->name, (unsigned long long)cum);
+		}
+		fprintf(f, "kpool_job_seconds_sum{worker=\"%s\"} %.6f\n", sv->bs[i].b->name,
+			(double)sum_us / 1e6);
+		fprintf(f, "kpool_job_seconds_count{worker=\"%s\"} %llu\n", sv->bs[i].b->name,
+			(unsigned long long)cum);
+	}
+	fprintf(f, "# HELP kpool_consumer_lag Messages behind the high watermark.\n"
+		   "# TYPE kpool_consumer_lag gauge\n");
+	for (size_t i = 0; i < sv->n_bs; i++)
+		for (int k = 0; k < sv->bs[i].b->processes; k++) {
+			const struct kp_slot *s = &sv->bs[i].slots[k];
+			if (s->state != KP_SLOT_RUNNING)
+				continue;
+			for (int l = 0; l < s->n_lag && l < KP_LAG_MAX; l++)
+				fprintf(f,
+					"kpool_consumer_lag{worker=\"%s\",topic=\"%s\",partition=\"%d\"} %lld\n",
+					sv->bs[i].b->name, sv->bs[i].b->topics[s->lag[l].topic],
+					s->lag[l].partition, (long long)s->lag[l].lag);
+		}
+	fprintf(f, "# HELP kpool_worker_restarts_total Worker processes restarted after dying.\n"
+		   "# TYPE kpool_worker_restarts_total counter\n");
+	for (size_t i = 0; i < sv->n_bs; i++)
+		fprintf(f, "kpool_worker_restarts_total{worker=\"%s\"} %llu\n", sv->bs[i].b->name,
+			(unsigned long long)sv->bs[i].restarts);
+	fprintf(f, "# HELP kpool_workers Worker processes, by state.\n"
+		   "# TYPE kpool_workers gauge\n");
+	for (size_t i = 0; i < sv->n_bs; i++) {
+		int n[4] = { 0 };
+		for (int k = 0; k < sv->bs[i].b->processes; k++) {
+			int st = sv->bs[i].slots[k].state;
+			n[st >= 0 && st < 4 ? st : 0]++;
+		}
+		for (int st = 0; st < 4; st++)
+			fprintf(f, "kpool_workers{worker=\"%s\",state=\"%s\"} %d\n",
+				sv->bs[i].b->name, state_names[st], n[st]);
+	}
+}
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char *type,
+			     char *body, size_t len)
+{
+	struct MHD_Response *r =
+		MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	enum MHD_Result rc;
+
+	MHD_add_response_header(r, "Content-Type", type);
+	rc = MHD_queue_response(c, code, r);
+	MHD_destroy_response(r);
+	return rc;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_len, void **con_cls)
+{
+	struct kp_metrics *m = cls;
+	char *body = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain",
+			     strdup("GET only\n"), 9);
+	if (strcmp(url, "/metrics") == 0) {
+		f = open_memstream(&body, &len);
+		if (f == NULL)
+			return MHD_NO;
+		write_metrics(f, m->sv);
+		fclose(f);
+		return reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body, len);
+	}
+	if (strcmp(url, "/healthz") == 0) {
+		int ok = kp_health(m->sv, &body);
+		return reply(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json",
+			     body, strlen(body));
+	}
+	return reply(c, MHD_HTTP_NOT_FOUND, "text/plain", strdup("try /metrics or /healthz\n"), 25);
+}
+
+/*
+ * Opens the listening socket on HOST:PORT (port 0 picks one) and writes the
+ * address it got to state_dir/metrics.address.  NULL with err on failure.
+ */
+struct kp_metrics *kp_metrics_start(const char *listen, const char *state_dir,
+				    const struct kp_supervisor *sv, char *err, size_t len)
+{
+	struct kp_metrics *m = calloc(1, sizeof(*m));
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICSERV | AI_PASSIVE },
+			*ai = NULL;
+	char host[256], *colon;
+	const union MHD_DaemonInfo *info;
+	FILE *f;
+	int rc;
+
+	if (m == NULL)
+		return NULL;
+	m->sv = sv;
+	snprintf(host, sizeof(host), "%s", listen);
+	colon = strrchr(host, ':');
+	if (colon == NULL) {
+		snprintf(err, len, "metrics_listen '%s' is not HOST:PORT", listen);
+		goto fail;
+	}
+	*colon = '\0';
+	if (host[0] == '[' && colon[-1] == ']') { /* [::1]:9464 */
+		colon[-1] = '\0';
+		memmove(host, host + 1, strlen(host));
+	}
+	rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
+	if (rc != 0) {
+		snprintf(err, len, "metrics_listen '%s': %s", listen, gai_strerror(rc));
+		goto fail;
+	}
+	m->d = MHD_start_daemon(MHD_USE_EPOLL | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+				0, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+				MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
+	freeaddrinfo(ai);
+	if (m->d == NULL) {
+		snprintf(err, len, "metrics_listen '%s': cannot listen (%s)", listen,
+			 strerror(errno));
+		goto fail;
+	}
+	info = MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_BIND_PORT);
+	snprintf(m->address_file, sizeof(m->address_file), "%s/%s", state_dir, KP_METRICS_FILE);
+	f = fopen(m->address_file, "w");
+	if (f) {
+		fprintf(f, "%s:%u\n", host[0] ? host : "0.0.0.0", info ? info->port : 0);
+		fclose(f);
+	}
+	kp_log(KP_INFO, "metrics on http://%s:%u/metrics", host[0] ? host : "0.0.0.0",
+	       info ? info->port : 0);
+	return m;
+fail:
+	free(m);
+	return NULL;
+}
+
+/* The fd to poll for readability. */
+int kp_metrics_fd(const struct kp_metrics *m)
+{
+	return MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_EPOLL_FD)->epoll_fd;
+}
+
+/* How long the poll may sleep before kp_metrics_run() must run anyway; -1 for ever. */
+int kp_metrics_timeout_ms(struct kp_metrics *m)
+{
+	MHD_UNSIGNED_LONG_LONG t;
+
+	if (MHD_get_timeout(m->d, &t) == MHD_YES)
+		return t > INT_MAX ? INT_MAX : (int)t;
+	return -1;
+}
+
+/* Serves what is ready, without blocking. */
+void kp_metrics_run(struct kp_metrics *m)
+{
+	MHD_run(m->d);
+}
+
+/* In a freshly forked child: closes the supervisor's sockets without touching its state. */
+void kp_metrics_close_in_child(struct kp_metrics *m)
+{
+	const union MHD_DaemonInfo *i;
+
+	if (m == NULL)
+		return;
+	if ((i = MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_LISTEN_FD)))
+		close(i->listen_fd);
+	if ((i = MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_EPOLL_FD)))
+		close(i->epoll_fd);
+}
+
+/* Stops serving and removes the address file; NULL is fine. */
+void kp_metrics_stop(struct kp_metrics *m)
+{
+	if (m == NULL)
+		return;
+	MHD_stop_daemon(m->d);
+	unlink(m->address_file);
+	free(m);
+}

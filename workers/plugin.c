@@ -1,0 +1,184 @@
+/*
+ * plugin.c - loading handler plugins: dlopen, the ABI and struct_size checks,
+ * and handing a binding's options to the plugin's init().
+ */
+#include "config.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kpoold.h"
+
+/* The smallest plugin struct we accept: one that has every field up to fini. */
+#define MIN_STRUCT_SIZE (offsetof(struct kpool_plugin, fini) + sizeof(void (*)(void *)))
+
+/* Writes plugin_dir/HANDLER.so into path; -1 if it does not fit. */
+int kp_plugin_path(const struct kp_conf *conf, const char *handler, char *path, size_t len)
+{
+	int n = snprintf(path, len, "%s/%s.so", conf->plugin_dir, handler);
+
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/*
+ * Loads a plugin and checks that it speaks our ABI.  On failure returns -1
+ * with err naming the file, and nothing stays loaded.
+ */
+int kp_plugin_open(struct kp_plugin *pl, const char *path, char *err, size_t len)
+{
+	const struct kpool_plugin *sym;
+	struct stat st;
+
+	memset(pl, 0, sizeof(*pl));
+	snprintf(pl->path, sizeof(pl->path), "%s", path);
+	if (stat(path, &st) < 0) {
+		snprintf(err, len, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	pl->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (pl->dl == NULL) {
+		snprintf(err, len, "%s: %s", path, dlerror());
+		return -1;
+	}
+	sym = dlsym(pl->dl, "kpool_plugin");
+	if (sym == NULL) {
+		snprintf(err, len, "%s: not a kpool plugin (no kpool_plugin symbol)", path);
+		goto fail;
+	}
+	if (sym->abi_version != KPOOL_PLUGIN_ABI_VERSION) {
+		snprintf(err, len,
+			 "%s: is not binary compatible (plugin ABI version %d, kpoold speaks %d)",
+			 path, sym->abi_version, KPOOL_PLUGIN_ABI_VERSION);
+		goto fail;
+	}
+	if (sym->struct_size < MIN_STRUCT_SIZE) {
+		snprintf(err, len, "%s: is not binary compatible (struct_size %zu, at least %zu)",
+			 path, sym->struct_size, (size_t)MIN_STRUCT_SIZE);
+		goto fail;
+	}
+	/* Fields past the plugin's struct_size were not there when it was built. */
+	memcpy(&pl->p, sym, sym->struct_size < sizeof(pl->p) ? sym->struct_size : sizeof(pl->p));
+	if (pl->p.name == NULL || pl->p.handle == NULL) {
+		snprintf(err, len, "%s: kpool_plugin has no %s", path,
+			 pl->p.name == NULL ? "name" : "handle function");
+		goto fail;
+	}
+	return 0;
+fail:
+	dlclose(pl->dl);
+	pl->dl = NULL;
+	return -1;
+}
+
+/* Calls the plugin's init() with a binding's options; -1 with the plugin's err if it refuses. */
+int kp_plugin_init(struct kp_plugin *pl, const struct kpool_host *host, const struct kp_kv *opts,
+		   size_t n_opts, char *err, size_t len)
+{
+	struct kpool_option *o = calloc(n_opts + 1, sizeof(*o));
+
+	if (o == NULL) {
+		snprintf(err, len, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < n_opts; i++) {
+		o[i].key = opts[i].key;
+		o[i].value = opts[i].value;
+	}
+	err[0] = '\0';
+	pl->state = pl->p.init ? pl->p.init(host, o, n_opts, err, len) : (void *)pl;
+	free(o);
+	if (pl->state == NULL) {
+		if (err[0] == '\0')
+			snprintf(err, len, "init failed");
+		return -1;
+	}
+	return 0;
+}
+
+/* Calls fini() if init() succeeded, and unloads the plugin. */
+void kp_plugin_close(struct kp_plugin *pl)
+{
+	if (pl->state && pl->p.init && pl->p.fini)
+		pl->p.fini(pl->state);
+	pl->state = NULL;
+	if (pl->dl)
+		dlclose(pl->dl);
+	pl->dl = NULL;
+}
+
+/*
+ * Loads and inits a binding's plugin in a child process, so that the caller
+ * never runs plugin code or opens what init() opens.  Returns 0 if the plugin
+ * accepted the binding's options, -1 with err as "FILE:LINE: [worker:NAME]
+ * KEY: message" otherwise.
+ */
+int kp_plugin_check(const struct kp_conf *conf, const struct kp_binding *b, char *err, size_t len)
+{
+	char path[4096], msg[512] = "";
+	int fds[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	if (kp_plugin_path(conf, b->handler, path, sizeof(path)) < 0) {
+		snprintf(err, len, "%s:%d: [worker:%s] handler: path too long", conf->path, b->line,
+			 b->name);
+		return -1;
+	}
+	if (pipe(fds) < 0 || (pid = fork()) < 0) {
+		snprintf(err, len, "fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		struct kp_plugin pl;
+		struct kpool_host host = { .worker = b->name, .index = -1,
+					   .state_dir = conf->state_dir, .log = kp_plugin_log };
+		int rc = 1;
+
+		close(fds[0]);
+		if (kp_plugin_open(&pl, path, msg, sizeof(msg)) == 0) {
+			if (kp_plugin_init(&pl, &host, b->opts, b->n_opts, msg, sizeof(msg)) == 0)
+				rc = 0;
+			else
+				rc = 2;
+			kp_plugin_close(&pl);
+		}
+		(void)!write(fds[1], msg, strlen(msg));
+		_exit(rc);
+	}
+	close(fds[1]);
+	n = read(fds[0], msg, sizeof(msg) - 1);
+	msg[n > 0 ? n : 0] = '\0';
+	close(fds[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 1) { /* could not load */
+		snprintf(err, len, "%s:%d: [worker:%s] handler: %s", conf->path, b->line, b->name,
+			 msg);
+		return -1;
+	}
+	if (!WIFEXITED(status)) {
+		snprintf(err, len, "%s:%d: [worker:%s] handler: %s crashed in init (signal %d)",
+			 conf->path, b->line, b->name, path, WTERMSIG(status));
+		return -1;
+	}
+	/* The plugin refused: name the option it speaks of, if it names one. */
+	int line = b->line;
+	const char *key = "handler";
+	for (size_t i = 0; i < b->n_opts; i++)
+		if (strstr(msg, b->opts[i].key)) {
+			line = b->opts[i].line;
+			key = b->opts[i].key;
+			break;
+		}
+	snprintf(err, len, "%s:%d: [worker:%s] %s: %s refused: %s", conf->path, line, b->name, key,
+		 b->handler, msg);
+	return -1;
+}

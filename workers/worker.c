@@ -1,0 +1,767 @@
+/*
+ * worker.c - one worker process: the consume loop, the job lifecycle of
+ * DESIGN.md (event id, dedupe, crash guard, handle, retry with the partition
+ * paused, dead-letter, record then commit) and the offsets.
+ *
+ * Finished jobs are recorded twice, cheaply: their ids go into one open
+ * SQLite transaction and into the slot's ring in shared memory.  Every
+ * KP_FLUSH_JOBS jobs or KP_FLUSH_MS the transaction is committed and only
+ * then are the offsets stored for commit.  A worker killed in between loses
+ * the open transaction but not the ring, which its successor in the same
+ * slot writes before it consumes; so a killed worker repeats at most the job
+ * it had in hand.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kpoold.h"
+
+#define POLL_MS 100
+#define MAX_HEADERS 64
+
+static volatile sig_atomic_t stopping;
+
+/* A job taken from Kafka and not finished yet. */
+struct job {
+	rd_kafka_message_t *m;
+	json_t *root; /* NULL for bad input */
+	char event_id[KP_EVENT_ID_MAX];
+	int attempts; /* handler calls so far */
+	enum kp_class class; /* set once it is to be dead-lettered */
+	char reason[KPOOL_REASON_MAX];
+	int64_t due_ms; /* when parked: when to try again */
+};
+
+/* One assigned partition. */
+struct part {
+	int16_t topic;
+	int32_t partition;
+	int64_t last_seen;   /* highest offset taken from Kafka, to drop refetched ones */
+	int64_t done_offset; /* highest offset finished since the last flush, or -1 */
+	struct job *parked;  /* head job waiting for a retry; the partition is paused */
+	rd_kafka_message_t **backlog; /* arrived behind the parked job, in order */
+	size_t n_backlog, cap_backlog;
+};
+
+struct worker {
+	const struct kp_conf *conf;
+	const struct kp_binding *b;
+	struct kp_slot *slot;
+	rd_kafka_t *rk;
+	struct kp_dlq *dlq;
+	struct kp_dedupe *dd;
+	struct kp_plugin pl;
+	struct kpool_host host;
+	struct part *parts;
+	size_t n_parts;
+	int64_t flush_due;
+	int64_t prune_due;
+	bool replay_ring; /* the last commit failed: write the whole ring again */
+	unsigned rnd;
+};
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+static int topic_index(const struct worker *w, const char *name)
+{
+	for (int i = 0; i < w->b->n_topics; i++)
+		if (strcmp(w->b->topics[i], name) == 0)
+			return i;
+	return -1;
+}
+
+static struct part *part_get(struct worker *w, int16_t topic, int32_t partition, bool create)
+{
+	for (size_t i = 0; i < w->n_parts; i++)
+		if (w->parts[i].topic == topic && w->parts[i].partition == partition)
+			return &w->parts[i];
+	if (!create)
+		return NULL;
+	struct part *p = realloc(w->parts, (w->n_parts + 1) * sizeof(*p));
+	if (p == NULL)
+		return NULL;
+	w->parts = p;
+	p = &w->parts[w->n_parts++];
+	memset(p, 0, sizeof(*p));
+	p->topic = topic;
+	p->partition = partition;
+	p->last_seen = -1;
+	p->done_offset = -1;
+	return p;
+}
+
+static void job_free(struct job *j)
+{
+	if (j == NULL)
+		return;
+	if (j->root)
+		json_decref(j->root);
+	if (j->m)
+		rd_kafka_message_destroy(j->m);
+	free(j);
+}
+
+/* Forgets a partition's parked job and backlog; they will be redelivered. */
+static void part_drop(struct part *p)
+{
+	job_free(p->parked);
+	p->parked = NULL;
+	for (size_t i = 0; i < p->n_backlog; i++)
+		rd_kafka_message_destroy(p->backlog[i]);
+	free(p->backlog);
+	p->backlog = NULL;
+	p->n_backlog = p->cap_backlog = 0;
+}
+
+static void pause_resume(struct worker *w, struct part *p, bool pause)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+
+	rd_kafka_topic_partition_list_add(l, w->b->topics[p->topic], p->partition);
+	if (pause)
+		rd_kafka_pause_partitions(w->rk, l);
+	else
+		rd_kafka_resume_partitions(w->rk, l);
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
+/*
+ * Writes the finished ids to SQLite and then stores their offsets for commit.
+ * On a failed commit nothing is stored; the ring keeps the ids for next time.
+ */
+static void flush(struct worker *w)
+{
+	struct kp_slot *s = w->slot;
+	uint32_t n = s->ring_n;
+	rd_kafka_topic_partition_list_t *l;
+
+	if (n == 0)
+		return;
+	if (w->b->idempotency) {
+		if (w->replay_ring) {
+			for (uint32_t i = 0; i < n; i++) {
+				const struct kp_done *d = &s->ring[i];
+				if (d->outcome != KP_OUT_SKIP)
+					kp_dedupe_record(w->dd, d->event_id, w->b->topics[d->topic],
+							 d->partition, d->offset, d->outcome, d->at_ms);
+			}
+		}
+		if (kp_dedupe_commit(w->dd) < 0) {
+			w->replay_ring = true;
+			w->flush_due = kp_mono_ms() + KP_FLUSH_MS;
+			return;
+		}
+		w->replay_ring = false;
+	}
+	l = rd_kafka_topic_partition_list_new((int)w->n_parts);
+	for (size_t i = 0; i < w->n_parts; i++) {
+		struct part *p = &w->parts[i];
+		if (p->done_offset >= 0) {
+			rd_kafka_topic_partition_list_add(l, w->b->topics[p->topic], p->partition)
+				->offset = p->done_offset + 1;
+			p->done_offset = -1;
+		}
+	}
+	if (l->cnt > 0) {
+		rd_kafka_resp_err_t e = rd_kafka_offsets_store(w->rk, l);
+		if (e)
+			kp_log(KP_WARNING, "offsets store: %s", rd_kafka_err2str(e));
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+	__atomic_store_n(&s->ring_n, 0, __ATOMIC_RELEASE);
+}
+
+/* Marks a job finished: its id into the open transaction and the ring, its offset pending. */
+static void finish(struct worker *w, struct part *p, const struct job *j, enum kp_outcome outcome)
+{
+	struct kp_slot *s = w->slot;
+	int64_t now = kp_now_ms();
+
+	if (s->ring_n == KP_RING_MAX)
+		flush(w);
+	while (s->ring_n == KP_RING_MAX && !stopping) { /* SQLite keeps failing: hold on */
+		usleep(KP_FLUSH_MS * 1000);
+		flush(w);
+	}
+	if (s->ring_n == KP_RING_MAX)
+		return; /* stopping: the job is redelivered, and deduped if it was recorded */
+	if (w->b->idempotency && outcome != KP_OUT_SKIP &&
+	    kp_dedupe_record(w->dd, j->event_id, w->b->topics[p->topic], p->partition,
+			     j->m->offset, outcome, now) < 0)
+		w->replay_ring = true;
+	struct kp_done *d = &s->ring[s->ring_n];
+	memcpy(d->event_id, j->event_id, sizeof(d->event_id));
+	d->offset = j->m->offset;
+	d->at_ms = now;
+	d->partition = p->partition;
+	d->topic = p->topic;
+	d->outcome = (int8_t)outcome;
+	__atomic_store_n(&s->ring_n, s->ring_n + 1, __ATOMIC_RELEASE);
+	if (s->ring_n == 1)
+		w->flush_due = kp_mono_ms() + KP_FLUSH_MS;
+	p->done_offset = j->m->offset;
+}
+
+static void job_log(int level, const struct worker *w, const struct job *j, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void job_log(int level, const struct worker *w, const struct job *j, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (level < kp_log_level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	kp_log(level, "topic=%s partition=%" PRId32 " offset=%" PRId64 " event=%s: %s",
+	       rd_kafka_topic_name(j->m->rkt), j->m->partition, j->m->offset, j->event_id, msg);
+	(void)w;
+}
+
+static void park(struct worker *w, struct part *p, struct job *j, int64_t delay_ms)
+{
+	j->due_ms = kp_mono_ms() + delay_ms;
+	p->parked = j;
+	pause_resume(w, p, true);
+}
+
+/*
+ * Sends a job to the dead-letter topic and records it.  If Kafka does not
+ * acknowledge the copy, the job is parked and the send tried again later.
+ * Returns true when the job is finished (and freed).
+ */
+static bool dead_letter(struct worker *w, struct part *p, struct job *j)
+{
+	char err[512];
+	struct kp_dlq_info info = { .class = j->class, .reason = j->reason,
+				    .event_id = j->event_id, .attempts = j->attempts };
+
+	if (kp_dlq_send(w->dlq, j->m, &info, err, sizeof(err)) < 0) {
+		job_log(KP_ERROR, w, j, "dead-letter failed, will try again: %s", err);
+		park(w, p, j, w->b->retry_backoff_ms > 0 ? w->b->retry_backoff_ms : 1000);
+		return false;
+	}
+	job_log(KP_WARNING, w, j, "dead-lettered class=%s attempts=%d: %s",
+		kp_class_name(j->class), j->attempts, j->reason);
+	kp_stats_add(w->slot, KP_R_DEAD);
+	finish(w, p, j, KP_OUT_DEAD);
+	job_free(j);
+	return true;
+}
+
+static size_t job_headers(const rd_kafka_message_t *m, struct kpool_header *out)
+{
+	rd_kafka_headers_t *h;
+	size_t n = 0;
+
+	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return 0;
+	while (n < MAX_HEADERS &&
+	       rd_kafka_header_get_all(h, n, &out[n].name, &out[n].value, &out[n].len) ==
+		       RD_KAFKA_RESP_ERR_NO_ERROR)
+		n++;
+	return n;
+}
+
+/*
+ * Calls the handler for a job (again) and acts on its answer.  Returns true
+ * when the job is finished (and freed), false when it is parked.
+ */
+static bool run(struct worker *w, struct part *p, struct job *j)
+{
+	struct kp_slot *s = w->slot;
+	struct kpool_header hdrs[MAX_HEADERS];
+	struct kpool_job kj = { 0 };
+	rd_kafka_timestamp_type_t tstype;
+	struct timespec t0, t1;
+	kpool_status st;
+
+	if (j->class != KP_CLASS_NONE) /* a dead-letter send that failed before */
+		return dead_letter(w, p, j);
+	kj.topic = w->b->topics[p->topic];
+	kj.partition = j->m->partition;
+	kj.offset = j->m->offset;
+	kj.timestamp_ms = rd_kafka_message_timestamp(j->m, &tstype);
+	kj.key = j->m->key;
+	kj.key_len = j->m->key_len;
+	kj.value = j->m->payload;
+	kj.value_len = j->m->len;
+	kj.headers = hdrs;
+	kj.header_count = job_headers(j->m, hdrs);
+	kj.event_id = j->event_id;
+	kj.attempt = ++j->attempts;
+	j->reason[0] = '\0';
+
+	/* The job in hand, for the crash guard should the handler kill us. */
+	s->hand_topic = p->topic;
+	s->hand_partition = p->partition;
+	s->hand_offset = j->m->offset;
+	memcpy(s->hand_event_id, j->event_id, sizeof(s->hand_event_id));
+	__atomic_store_n(&s->in_hand, 1, __ATOMIC_RELEASE);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	st = w->pl.p.handle(w->pl.state, &kj, j->reason);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	__atomic_store_n(&s->in_hand, 0, __ATOMIC_RELEASE);
+	kp_stats_observe(s, (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000);
+	j->reason[KPOOL_REASON_MAX - 1] = '\0';
+
+	switch (st) {
+	case KPOOL_DONE:
+		kp_stats_add(s, KP_R_DONE);
+		job_log(KP_DEBUG, w, j, "done attempt=%d", j->attempts);
+		finish(w, p, j, KP_OUT_DONE);
+		job_free(j);
+		return true;
+	case KPOOL_RETRY:
+		kp_stats_add(s, KP_R_RETRIED);
+		if (j->attempts < w->b->max_attempts) {
+			int64_t d = kp_backoff_ms(w->b->retry_backoff_ms, w->b->retry_backoff_max_ms,
+						  j->attempts, (uint32_t)rand_r(&w->rnd));
+			job_log(KP_NOTICE, w, j, "%s (retry %d/%d in %" PRId64 "ms)",
+				j->reason[0] ? j->reason : "retry", j->attempts, w->b->max_attempts - 1,
+				d);
+			park(w, p, j, d);
+			return false;
+		}
+		j->class = KP_CLASS_RETRIES;
+		if (!j->reason[0])
+			snprintf(j->reason, sizeof(j->reason), "handler asked to retry");
+		return dead_letter(w, p, j);
+	case KPOOL_FAIL:
+	default:
+		kp_stats_add(s, KP_R_FAILED);
+		j->class = KP_CLASS_FAIL;
+		if (!j->reason[0])
+			snprintf(j->reason, sizeof(j->reason),
+				 st == KPOOL_FAIL ? "handler failed" : "handler returned %d", (int)st);
+		return dead_letter(w, p, j);
+	}
+}
+
+/* Steps 1-4 of the job lifecycle for a message just taken from Kafka. */
+static bool start(struct worker *w, struct part *p, rd_kafka_message_t *m)
+{
+	struct kpool_header hdrs[MAX_HEADERS];
+	struct job *j = calloc(1, sizeof(*j));
+	char sig[32];
+	size_t n_hdrs;
+	int bad, crashes;
+
+	if (j == NULL) {
+		kp_log(KP_ERROR, "out of memory");
+		rd_kafka_message_destroy(m);
+		return true; /* not finished: redelivered */
+	}
+	j->m = m;
+	bad = kp_job_check(m->payload, m->len, w->b->max_job_bytes, &j->root, j->reason,
+			   sizeof(j->reason));
+	n_hdrs = job_headers(m, hdrs);
+	kp_job_event_id(w->b, hdrs, n_hdrs, j->root, w->b->topics[p->topic], m->partition,
+			m->offset, j->event_id, sizeof(j->event_id));
+	if (w->b->idempotency && kp_dedupe_seen(w->dd, j->event_id) == 1) {
+		kp_stats_add(w->slot, KP_R_DUPLICATE);
+		job_log(KP_DEBUG, w, j, "duplicate, skipped");
+		finish(w, p, j, KP_OUT_SKIP);
+		job_free(j);
+		return true;
+	}
+	if (bad < 0) {
+		j->class = KP_CLASS_BAD_INPUT;
+		return dead_letter(w, p, j);
+	}
+	crashes = kp_dedupe_crash_count(w->dd, w->b->topics[p->topic], m->partition, m->offset,
+					sig, sizeof(sig));
+	if (crashes >= w->b->max_crashes) {
+		j->class = KP_CLASS_CRASH;
+		snprintf(j->reason, sizeof(j->reason), "%s", sig);
+		j->attempts = crashes;
+		return dead_letter(w, p, j);
+	}
+	return run(w, p, j);
+}
+
+/* Runs a partition's backlog after its parked job finished, until one parks again. */
+static void drain(struct worker *w, struct part *p)
+{
+	size_t i = 0;
+
+	while (i < p->n_backlog && !p->parked && !stopping)
+		start(w, p, p->backlog[i++]);
+	memmove(p->backlog, p->backlog + i, (p->n_backlog - i) * sizeof(*p->backlog));
+	p->n_backlog -= i;
+	if (!p->parked && p->n_backlog == 0)
+		pause_resume(w, p, false);
+}
+
+/* Tries parked jobs whose back-off has passed; returns ms until the next one is due. */
+static int64_t run_due(struct worker *w)
+{
+	int64_t now = kp_mono_ms(), next = POLL_MS;
+
+	for (size_t i = 0; i < w->n_parts && !stopping; i++) {
+		struct part *p = &w->parts[i];
+		struct job *j = p->parked;
+
+		if (j == NULL)
+			continue;
+		if (j->due_ms > now) {
+			if (j->due_ms - now < next)
+				next = j->due_ms - now;
+			continue;
+		}
+		p->parked = NULL;
+		if (run(w, p, j))
+			drain(w, p);
+	}
+	return next;
+}
+
+static void on_message(struct worker *w, rd_kafka_message_t *m)
+{
+	int t;
+	struct part *p;
+
+	if (m->err) {
+		if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			kp_log(KP_WARNING, "consume: %s", rd_kafka_message_errstr(m));
+		rd_kafka_message_destroy(m);
+		return;
+	}
+	t = topic_index(w, rd_kafka_topic_name(m->rkt));
+	p = t < 0 ? NULL : part_get(w, (int16_t)t, m->partition, true);
+	if (p == NULL || m->offset <= p->last_seen) { /* not ours, or fetched again after a pause */
+		rd_kafka_message_destroy(m);
+		return;
+	}
+	p->last_seen = m->offset;
+	if (p->parked) {
+		if (p->n_backlog == p->cap_backlog) {
+			size_t cap = p->cap_backlog ? p->cap_backlog * 2 : 64;
+			void *nb = realloc(p->backlog, cap * sizeof(*p->backlog));
+			if (nb == NULL) {
+				kp_log(KP_ERROR, "out of memory");
+				rd_kafka_message_destroy(m);
+				return;
+			}
+			p->backlog = nb;
+			p->cap_backlog = cap;
+		}
+		p->backlog[p->n_backlog++] = m;
+		return;
+	}
+	start(w, p, m);
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+			 rd_kafka_topic_partition_list_t *l, void *opaque)
+{
+	struct worker *w = opaque;
+	bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+	rd_kafka_error_t *e = NULL;
+
+	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+		for (int i = 0; i < l->cnt; i++) {
+			int t = topic_index(w, l->elems[i].topic);
+			struct part *p = t < 0 ? NULL : part_get(w, (int16_t)t, l->elems[i].partition, true);
+			if (p)
+				p->last_seen = -1;
+		}
+		kp_log(KP_INFO, "assigned partitions=%d", l->cnt);
+		if (cooperative)
+			e = rd_kafka_incremental_assign(rk, l);
+		else
+			rd_kafka_assign(rk, l);
+	} else {
+		/* Record and commit what is finished before the partitions move on. */
+		flush(w);
+		rd_kafka_commit(rk, NULL, 0);
+		for (int i = 0; i < l->cnt; i++) {
+			int t = topic_index(w, l->elems[i].topic);
+			struct part *p = t < 0 ? NULL : part_get(w, (int16_t)t, l->elems[i].partition, false);
+			if (p)
+				part_drop(p);
+		}
+		kp_log(KP_INFO, "revoked partitions=%d", l->cnt);
+		if (cooperative)
+			e = rd_kafka_incremental_unassign(rk, l);
+		else
+			rd_kafka_assign(rk, NULL);
+	}
+	if (e) {
+		kp_log(KP_ERROR, "rebalance: %s", rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+	}
+}
+
+static void set_kafka(struct kp_slot *s, int state, const char *why)
+{
+	if (why)
+		snprintf(s->kafka_error, sizeof(s->kafka_error), "%s", why);
+	__atomic_store_n(&s->kafka_state, state, __ATOMIC_RELEASE);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	struct worker *w = opaque;
+
+	kp_log(err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ? KP_ERROR : KP_WARNING, "kafka: %s: %s",
+	       rd_kafka_err2name(err), reason);
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+	    err == RD_KAFKA_RESP_ERR__RESOLVE || err == RD_KAFKA_RESP_ERR__TRANSPORT ||
+	    rd_kafka_fatal_error(rk, NULL, 0))
+		set_kafka(w->slot, KP_KAFKA_DOWN, reason);
+}
+
+/* librdkafka's statistics, once a second: broker reachability and consumer lag. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+	struct worker *w = opaque;
+	struct kp_slot *s = w->slot;
+	json_t *root = json_loadb(json, len, 0, NULL), *brokers, *topics, *v;
+	const char *name;
+	int up = 0;
+
+	if (root == NULL)
+		return 0;
+	brokers = json_object_get(root, "brokers");
+	json_object_foreach(brokers, name, v)
+	{
+		if (json_integer_value(json_object_get(v, "nodeid")) >= 0 &&
+		    strcmp(json_string_value(json_object_get(v, "state")) ?: "", "UP") == 0)
+			up++;
+	}
+	if (up)
+		set_kafka(s, KP_KAFKA_UP, "");
+	else if (s->kafka_state != KP_KAFKA_DOWN)
+		set_kafka(s, KP_KAFKA_DOWN, "no broker reachable");
+	int n = 0;
+	topics = json_object_get(root, "topics");
+	json_object_foreach(topics, name, v)
+	{
+		int t = topic_index(w, name);
+		const char *pname;
+		json_t *pv;
+
+		if (t < 0)
+			continue;
+		json_object_foreach(json_object_get(v, "partitions"), pname, pv)
+		{
+			json_int_t part = json_integer_value(json_object_get(pv, "partition"));
+			json_int_t lag = json_integer_value(json_object_get(pv, "consumer_lag"));
+			if (part < 0 || n == KP_LAG_MAX || lag < 0 ||
+			    !json_is_true(json_object_get(pv, "desired")))
+				continue;
+			s->lag[n].topic = (int16_t)t;
+			s->lag[n].partition = (int32_t)part;
+			s->lag[n].lag = lag;
+			n++;
+		}
+	}
+	s->n_lag = n;
+	json_decref(root);
+	return 0;
+}
+
+/*
+ * Before consuming: write the ids a dead predecessor in this slot finished
+ * but did not commit, and count the job it died on in the crashes table.
+ */
+static int recover(struct worker *w)
+{
+	struct kp_slot *s = w->slot;
+	char sig[32];
+
+	if (w->b->idempotency && s->ring_n > 0) {
+		for (uint32_t i = 0; i < s->ring_n; i++) {
+			const struct kp_done *d = &s->ring[i];
+			if (d->outcome != KP_OUT_SKIP && d->topic < w->b->n_topics &&
+			    kp_dedupe_record(w->dd, d->event_id, w->b->topics[d->topic],
+					     d->partition, d->offset, d->outcome, d->at_ms) < 0)
+				return -1;
+		}
+		if (kp_dedupe_commit(w->dd) < 0)
+			return -1;
+		kp_log(KP_NOTICE, "recovered %u finished jobs of the previous process", s->ring_n);
+	}
+	s->ring_n = 0;
+	if (s->died_signal && s->in_hand && s->hand_topic < w->b->n_topics) {
+		kp_signame(s->died_signal, sig, sizeof(sig));
+		kp_log(KP_WARNING,
+		       "topic=%s partition=%" PRId32 " offset=%" PRId64 " event=%s: killed a worker (%s)",
+		       w->b->topics[s->hand_topic], s->hand_partition, s->hand_offset,
+		       s->hand_event_id, sig);
+		if (kp_dedupe_crash_add(w->dd, w->b->topics[s->hand_topic], s->hand_partition,
+					s->hand_offset, s->hand_event_id, sig) < 0)
+			return -1;
+	}
+	s->in_hand = 0;
+	s->died_signal = 0;
+	return 0;
+}
+
+static rd_kafka_t *consumer_new(struct worker *w, const char *bootstrap, char *err, size_t len)
+{
+	static const char *const defaults[][2] = {
+		{ "auto.offset.reset", "earliest" },
+		{ "queued.max.messages.kbytes", "4096" }, /* bounds prefetch, and so RSS */
+		{ "auto.commit.interval.ms", "1000" },
+		{ "session.timeout.ms", "10000" },
+		{ "heartbeat.interval.ms", "1000" },
+	};
+	rd_kafka_conf_t *rc = rd_kafka_conf_new();
+	rd_kafka_t *rk;
+	char client[KP_NAME_MAX + 32];
+
+	snprintf(client, sizeof(client), "kpool-%s-%d", w->b->name, w->slot->index);
+	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+		rd_kafka_conf_set(rc, defaults[i][0], defaults[i][1], NULL, 0);
+	if (kp_conf_kafka_apply(w->conf, rc, err, len) < 0 ||
+	    rd_kafka_conf_set(rc, "bootstrap.servers", bootstrap, err, len) ||
+	    rd_kafka_conf_set(rc, "group.id", w->b->group, err, len) ||
+	    rd_kafka_conf_set(rc, "client.id", client, err, len) ||
+	    /* what record-then-commit rests on: */
+	    rd_kafka_conf_set(rc, "enable.auto.offset.store", "false", err, len) ||
+	    rd_kafka_conf_set(rc, "enable.auto.commit", "true", err, len) ||
+	    rd_kafka_conf_set(rc, "statistics.interval.ms", "1000", err, len)) {
+		rd_kafka_conf_destroy(rc);
+		return NULL;
+	}
+	rd_kafka_conf_set_opaque(rc, w);
+	rd_kafka_conf_set_rebalance_cb(rc, on_rebalance);
+	rd_kafka_conf_set_error_cb(rc, on_error);
+	rd_kafka_conf_set_stats_cb(rc, on_stats);
+	rk = rd_kafka_new(RD_KAFKA_CONSUMER, rc, err, len);
+	if (rk == NULL) {
+		rd_kafka_conf_destroy(rc);
+		return NULL;
+	}
+	rd_kafka_poll_set_consumer(rk); /* rc is now owned by rk */
+	return rk;
+}
+
+static int subscribe(struct worker *w, char *err, size_t len)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(w->b->n_topics);
+	rd_kafka_resp_err_t e;
+
+	for (int i = 0; i < w->b->n_topics; i++)
+		rd_kafka_topic_partition_list_add(l, w->b->topics[i], RD_KAFKA_PARTITION_UA);
+	e = rd_kafka_subscribe(w->rk, l);
+	rd_kafka_topic_partition_list_destroy(l);
+	if (e) {
+		snprintf(err, len, "subscribe: %s", rd_kafka_err2str(e));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The worker process: never returns; exits 0 after a graceful stop, or
+ * KP_EXIT_CONFIG when it cannot start (the supervisor throttles it).
+ */
+int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct kp_slot *slot)
+{
+	struct worker w = { .conf = conf, .b = b, .slot = slot };
+	char err[512], path[PATH_MAX], *bootstrap = NULL;
+	struct sigaction sa = { .sa_handler = on_stop };
+	int rc = KP_EXIT_CONFIG;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	prctl(PR_SET_PDEATHSIG, SIGTERM); /* a supervisor gone is a graceful stop */
+	kp_log_who("worker=%s#%d", b->name, slot->index);
+	kp_proctitle("kpoold: worker %s#%d", b->name, slot->index);
+	w.rnd = (unsigned)getpid() ^ (unsigned)kp_now_ms();
+	w.host = (struct kpool_host){ .worker = b->name, .index = slot->index,
+				      .state_dir = conf->state_dir, .log = kp_plugin_log };
+
+	if (kp_plugin_path(conf, b->handler, path, sizeof(path)) < 0 ||
+	    kp_plugin_open(&w.pl, path, err, sizeof(err)) < 0 ||
+	    kp_plugin_init(&w.pl, &w.host, b->opts, b->n_opts, err, sizeof(err)) < 0) {
+		kp_log(KP_ERROR, "handler %s: %s", b->handler, err);
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/%s.db", conf->state_dir, b->name);
+	w.dd = kp_dedupe_open(path, err, sizeof(err));
+	if (w.dd == NULL) {
+		kp_log(KP_ERROR, "%s", err);
+		goto out;
+	}
+	if (recover(&w) < 0)
+		goto out;
+	bootstrap = kp_conf_bootstrap(conf, err, sizeof(err));
+	if (bootstrap == NULL || (w.dlq = kp_dlq_open(conf, b, bootstrap, err, sizeof(err))) == NULL ||
+	    (w.rk = consumer_new(&w, bootstrap, err, sizeof(err))) == NULL ||
+	    subscribe(&w, err, sizeof(err)) < 0) {
+		kp_log(KP_ERROR, "kafka: %s", err);
+		goto out;
+	}
+	slot->started_ms = (uint64_t)kp_now_ms();
+	__atomic_store_n(&slot->state, KP_SLOT_RUNNING, __ATOMIC_RELEASE);
+	kp_log(KP_INFO, "started handler=%s topics=%s group=%s pid=%d", b->handler, b->topic_list,
+	       b->group, (int)getpid());
+	w.prune_due = kp_mono_ms() + KP_PRUNE_EVERY_MS;
+
+	while (!stopping) {
+		int64_t timeout = run_due(&w), now;
+		rd_kafka_message_t *m;
+
+		if (slot->ring_n > 0 && w.flush_due - kp_mono_ms() < timeout)
+			timeout = w.flush_due - kp_mono_ms();
+		m = rd_kafka_consumer_poll(w.rk, timeout > 0 ? (int)timeout : 0);
+		if (m) {
+			on_message(&w, m);
+			if (slot->kafka_state != KP_KAFKA_UP)
+				set_kafka(slot, KP_KAFKA_UP, "");
+		}
+		now = kp_mono_ms();
+		if (slot->ring_n >= KP_FLUSH_JOBS || (slot->ring_n > 0 && now >= w.flush_due))
+			flush(&w);
+		if (now >= w.prune_due && b->idempotency) {
+			int n = kp_dedupe_prune(w.dd, kp_now_ms() - b->idempotency_ttl_ms);
+			if (n > 0)
+				kp_log(KP_INFO, "pruned %d event ids older than the idempotency_ttl", n);
+			w.prune_due = now + KP_PRUNE_EVERY_MS;
+		}
+		kp_dlq_poll(w.dlq);
+	}
+	__atomic_store_n(&slot->state, KP_SLOT_STOPPING, __ATOMIC_RELEASE);
+	kp_log(KP_INFO, "stopping");
+	flush(&w);
+	rc = 0;
+out:
+	if (w.rk) {
+		rd_kafka_consumer_close(w.rk); /* revokes (flush, commit) and leaves the group */
+		rd_kafka_destroy(w.rk);
+	}
+	for (size_t i = 0; i < w.n_parts; i++)
+		part_drop(&w.parts[i]);
+	free(w.parts);
+	kp_dlq_close(w.dlq);
+	kp_dedupe_close(w.dd);
+	kp_plugin_close(&w.pl);
+	free(bootstrap);
+	if (rc == 0)
+		kp_log(KP_INFO, "stopped");
+	return rc;
+}
