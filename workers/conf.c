@@ -38,7 +38,8 @@ static const struct optdef pool_opts[] = {
 	  "where handler plugins NAME.so are found (default: the build's plugins when run "
 	  "from the source tree, else " KP_PLUGIN_DIR ")" },
 	{ "state_dir", OPT_STR, "/var/lib/kpool", 0, 0, POOL(state_dir),
-	  "processed-id databases, embedded broker address, metrics address" },
+	  "processed-id databases, embedded broker address, metrics address; a relative path "
+	  "is taken from the conf file's directory" },
 	{ "metrics_listen", OPT_STR, "127.0.0.1:9464", 0, 0, POOL(metrics_listen),
 	  "HOST:PORT for GET /metrics and /healthz; port 0 picks one; empty turns it off" },
 	{ "shutdown_timeout", OPT_DUR, "30s", 0, 0, POOL(shutdown_timeout_ms),
@@ -569,6 +570,22 @@ static char *default_plugin_dir(void)
 	return strdup(KP_PLUGIN_DIR);
 }
 
+/* Makes a relative path relative to the conf file's directory, so every command agrees on it. */
+static void anchor(char **path, const char *conf_path)
+{
+	char dir[PATH_MAX], out[PATH_MAX * 2];
+	const char *slash;
+
+	if (*path == NULL || (*path)[0] == '/' || (*path)[0] == '\0')
+		return;
+	if (realpath(conf_path, dir) == NULL)
+		return;
+	slash = strrchr(dir, '/');
+	snprintf(out, sizeof(out), "%.*s/%s", (int)(slash - dir), dir, *path);
+	free(*path);
+	*path = strdup(out);
+}
+
 /* Checks the [kafka] keys against librdkafka's own table, without connecting. */
 static void check_kafka(struct parse_ctx *c)
 {
@@ -627,6 +644,8 @@ struct kp_conf *kp_conf_load(const char *path, char *err, size_t len)
 		check_binding(&c, &conf->bindings[i]);
 	if (conf->plugin_dir == NULL)
 		conf->plugin_dir = default_plugin_dir();
+	anchor(&conf->plugin_dir, path);
+	anchor(&conf->state_dir, path);
 	for (size_t i = 0; i < c.n_sections; i++)
 		free(c.sections[i].name);
 	free(c.sections);
