@@ -15,8 +15,9 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: kpool -c CONF send TOPIC [--key K] [--header NAME=VALUE]...\n"
-		   "  send   one job per line of standard input (empty lines are skipped)\n");
+	fprintf(f, "usage: kpool -c CONF send TOPIC [--key K] [--header NAME=VALUE]... [--keep-empty]\n"
+		   "  send   one job per line of standard input; empty lines are skipped unless\n"
+		   "         --keep-empty sends them as empty jobs\n");
 }
 
 struct send_state {
@@ -37,6 +38,7 @@ static int cmd_send(const struct kp_conf *conf, int argc, char **argv)
 {
 	static const struct option longopts[] = { { "key", required_argument, NULL, 'k' },
 						  { "header", required_argument, NULL, 'H' },
+						  { "keep-empty", no_argument, NULL, 'E' },
 						  { NULL, 0, NULL, 0 } };
 	const char *key = NULL, *topic;
 	char err[512], *line = NULL;
@@ -47,11 +49,14 @@ static int cmd_send(const struct kp_conf *conf, int argc, char **argv)
 	size_t cap = 0;
 	ssize_t n;
 	long sent = 0;
+	bool keep_empty = false;
 	int c, ret = 1;
 
-	optind = 1;
+	optind = 0; /* a fresh scan: main() parsed its own options with "+" */
 	while ((c = getopt_long(argc, argv, "k:H:", longopts, NULL)) != -1) {
-		if (c == 'k') {
+		if (c == 'E') {
+			keep_empty = true;
+		} else if (c == 'k') {
 			key = optarg;
 		} else if (c == 'H') {
 			char *eq = strchr(optarg, '=');
@@ -99,7 +104,7 @@ static int cmd_send(const struct kp_conf *conf, int argc, char **argv)
 			line[--n] = '\0';
 		if (n > 0 && line[n - 1] == '\r')
 			line[--n] = '\0';
-		if (n == 0)
+		if (n == 0 && !keep_empty)
 			continue;
 		for (;;) {
 			e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),

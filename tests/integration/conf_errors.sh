@@ -1,2 +1,173 @@
 #!/bin/sh
-echo 1..0
+# Bad confs and bad plugins: kpoold exits 1 before starting anything, with one
+# line naming the file, line and key (or the plugin path).
+. "$(dirname "$0")/lib.sh"
+
+plugins "$T/plugins"
+
+# write NAME: the conf from stdin, with [kafka] and [pool] in front.
+write() {
+	{
+		printf '[kafka]\nbootstrap.servers = embedded\n\n[pool]\nplugin_dir = %s\nstate_dir = %s\n' \
+			"$T/plugins" "$T/state-$1"
+		cat
+	} >"$T/$1.conf"
+}
+
+# refused NAME TEXT: kpoold -c NAME.conf exits 1, says TEXT on one line, starts nothing.
+refused() {
+	"$KPOOLD" -c "$T/$1.conf" >"$T/$1.out" 2>&1
+	rc=$?
+	if [ $rc -ne 1 ]; then diag "$1: exit $rc"; cat "$T/$1.out" | sed 's/^/# /'; return 1; fi
+	if [ "$(wc -l <"$T/$1.out")" -ne 1 ]; then diag "$1: not one line:"; sed 's/^/# /' "$T/$1.out"; return 1; fi
+	if ! grep -qF -- "$2" "$T/$1.out"; then diag "$1: wanted '$2', got: $(cat "$T/$1.out")"; return 1; fi
+	if [ -e "$T/state-$1" ]; then diag "$1: state_dir was created"; return 1; fi
+	return 0
+}
+
+write good <<'EOF2'
+[worker:w]
+topic = t1, t2
+handler = probe
+processes = 2
+retry_backoff = 250ms
+max_job_bytes = 64KiB
+EOF2
+check "a good conf passes -t" sh -c "'$KPOOLD' -t -c '$T/good.conf' | grep -q ': ok'"
+
+write section <<'EOF2'
+[worker:w]
+topic = t
+handler = probe
+
+[wokrer:x]
+topic = t
+EOF2
+check "unknown section names file and line" refused section "$T/section.conf:11: [wokrer:x]: unknown section"
+
+write duration <<'EOF2'
+[worker:w]
+topic = t
+handler = probe
+retry_backoff = 5 parsecs
+EOF2
+check "bad duration names file, line and key" refused duration "$T/duration.conf:10: [worker:w] retry_backoff: bad duration '5 parsecs'"
+
+write size <<'EOF2'
+[worker:w]
+topic = t
+handler = probe
+max_job_bytes = 1MB
+EOF2
+check "bad size names the key" refused size "$T/size.conf:10: [worker:w] max_job_bytes: bad size '1MB'"
+
+write notopic <<'EOF2'
+[worker:w]
+handler = probe
+EOF2
+check "missing topic names the section" refused notopic "$T/notopic.conf:7: [worker:w] topic: missing"
+
+write nohandler <<'EOF2'
+[worker:w]
+topic = t
+EOF2
+check "missing handler names the section" refused nohandler "[worker:w] handler: missing"
+
+write option <<'EOF2'
+[worker:w]
+topic = t
+handler = probe
+recrod = /tmp/x
+EOF2
+check "unknown handler option names its line and key" refused option "$T/option.conf:10: [worker:w] recrod: probe refused: probe: unknown option 'recrod'"
+
+write missing <<'EOF2'
+[worker:w]
+topic = t
+handler = nosuch
+EOF2
+check "missing plugin names its path" refused missing "$T/plugins/nosuch.so: No such file or directory"
+
+write abi <<'EOF2'
+[worker:w]
+topic = t
+handler = badabi
+EOF2
+check "wrong ABI is refused naming the file" refused abi "$T/plugins/badabi.so: is not binary compatible (plugin ABI version 99, kpoold speaks 1)"
+
+write nosym <<'EOF2'
+[worker:w]
+topic = t
+handler = nosym
+EOF2
+check "a .so without kpool_plugin is refused" refused nosym "$T/plugins/nosym.so: not a kpool plugin (no kpool_plugin symbol)"
+
+write poolkey <<'EOF2'
+[worker:w]
+topic = t
+handler = probe
+[pool]
+metrics_lisen = 127.0.0.1:0
+EOF2
+check "unknown [pool] key" refused poolkey "$T/poolkey.conf:11: [pool] metrics_lisen: unknown key"
+
+write kafkakey <<'EOF2'
+[kafka]
+fetch.wait.max.ms = soon
+[worker:w]
+topic = t
+handler = probe
+EOF2
+check "bad librdkafka key names the line" refused kafkakey "$T/kafkakey.conf:8: [kafka] fetch.wait.max.ms:"
+
+write badname <<'EOF2'
+[worker:Email]
+topic = t
+handler = probe
+EOF2
+check "bad worker name" refused badname "[worker:Email]: bad worker name"
+
+write badint <<'EOF2'
+[worker:w]
+topic = t
+handler = probe
+processes = many
+EOF2
+check "bad number" refused badint "$T/badint.conf:10: [worker:w] processes: 'many' is not a whole number"
+
+write syntax <<'EOF2'
+[worker:w]
+topic = t
+handler probe
+EOF2
+check "syntax error names the line" refused syntax "$T/syntax.conf:9: syntax error"
+
+write outside <<'EOF2'
+EOF2
+printf 'stray = 1\n' | cat - "$T/outside.conf" >"$T/outside2.conf" && mv "$T/outside2.conf" "$T/outside.conf"
+check "key outside any section" refused outside "$T/outside.conf:1: 'stray' is outside any section"
+
+write backoff <<'EOF2'
+[worker:w]
+topic = t
+handler = probe
+retry_backoff = 10s
+retry_backoff_max = 1s
+EOF2
+check "retry_backoff_max below retry_backoff" refused backoff "[worker:w] retry_backoff_max: shorter than retry_backoff"
+
+write idkey <<'EOF2'
+[worker:w]
+topic = t
+handler = probe
+idempotency_key = header:event-id, body:id
+EOF2
+check "bad idempotency_key source" refused idkey "[worker:w] idempotency_key: 'body:id' is not header:NAME or json:PATH"
+
+check "-t reports the same error" sh -c "'$KPOOLD' -t -c '$T/abi.conf' 2>&1 | grep -q 'is not binary compatible'"
+"$KPOOLD" -c "$T/nonexistent.conf" >"$T/noconf.out" 2>&1
+check "a missing conf file is named" test $? -eq 1 -a -n "$(grep -F "$T/nonexistent.conf: No such file" "$T/noconf.out")"
+"$KPOOLD" >/dev/null 2>&1
+check "no -c is a usage error (exit 2)" test $? -eq 2
+"$KPOOL" -c "$T/good.conf" frobnicate >/dev/null 2>&1
+check "kpool with an unknown command exits 2" test $? -eq 2

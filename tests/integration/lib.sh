@@ -1,0 +1,120 @@
+# lib.sh - helpers for the integration tests: TAP output, waiting on
+# conditions with deadlines, and starting kpoold on a test conf.
+# Sourced by each tests/integration/*.sh; needs top_builddir and top_srcdir.
+
+set -u
+: "${top_builddir:?run through make check, or set top_builddir}"
+: "${top_srcdir:?run through make check, or set top_srcdir}"
+KPOOLD=$top_builddir/workers/kpoold
+KPOOL=$top_builddir/workers/kpool
+KCAT=${KCAT:-$(command -v kcat || true)}
+PYTHON3=${PYTHON3:-$(command -v python3 || true)}
+T=$(mktemp -d "${TMPDIR:-/tmp}/kpool-test.XXXXXX")
+PIDS=""
+tap_n=0
+tap_failed=0
+
+cleanup() {
+	for p in $PIDS; do kill -TERM "$p" 2>/dev/null; done
+	for p in $PIDS; do
+		i=0
+		while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+		kill -KILL "$p" 2>/dev/null
+	done
+	[ -n "${tap_planned:-}" ] || echo "1..$tap_n"
+	if [ "$tap_failed" -eq 0 ] && [ -z "${KEEP:-}" ]; then rm -rf "$T"; else echo "# kept $T"; fi
+}
+trap cleanup EXIT
+
+ok() { tap_n=$((tap_n + 1)); echo "ok $tap_n - $*"; }
+not_ok() { tap_n=$((tap_n + 1)); tap_failed=1; echo "not ok $tap_n - $*"; }
+skip_all() { tap_planned=1; echo "1..0 # SKIP $*"; exit 0; }
+diag() { echo "# $*"; }
+# check DESC CMD...: one test point from a command's exit status.
+check() {
+	desc=$1; shift
+	if "$@"; then ok "$desc"; else not_ok "$desc"; fi
+}
+
+# wait_for SECONDS CMD...: runs CMD every 0.1 s until it succeeds; 1 if the deadline passes.
+wait_for() {
+	deadline=$(($(date +%s) + $1)); shift
+	until "$@"; do
+		[ "$(date +%s)" -ge "$deadline" ] && return 1
+		sleep 0.1
+	done
+	return 0
+}
+
+require_tools() {
+	[ -n "$KCAT" ] || skip_all "kcat not found (Debian: kcat; scripts/setup installs it)"
+	[ -n "$PYTHON3" ] || skip_all "python3 not found"
+}
+
+# plugins DIR: a plugin_dir holding the shipped and the fixture plugins.
+plugins() {
+	mkdir -p "$1"
+	for so in "$top_builddir"/plugins/.libs/*.so "$top_builddir"/tests/plugins/.libs/*.so; do
+		[ -e "$so" ] && ln -sf "$so" "$1/"
+	done
+	return 0
+}
+
+# start_kpoold CONF LOG: starts kpoold in the background; sets KPID.
+start_kpoold() {
+	"$KPOOLD" -c "$1" >"$2" 2>&1 &
+	KPID=$!
+	PIDS="$PIDS $KPID"
+}
+
+# stop_kpoold PID [SECONDS]: SIGTERM and wait; returns kpoold's exit status.
+stop_kpoold() {
+	kill -TERM "$1" 2>/dev/null
+	wait "$1"
+}
+
+# bootstrap STATE_DIR: the embedded broker's address, once it is written.
+bootstrap() {
+	wait_for 20 test -s "$1/embedded.bootstrap" && cat "$1/embedded.bootstrap"
+}
+
+# metrics_url STATE_DIR: where kpoold serves /metrics, once it listens.
+metrics_url() {
+	wait_for 20 test -s "$1/metrics.address" && echo "http://$(cat "$1/metrics.address")"
+}
+
+# http URL: prints the body; the status code goes to $T/http.code.
+http() {
+	"$PYTHON3" - "$1" "$T/http.code" <<'PY'
+import sys, urllib.request, urllib.error
+try:
+    r = urllib.request.urlopen(sys.argv[1], timeout=5); code, body = r.status, r.read()
+except urllib.error.HTTPError as e:
+    code, body = e.code, e.read()
+except Exception as e:
+    code, body = 0, str(e).encode()
+open(sys.argv[2], "w").write(str(code))
+sys.stdout.write(body.decode())
+PY
+}
+
+# metric URL NAME LABELS: the value of one sample, e.g. metric $u kpool_jobs_total 'worker="w",result="done"'.
+metric() {
+	http "$1/metrics" | awk -v want="$2{$3}" '$1 == want { print $2 }'
+}
+
+# log_has LOG TEXT: true once TEXT is in the log.
+log_has() { grep -qF -- "$2" "$1"; }
+
+# lines_in FILE: how many lines FILE has (0 if it does not exist).
+lines_in() { if [ -f "$1" ]; then wc -l <"$1" | tr -d ' '; else echo 0; fi; }
+
+# at_least N CMD...: true when CMD prints a number >= N.
+at_least() { n=$1; shift; v=$("$@"); [ "${v:-0}" -ge "$n" ]; }
+
+# dlq_json BOOTSTRAP TOPIC: every record of TOPIC, one JSON object per line (kcat -J).
+dlq_json() {
+	"$KCAT" -C -b "$1" -t "$2" -e -J -q 2>/dev/null
+}
+
+# conf_worker ...: writes a conf with one probe worker to $T/NAME.conf; see callers.
