@@ -523,10 +523,18 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 
 	kp_log(err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ? KP_ERROR : KP_WARNING, "kafka: %s: %s",
 	       rd_kafka_err2name(err), reason);
-	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
-	    err == RD_KAFKA_RESP_ERR__RESOLVE || err == RD_KAFKA_RESP_ERR__TRANSPORT ||
-	    rd_kafka_fatal_error(rk, NULL, 0))
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && w->slot->kafka_state == KP_KAFKA_DOWN) {
+		/* Keep the cause (which broker, what failed) and say that it is all of them. */
+		char why[KP_ERROR_MAX];
+		if (strncmp(w->slot->kafka_error, "all brokers down", 16) != 0) {
+			snprintf(why, sizeof(why), "all brokers down: %s", w->slot->kafka_error);
+			set_kafka(w->slot, KP_KAFKA_DOWN, why);
+		}
+	} else if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
+		   err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__RESOLVE ||
+		   err == RD_KAFKA_RESP_ERR__TRANSPORT || rd_kafka_fatal_error(rk, NULL, 0)) {
 		set_kafka(w->slot, KP_KAFKA_DOWN, reason);
+	}
 }
 
 /* librdkafka's statistics, once a second: broker reachability and consumer lag. */

@@ -1,2 +1,50 @@
 #!/bin/sh
-echo 1..0
+# The crash guard: a job that kills its worker is retried by a restarted
+# worker; after max_crashes deaths it is dead-lettered with class crash and
+# the signal, and every other job is handled exactly once.
+. "$(dirname "$0")/lib.sh"
+require_tools
+
+plugins "$T/plugins"
+cat >"$T/crash.conf" <<EOF2
+[kafka]
+bootstrap.servers = embedded
+[pool]
+plugin_dir = $T/plugins
+state_dir = $T/state
+metrics_listen = 127.0.0.1:0
+[worker:c]
+topic = crashy
+handler = probe
+record = $T/record
+EOF2
+start_kpoold "$T/crash.conf" "$T/kpoold.log"
+B=$(bootstrap "$T/state") || { not_ok "embedded broker started"; exit 1; }
+U=$(metrics_url "$T/state")
+check "worker joined its group" wait_for 30 log_has "$T/kpoold.log" "assigned partitions="
+
+# Forty good jobs, the crashing one among them, all on one partition (one key).
+{
+	i=1; while [ $i -le 20 ]; do printf '{"eventId":"ok-%d"}\n' $i; i=$((i + 1)); done
+	printf '{"eventId":"boom","do":"crash"}\n'
+	while [ $i -le 40 ]; do printf '{"eventId":"ok-%d"}\n' $i; i=$((i + 1)); done
+} | "$KPOOL" -c "$T/crash.conf" send crashy --key same 2>/dev/null
+
+check "the crashing job reaches the dead-letter topic" wait_for 90 sh -c \
+	"'$KCAT' -C -b '$B' -t crashy.dlq -e -q | grep -q boom"
+dlq_json "$B" crashy.dlq | "$PYTHON3" "$top_srcdir/tests/integration/dlq_dump.py" >"$T/dlq.tsv"
+field() { awk -F'\t' -v id="$1" -v f="$2" '$1 == id { print $f }' "$T/dlq.tsv"; }
+check "class crash" test "$(field boom 2)" = crash
+check "kpool.error names the signal" test "$(field boom 9)" = SIGSEGV
+check "kpool.attempts counts the deaths" test "$(field boom 3)" = 3
+check "the handler ran it max_crashes (3) times" test "$(grep -c '^boom ' "$T/record")" -eq 3
+check "every good job handled" wait_for 30 sh -c "[ \$(grep -c '^ok-' '$T/record') -ge 40 ]"
+check "no good job handled twice" test -z "$(grep '^ok-' "$T/record" | cut -d' ' -f1 | sort | uniq -d)"
+check "the supervisor restarted the worker 3 times" \
+	test "$(metric "$U" kpool_worker_restarts_total 'worker="c"')" = 3
+check "the death was logged with the job in hand" \
+	log_has "$T/kpoold.log" "killed by SIGSEGV with a job in hand: topic=crashy"
+check "crashes table counted it" test "$("$SQLITE3" "$T/state/c.db" \
+	"SELECT count, last_signal FROM crashes WHERE event_id = 'boom'")" = "3|SIGSEGV"
+stop_kpoold "$KPID"
+check "kpoold stops with status 0" test $? -eq 0
