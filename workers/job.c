@@ -86,7 +86,7 @@ int kp_job_check(const void *buf, size_t len, int64_t max_bytes, json_t **root, 
 		snprintf(reason, rlen, "job is not UTF-8");
 		return -1;
 	}
-	*root = json_loadb(buf, len, JSON_ALLOW_NUL, &jerr);
+	*root = json_loadb(buf, len, JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
 	if (*root == NULL) {
 		snprintf(reason, rlen, "job is not JSON: %s at line %d column %d", jerr.text,
 			 jerr.line, jerr.column);

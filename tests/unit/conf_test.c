@@ -1,1 +1,168 @@
-int main(void){return 0;}
+/* conf_test.c - the conf file: durations, sizes, defaults, options and errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kpoold.h"
+
+static char path[] = "/tmp/kpool-conf-test.XXXXXX";
+
+static struct kp_conf *load(const char *text, char *err, size_t len)
+{
+	int fd = mkstemp(path);
+	FILE *f = fdopen(fd, "w");
+
+	fputs(text, f);
+	fclose(f);
+	struct kp_conf *c = kp_conf_load(path, err, len);
+	unlink(path);
+	strcpy(path + strlen(path) - 6, "XXXXXX");
+	return c;
+}
+
+static void durations(void **state)
+{
+	int64_t ms;
+
+	(void)state;
+	assert_int_equal(kp_parse_duration("250ms", &ms), 0);
+	assert_int_equal(ms, 250);
+	assert_int_equal(kp_parse_duration("30s", &ms), 0);
+	assert_int_equal(ms, 30000);
+	assert_int_equal(kp_parse_duration("5m", &ms), 0);
+	assert_int_equal(ms, 300000);
+	assert_int_equal(kp_parse_duration("2h", &ms), 0);
+	assert_int_equal(ms, 7200000);
+	assert_int_equal(kp_parse_duration("7d", &ms), 0);
+	assert_int_equal(ms, 604800000);
+	assert_int_equal(kp_parse_duration("0", &ms), 0);
+	assert_int_equal(ms, 0);
+	assert_int_equal(kp_parse_duration("30", &ms), -1); /* a bare number is ambiguous */
+	assert_int_equal(kp_parse_duration("1y", &ms), -1);
+	assert_int_equal(kp_parse_duration("-1s", &ms), -1);
+	assert_int_equal(kp_parse_duration("s", &ms), -1);
+	assert_int_equal(kp_parse_duration("99999999999999999d", &ms), -1);
+}
+
+static void sizes(void **state)
+{
+	int64_t b;
+
+	(void)state;
+	assert_int_equal(kp_parse_size("512", &b), 0);
+	assert_int_equal(b, 512);
+	assert_int_equal(kp_parse_size("512B", &b), 0);
+	assert_int_equal(b, 512);
+	assert_int_equal(kp_parse_size("64KiB", &b), 0);
+	assert_int_equal(b, 65536);
+	assert_int_equal(kp_parse_size("1MiB", &b), 0);
+	assert_int_equal(b, 1048576);
+	assert_int_equal(kp_parse_size("1MB", &b), -1);
+	assert_int_equal(kp_parse_size("MiB", &b), -1);
+}
+
+static void defaults_and_options(void **state)
+{
+	char err[512];
+	struct kp_conf *c = load("[kafka]\nbootstrap.servers = k1:9092,k2:9092\n"
+				 "security.protocol = plaintext\n"
+				 "[worker:email]\ntopic = email-queue, more ; comment\nhandler = log\n"
+				 "smtp_url = smtp://localhost:25\nlevel = debug\n",
+				 err, sizeof(err));
+	const struct kp_binding *b;
+
+	(void)state;
+	assert_non_null(c);
+	assert_false(c->embedded);
+	assert_string_equal(c->bootstrap, "k1:9092,k2:9092");
+	assert_int_equal(c->n_kafka, 2);
+	assert_string_equal(c->state_dir, "/var/lib/kpool");
+	assert_int_equal(c->shutdown_timeout_ms, 30000);
+	b = kp_conf_binding(c, "email");
+	assert_non_null(b);
+	assert_int_equal(b->n_topics, 2);
+	assert_string_equal(b->topics[0], "email-queue");
+	assert_string_equal(b->topics[1], "more");
+	assert_string_equal(b->group, "kpool-email");
+	assert_null(b->dead_letter_topic);
+	assert_int_equal(b->processes, 1);
+	assert_int_equal(b->max_attempts, 5);
+	assert_int_equal(b->retry_backoff_ms, 1000);
+	assert_int_equal(b->retry_backoff_max_ms, 300000);
+	assert_int_equal(b->max_crashes, 3);
+	assert_int_equal(b->max_job_bytes, 1048576);
+	assert_true(b->idempotency);
+	assert_int_equal(b->idempotency_ttl_ms, 7 * 86400000LL);
+	assert_int_equal(b->n_idkeys, 4);
+	assert_int_equal(b->idkeys[0].kind, KP_IDKEY_HEADER);
+	assert_string_equal(b->idkeys[0].name, "event-id");
+	assert_int_equal(b->idkeys[1].kind, KP_IDKEY_JSON);
+	assert_int_equal(b->idkeys[1].depth, 2);
+	assert_string_equal(b->idkeys[1].path[1], "eventId");
+	/* Unknown worker keys go to the handler, in order, with their lines. */
+	assert_int_equal(b->n_opts, 2);
+	assert_string_equal(b->opts[0].key, "smtp_url");
+	assert_string_equal(b->opts[0].value, "smtp://localhost:25");
+	assert_int_equal(b->opts[0].line, 7);
+	assert_string_equal(b->opts[1].key, "level");
+	kp_conf_free(c);
+}
+
+static void relative_state_dir(void **state)
+{
+	char err[512];
+	struct kp_conf *c = load("[kafka]\nbootstrap.servers = embedded\n[pool]\nstate_dir = st\n",
+				 err, sizeof(err));
+
+	(void)state;
+	assert_non_null(c);
+	assert_true(c->embedded);
+	assert_string_equal(c->state_dir, "/tmp/st");
+	kp_conf_free(c);
+}
+
+static void expect_error(const char *text, const char *want)
+{
+	char err[512] = "";
+	struct kp_conf *c = load(text, err, sizeof(err));
+
+	if (c != NULL || strstr(err, want) == NULL)
+		fail_msg("wanted an error with '%s', got '%s'", want, err);
+}
+
+static void errors(void **state)
+{
+	(void)state;
+	expect_error("[kafka]\nbootstrap.servers = embedded\n[bogus]\nx = 1\n", ":3: [bogus]: unknown section");
+	expect_error("[kafka]\nbootstrap.servers = embedded\n[empty]\n", ":3: [empty]: unknown section");
+	expect_error("[kafka]\nbootstrap.servers = embedded\n[worker:w]\nhandler = log\n", ":3: [worker:w] topic: missing");
+	expect_error("[kafka]\nbootstrap.servers = embedded\n[worker:w]\ntopic = t\nhandler = log\n"
+		     "retry_backoff = 1 fortnight\n", ":6: [worker:w] retry_backoff: bad duration");
+	expect_error("[kafka]\nbootstrap.servers = embedded\n[worker:w]\ntopic = t\nhandler = log\n"
+		     "idempotency = maybe\n", ":6: [worker:w] idempotency: 'maybe' is not on or off");
+	expect_error("[kafka]\nbootstrap.servers = embedded\n[worker:w]\ntopic = t\nhandler = log\n"
+		     "max_attempts = 0\n", ":6: [worker:w] max_attempts: '0' is not a whole number from 1");
+	expect_error("[pool]\nlog_level = loud\n[kafka]\nbootstrap.servers = embedded\n",
+		     ":2: [pool] log_level: 'loud' is not debug");
+	expect_error("[pool]\nstate_dir = /x\n", "[kafka] bootstrap.servers: missing");
+	expect_error("[kafka]\nbootstrap.servers = embedded\nno.such.property = 1\n",
+		     ":3: [kafka] no.such.property: No such configuration property");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(durations),
+		cmocka_unit_test(sizes),
+		cmocka_unit_test(defaults_and_options),
+		cmocka_unit_test(relative_state_dir),
+		cmocka_unit_test(errors),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
