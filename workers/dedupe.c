@@ -19,8 +19,8 @@
 
 struct kp_dedupe {
 	sqlite3 *db;
-	sqlite3_stmt *seen, *insert, *crash_get, *crash_add, *prune, *begin, *commit;
-	bool in_tx;
+	sqlite3_stmt *seen, *insert, *crash_get, *crash_add, *prune, *begin, *begin_read, *commit;
+	bool in_tx; /* a read or write transaction is open */
 	bool any_crash; /* skips the crash lookup while the table is empty */
 };
 
@@ -64,7 +64,8 @@ struct kp_dedupe *kp_dedupe_open(const char *path, char *err, size_t len)
 	PREP(crash_add, "INSERT INTO crashes VALUES (?1, ?2, ?3, ?4, 1, ?5) "
 			"ON CONFLICT DO UPDATE SET count = count + 1, last_signal = ?5");
 	PREP(prune, "DELETE FROM processed WHERE processed_at < ?1");
-	PREP(begin, "BEGIN");
+	PREP(begin, "BEGIN IMMEDIATE"); /* take the write lock now: no upgrade deadlock */
+	PREP(begin_read, "BEGIN");
 	PREP(commit, "COMMIT");
 #undef PREP
 	if (sqlite3_prepare_v2(d->db, "SELECT EXISTS (SELECT 1 FROM crashes)", -1, &st, NULL) ==
@@ -92,6 +93,7 @@ void kp_dedupe_close(struct kp_dedupe *d)
 	sqlite3_finalize(d->crash_add);
 	sqlite3_finalize(d->prune);
 	sqlite3_finalize(d->begin);
+	sqlite3_finalize(d->begin_read);
 	sqlite3_finalize(d->commit);
 	sqlite3_close(d->db);
 	free(d);
@@ -120,10 +122,28 @@ static int tx_begin(struct kp_dedupe *d)
 	return 0;
 }
 
+/*
+ * Lookups share one read transaction, which kp_dedupe_commit() ends: starting
+ * one per lookup would take and drop the WAL read lock every time.  The
+ * snapshot is as old as the last commit (at most KP_FLUSH_MS).
+ */
+static int read_begin(struct kp_dedupe *d)
+{
+	if (d->in_tx)
+		return 0;
+	if (step_done(d, d->begin_read) < 0)
+		return -1;
+	d->in_tx = true;
+	return 0;
+}
+
 /* 1 if the event id was handled before (in this transaction or earlier), 0 if not, -1 on error. */
 int kp_dedupe_seen(struct kp_dedupe *d, const char *event_id)
 {
 	int rc;
+
+	if (read_begin(d) < 0)
+		return -1;
 
 	sqlite3_bind_text(d->seen, 1, event_id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(d->seen);
@@ -152,6 +172,32 @@ int kp_dedupe_record(struct kp_dedupe *d, const char *event_id, const char *topi
 	return step_done(d, d->insert);
 }
 
+/*
+ * Writes the finished jobs of a ring in one transaction (rows already there
+ * are kept).  Returns 0 when committed; -1 on error, and then nothing was written.
+ */
+int kp_dedupe_record_ring(struct kp_dedupe *d, const struct kp_done *ring, uint32_t n,
+			  char *const *topics, int n_topics)
+{
+	if (kp_dedupe_commit(d) < 0) /* a read transaction cannot become a write one */
+		return -1;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct kp_done *r = &ring[i];
+
+		if (r->outcome == KP_OUT_SKIP || r->topic < 0 || r->topic >= n_topics)
+			continue;
+		if (kp_dedupe_record(d, r->event_id, topics[r->topic], r->partition, r->offset,
+				     (enum kp_outcome)r->outcome, r->at_ms) < 0) {
+			if (d->in_tx) {
+				sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
+				d->in_tx = false;
+			}
+			return -1;
+		}
+	}
+	return kp_dedupe_commit(d);
+}
+
 /* Ends the open transaction, if any; -1 on error (the rows are then rolled back). */
 int kp_dedupe_commit(struct kp_dedupe *d)
 {
@@ -174,6 +220,8 @@ int kp_dedupe_crash_count(struct kp_dedupe *d, const char *topic, int32_t partit
 	sig[0] = '\0';
 	if (!d->any_crash)
 		return 0;
+	if (read_begin(d) < 0)
+		return -1;
 	sqlite3_bind_text(d->crash_get, 1, topic, -1, SQLITE_STATIC);
 	sqlite3_bind_int(d->crash_get, 2, partition);
 	sqlite3_bind_int64(d->crash_get, 3, offset);

@@ -199,6 +199,8 @@ int kp_dedupe_seen(struct kp_dedupe *d, const char *event_id);
 int kp_dedupe_record(struct kp_dedupe *d, const char *event_id, const char *topic,
 		     int32_t partition, int64_t offset, enum kp_outcome outcome, int64_t at_ms);
 int kp_dedupe_commit(struct kp_dedupe *d);
+int kp_dedupe_record_ring(struct kp_dedupe *d, const struct kp_done *ring, uint32_t n,
+			  char *const *topics, int n_topics);
 int kp_dedupe_crash_count(struct kp_dedupe *d, const char *topic, int32_t partition,
 			  int64_t offset, char *sig, size_t siglen);
 int kp_dedupe_crash_add(struct kp_dedupe *d, const char *topic, int32_t partition,

@@ -3,13 +3,14 @@
  * DESIGN.md (event id, dedupe, crash guard, handle, retry with the partition
  * paused, dead-letter, record then commit) and the offsets.
  *
- * Finished jobs are recorded twice, cheaply: their ids go into one open
- * SQLite transaction and into the slot's ring in shared memory.  Every
- * KP_FLUSH_JOBS jobs or KP_FLUSH_MS the transaction is committed and only
- * then are the offsets stored for commit.  A worker killed in between loses
- * the open transaction but not the ring, which its successor in the same
- * slot writes before it consumes; so a killed worker repeats at most the job
- * it had in hand.
+ * A finished job's id goes into the slot's ring in shared memory, which
+ * outlives the process, and into an in-memory set that dedupe checks along
+ * with the processed table.  Every KP_FLUSH_JOBS jobs or KP_FLUSH_MS the ring
+ * is written to SQLite in one short transaction (so the processes of one
+ * binding barely contend for its database), and only then are the offsets
+ * stored for commit.  A worker killed in between leaves the ring to its
+ * successor in the same slot, which writes it before it consumes; so a
+ * killed worker repeats at most the job it had in hand.
  */
 #include "config.h"
 
@@ -30,6 +31,9 @@
 
 #define POLL_MS 100
 #define MAX_HEADERS 64
+#define KP_PENDING_SLOTS (2 * KP_RING_MAX) /* open addressing, at most half full */
+
+_Static_assert(KP_RING_MAX < UINT16_MAX, "ring indices are kept in uint16_t");
 
 static volatile sig_atomic_t stopping;
 
@@ -37,6 +41,9 @@ static volatile sig_atomic_t stopping;
 struct job {
 	rd_kafka_message_t *m;
 	json_t *root; /* NULL for bad input */
+	bool heap;    /* parked jobs live on the heap, the others in worker.scratch */
+	struct kpool_header hdrs[MAX_HEADERS]; /* point into m */
+	size_t n_hdrs;
 	char event_id[KP_EVENT_ID_MAX];
 	int attempts; /* handler calls so far */
 	enum kp_class class; /* set once it is to be dead-lettered */
@@ -68,8 +75,10 @@ struct worker {
 	size_t n_parts;
 	int64_t flush_due;
 	int64_t prune_due;
-	bool replay_ring; /* the last commit failed: write the whole ring again */
+	uint16_t pending[KP_PENDING_SLOTS]; /* ring index + 1 by id hash; 0 = empty */
+	int64_t next_dlq_poll;
 	unsigned rnd;
+	struct job scratch; /* the job in hand, unless it had to be parked */
 };
 
 static void on_stop(int sig)
@@ -114,7 +123,8 @@ static void job_free(struct job *j)
 		json_decref(j->root);
 	if (j->m)
 		rd_kafka_message_destroy(j->m);
-	free(j);
+	if (j->heap)
+		free(j);
 }
 
 /* Forgets a partition's parked job and backlog; they will be redelivered. */
@@ -141,9 +151,39 @@ static void pause_resume(struct worker *w, struct part *p, bool pause)
 	rd_kafka_topic_partition_list_destroy(l);
 }
 
+static uint32_t id_hash(const char *s)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 16777619u;
+	return h;
+}
+
+/* True when an id finished in this process and is not in SQLite yet. */
+static bool pending_has(const struct worker *w, const char *id)
+{
+	for (uint32_t i = id_hash(id);; i++) {
+		uint16_t at = w->pending[i % KP_PENDING_SLOTS];
+		if (at == 0)
+			return false;
+		if (strcmp(w->slot->ring[at - 1].event_id, id) == 0)
+			return true;
+	}
+}
+
+static void pending_add(struct worker *w, uint32_t ring_index)
+{
+	uint32_t i = id_hash(w->slot->ring[ring_index].event_id);
+
+	while (w->pending[i % KP_PENDING_SLOTS] != 0)
+		i++;
+	w->pending[i % KP_PENDING_SLOTS] = (uint16_t)(ring_index + 1);
+}
+
 /*
  * Writes the finished ids to SQLite and then stores their offsets for commit.
- * On a failed commit nothing is stored; the ring keeps the ids for next time.
+ * If the write fails nothing is stored; the ring keeps the ids for next time.
  */
 static void flush(struct worker *w)
 {
@@ -153,21 +193,10 @@ static void flush(struct worker *w)
 
 	if (n == 0)
 		return;
-	if (w->b->idempotency) {
-		if (w->replay_ring) {
-			for (uint32_t i = 0; i < n; i++) {
-				const struct kp_done *d = &s->ring[i];
-				if (d->outcome != KP_OUT_SKIP)
-					kp_dedupe_record(w->dd, d->event_id, w->b->topics[d->topic],
-							 d->partition, d->offset, d->outcome, d->at_ms);
-			}
-		}
-		if (kp_dedupe_commit(w->dd) < 0) {
-			w->replay_ring = true;
-			w->flush_due = kp_mono_ms() + KP_FLUSH_MS;
-			return;
-		}
-		w->replay_ring = false;
+	if (w->b->idempotency &&
+	    kp_dedupe_record_ring(w->dd, s->ring, n, w->b->topics, w->b->n_topics) < 0) {
+		w->flush_due = kp_mono_ms() + KP_FLUSH_MS;
+		return;
 	}
 	l = rd_kafka_topic_partition_list_new((int)w->n_parts);
 	for (size_t i = 0; i < w->n_parts; i++) {
@@ -185,6 +214,7 @@ static void flush(struct worker *w)
 	}
 	rd_kafka_topic_partition_list_destroy(l);
 	__atomic_store_n(&s->ring_n, 0, __ATOMIC_RELEASE);
+	memset(w->pending, 0, sizeof(w->pending));
 }
 
 /* Marks a job finished: its id into the open transaction and the ring, its offset pending. */
@@ -200,11 +230,7 @@ static void finish(struct worker *w, struct part *p, const struct job *j, enum k
 		flush(w);
 	}
 	if (s->ring_n == KP_RING_MAX)
-		return; /* stopping: the job is redelivered, and deduped if it was recorded */
-	if (w->b->idempotency && outcome != KP_OUT_SKIP &&
-	    kp_dedupe_record(w->dd, j->event_id, w->b->topics[p->topic], p->partition,
-			     j->m->offset, outcome, now) < 0)
-		w->replay_ring = true;
+		return; /* stopping: the job is redelivered */
 	struct kp_done *d = &s->ring[s->ring_n];
 	memcpy(d->event_id, j->event_id, sizeof(d->event_id));
 	d->offset = j->m->offset;
@@ -212,6 +238,8 @@ static void finish(struct worker *w, struct part *p, const struct job *j, enum k
 	d->partition = p->partition;
 	d->topic = p->topic;
 	d->outcome = (int8_t)outcome;
+	if (outcome != KP_OUT_SKIP)
+		pending_add(w, s->ring_n);
 	__atomic_store_n(&s->ring_n, s->ring_n + 1, __ATOMIC_RELEASE);
 	if (s->ring_n == 1)
 		w->flush_due = kp_mono_ms() + KP_FLUSH_MS;
@@ -235,8 +263,20 @@ static void job_log(int level, const struct worker *w, const struct job *j, cons
 	(void)w;
 }
 
+/* Keeps a job aside until delay_ms have passed, its partition paused meanwhile. */
 static void park(struct worker *w, struct part *p, struct job *j, int64_t delay_ms)
 {
+	if (!j->heap) {
+		struct job *h = malloc(sizeof(*h));
+		if (h == NULL) { /* not finished, not recorded: redelivered after a restart */
+			kp_log(KP_ERROR, "out of memory; dropping a job for redelivery");
+			job_free(j);
+			return;
+		}
+		memcpy(h, j, sizeof(*h));
+		h->heap = true;
+		j = h;
+	}
 	j->due_ms = kp_mono_ms() + delay_ms;
 	p->parked = j;
 	pause_resume(w, p, true);
@@ -266,6 +306,7 @@ static bool dead_letter(struct worker *w, struct part *p, struct job *j)
 	return true;
 }
 
+/* Lists a message's headers, as plugins see them; at most MAX_HEADERS. */
 static size_t job_headers(const rd_kafka_message_t *m, struct kpool_header *out)
 {
 	rd_kafka_headers_t *h;
@@ -287,7 +328,6 @@ static size_t job_headers(const rd_kafka_message_t *m, struct kpool_header *out)
 static bool run(struct worker *w, struct part *p, struct job *j)
 {
 	struct kp_slot *s = w->slot;
-	struct kpool_header hdrs[MAX_HEADERS];
 	struct kpool_job kj = { 0 };
 	rd_kafka_timestamp_type_t tstype;
 	struct timespec t0, t1;
@@ -303,8 +343,8 @@ static bool run(struct worker *w, struct part *p, struct job *j)
 	kj.key_len = j->m->key_len;
 	kj.value = j->m->payload;
 	kj.value_len = j->m->len;
-	kj.headers = hdrs;
-	kj.header_count = job_headers(j->m, hdrs);
+	kj.headers = j->hdrs;
+	kj.header_count = j->n_hdrs;
 	kj.event_id = j->event_id;
 	kj.attempt = ++j->attempts;
 	j->reason[0] = '\0';
@@ -358,24 +398,22 @@ static bool run(struct worker *w, struct part *p, struct job *j)
 /* Steps 1-4 of the job lifecycle for a message just taken from Kafka. */
 static bool start(struct worker *w, struct part *p, rd_kafka_message_t *m)
 {
-	struct kpool_header hdrs[MAX_HEADERS];
-	struct job *j = calloc(1, sizeof(*j));
+	struct job *j = &w->scratch;
 	char sig[32];
-	size_t n_hdrs;
 	int bad, crashes;
 
-	if (j == NULL) {
-		kp_log(KP_ERROR, "out of memory");
-		rd_kafka_message_destroy(m);
-		return true; /* not finished: redelivered */
-	}
 	j->m = m;
+	j->heap = false;
+	j->attempts = 0;
+	j->class = KP_CLASS_NONE;
+	j->reason[0] = '\0';
 	bad = kp_job_check(m->payload, m->len, w->b->max_job_bytes, &j->root, j->reason,
 			   sizeof(j->reason));
-	n_hdrs = job_headers(m, hdrs);
-	kp_job_event_id(w->b, hdrs, n_hdrs, j->root, w->b->topics[p->topic], m->partition,
+	j->n_hdrs = job_headers(m, j->hdrs);
+	kp_job_event_id(w->b, j->hdrs, j->n_hdrs, j->root, w->b->topics[p->topic], m->partition,
 			m->offset, j->event_id, sizeof(j->event_id));
-	if (w->b->idempotency && kp_dedupe_seen(w->dd, j->event_id) == 1) {
+	if (w->b->idempotency &&
+	    (pending_has(w, j->event_id) || kp_dedupe_seen(w->dd, j->event_id) == 1)) {
 		kp_stats_add(w->slot, KP_R_DUPLICATE);
 		job_log(KP_DEBUG, w, j, "duplicate, skipped");
 		finish(w, p, j, KP_OUT_SKIP);
@@ -597,14 +635,8 @@ static int recover(struct worker *w)
 	char sig[32];
 
 	if (w->b->idempotency && s->ring_n > 0) {
-		for (uint32_t i = 0; i < s->ring_n; i++) {
-			const struct kp_done *d = &s->ring[i];
-			if (d->outcome != KP_OUT_SKIP && d->topic < w->b->n_topics &&
-			    kp_dedupe_record(w->dd, d->event_id, w->b->topics[d->topic],
-					     d->partition, d->offset, d->outcome, d->at_ms) < 0)
-				return -1;
-		}
-		if (kp_dedupe_commit(w->dd) < 0)
+		if (kp_dedupe_record_ring(w->dd, s->ring, s->ring_n, w->b->topics,
+					  w->b->n_topics) < 0)
 			return -1;
 		kp_log(KP_NOTICE, "recovered %u finished jobs of the previous process", s->ring_n);
 	}
@@ -632,6 +664,7 @@ static rd_kafka_t *consumer_new(struct worker *w, const char *bootstrap, char *e
 		{ "auto.commit.interval.ms", "1000" },
 		{ "session.timeout.ms", "10000" },
 		{ "heartbeat.interval.ms", "1000" },
+		{ "fetch.wait.max.ms", "100" }, /* jobs are waited for: fetch again soon */
 	};
 	rd_kafka_conf_t *rc = rd_kafka_conf_new();
 	rd_kafka_t *rk;
@@ -751,7 +784,10 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 				kp_log(KP_INFO, "pruned %d event ids older than the idempotency_ttl", n);
 			w.prune_due = now + KP_PRUNE_EVERY_MS;
 		}
-		kp_dlq_poll(w.dlq);
+		if (now >= w.next_dlq_poll) { /* the producer's events; sends wait on their own */
+			kp_dlq_poll(w.dlq);
+			w.next_dlq_poll = now + POLL_MS;
+		}
 	}
 	__atomic_store_n(&slot->state, KP_SLOT_STOPPING, __ATOMIC_RELEASE);
 	kp_log(KP_INFO, "stopping");
