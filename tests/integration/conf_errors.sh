@@ -171,3 +171,5 @@ check "a missing conf file is named" test $? -eq 1 -a -n "$(grep -F "$T/nonexist
 check "no -c is a usage error (exit 2)" test $? -eq 2
 "$KPOOL" -c "$T/good.conf" frobnicate >/dev/null 2>&1
 check "kpool with an unknown command exits 2" test $? -eq 2
+check "the shipped conf/kpool.conf passes -t" "$KPOOLD" -t -c "$top_srcdir/conf/kpool.conf"
+check "the shipped conf/demo.conf passes -t" "$KPOOLD" -t -c "$top_srcdir/conf/demo.conf"
