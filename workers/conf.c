@@ -269,7 +269,7 @@ out:
 	return rc;
 }
 
-static void idkeys_free(struct kp_idkey *keys, int n)
+void kp_idkeys_free(struct kp_idkey *keys, int n)
 {
 	for (int i = 0; i < n; i++) {
 		free(keys[i].name);
@@ -678,7 +678,7 @@ void kp_conf_free(struct kp_conf *conf)
 		free(b->group);
 		free(b->dead_letter_topic);
 		free(b->idempotency_key);
-		idkeys_free(b->idkeys, b->n_idkeys);
+		kp_idkeys_free(b->idkeys, b->n_idkeys);
 		for (size_t o = 0; o < b->n_opts; o++) {
 			free(b->opts[o].key);
 			free(b->opts[o].value);

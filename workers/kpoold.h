@@ -40,6 +40,7 @@ enum kp_level { KP_DEBUG, KP_INFO, KP_NOTICE, KP_WARNING, KP_ERROR };
 
 /* log.c */
 extern int kp_log_level;
+extern char **kp_moved_environ;
 void kp_log_who(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void kp_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kp_vlog(int level, const char *fmt, va_list ap);
@@ -108,6 +109,7 @@ int kp_parse_duration(const char *s, int64_t *ms);
 int kp_parse_size(const char *s, int64_t *bytes);
 int kp_parse_bool(const char *s, bool *b);
 int kp_idkeys_parse(const char *s, struct kp_idkey *keys, int *n, char *err, size_t len);
+void kp_idkeys_free(struct kp_idkey *keys, int n);
 struct kp_conf *kp_conf_load(const char *path, char *err, size_t len);
 void kp_conf_free(struct kp_conf *conf);
 const struct kp_binding *kp_conf_binding(const struct kp_conf *conf, const char *name);

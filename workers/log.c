@@ -144,6 +144,7 @@ int64_t kp_mono_ms(void)
  * title there; prctl() sets the short name that top shows.
  */
 static char *title_start, *title_end;
+char **kp_moved_environ; /* the environment's new home, for the process's life */
 
 /* Makes room for process titles; on failure titles are simply not set. */
 void kp_proctitle_init(int argc, char **argv)
@@ -165,7 +166,7 @@ void kp_proctitle_init(int argc, char **argv)
 			end = environ[i] + strlen(environ[i]) + 1;
 		env[i] = strdup(environ[i]);
 	}
-	environ = env;
+	environ = kp_moved_environ = env;
 	title_start = argv[0];
 	title_end = end;
 	for (int i = 1; i < argc; i++)

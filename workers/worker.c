@@ -442,7 +442,8 @@ static void drain(struct worker *w, struct part *p)
 
 	while (i < p->n_backlog && !p->parked && !stopping)
 		start(w, p, p->backlog[i++]);
-	memmove(p->backlog, p->backlog + i, (p->n_backlog - i) * sizeof(*p->backlog));
+	if (i > 0 && i < p->n_backlog)
+		memmove(p->backlog, p->backlog + i, (p->n_backlog - i) * sizeof(*p->backlog));
 	p->n_backlog -= i;
 	if (!p->parked && p->n_backlog == 0)
 		pause_resume(w, p, false);

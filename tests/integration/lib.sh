@@ -21,7 +21,17 @@ cleanup() {
 		while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 		kill -KILL "$p" 2>/dev/null
 	done
-	[ -n "${tap_planned:-}" ] || echo "1..$tap_n"
+	# Whatever a sanitizer or UBSan said in any kpoold log fails the test.
+	if [ -z "${tap_planned:-}" ]; then
+		reports=$(grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:|ERROR SUMMARY: [1-9]|definitely lost: [1-9]' "$T"/*.log 2>/dev/null)
+		if [ -n "$reports" ]; then
+			not_ok "no sanitizer reports in the logs"
+			grep -hE -A5 'Sanitizer|runtime error:|ERROR SUMMARY|definitely lost' $reports | sed 's/^/# /'
+		else
+			ok "no sanitizer reports in the logs"
+		fi
+		echo "1..$tap_n"
+	fi
 	if [ "$tap_failed" -eq 0 ] && [ -z "${KEEP:-}" ]; then rm -rf "$T"; else echo "# kept $T"; fi
 }
 trap cleanup EXIT
@@ -61,8 +71,11 @@ plugins() {
 }
 
 # start_kpoold CONF LOG: starts kpoold in the background; sets KPID.
+# KPOOLD_WRAPPER runs kpoold under a tool, e.g. "valgrind --leak-check=full"
+# (scripts/valgrind does that), whose per-process logs go to $T/valgrind.PID.log.
 start_kpoold() {
-	"$KPOOLD" -c "$1" >"$2" 2>&1 &
+	# shellcheck disable=SC2086
+	${KPOOLD_WRAPPER:+$KPOOLD_WRAPPER --log-file=$T/valgrind.%p.log} "$KPOOLD" -c "$1" >"$2" 2>&1 &
 	KPID=$!
 	PIDS="$PIDS $KPID"
 }

@@ -88,6 +88,7 @@ static void event_ids(void **state)
 	memset(long_id, 'x', sizeof(long_id));
 	struct kpool_header lh = { "event-id", long_id, sizeof(long_id) };
 	assert_string_equal(id_of(&b, &lh, 1, "{\"id\":7}"), "7"); /* too long: next source */
+	kp_idkeys_free(b.idkeys, b.n_idkeys);
 }
 
 static void backoff(void **state)
