@@ -32,6 +32,7 @@
 #define POLL_MS 100
 #define MAX_HEADERS 64
 #define KP_PENDING_SLOTS (2 * KP_RING_MAX) /* open addressing, at most half full */
+#define BATCH_MAX 64 /* jobs of one partition handed to handle_batch at once */
 
 _Static_assert(KP_RING_MAX < UINT16_MAX, "ring indices are kept in uint16_t");
 
@@ -60,6 +61,8 @@ struct part {
 	struct job *parked;  /* head job waiting for a retry; the partition is paused */
 	rd_kafka_message_t **backlog; /* arrived behind the parked job, in order */
 	size_t n_backlog, cap_backlog;
+	rd_kafka_message_t *batch[BATCH_MAX]; /* taken, for handle_batch, not started yet */
+	size_t n_batch;
 };
 
 struct worker {
@@ -79,6 +82,8 @@ struct worker {
 	int64_t next_dlq_poll;
 	unsigned rnd;
 	struct job scratch; /* the job in hand, unless it had to be parked */
+	struct job *bjobs;  /* BATCH_MAX of them, when the plugin has handle_batch */
+	char (*breasons)[KPOOL_REASON_MAX]; /* and their reasons */
 };
 
 static void on_stop(int sig)
@@ -137,6 +142,9 @@ static void part_drop(struct part *p)
 	free(p->backlog);
 	p->backlog = NULL;
 	p->n_backlog = p->cap_backlog = 0;
+	for (size_t i = 0; i < p->n_batch; i++)
+		rd_kafka_message_destroy(p->batch[i]);
+	p->n_batch = 0;
 }
 
 static void pause_resume(struct worker *w, struct part *p, bool pause)
@@ -201,9 +209,15 @@ static void flush(struct worker *w)
 	l = rd_kafka_topic_partition_list_new((int)w->n_parts);
 	for (size_t i = 0; i < w->n_parts; i++) {
 		struct part *p = &w->parts[i];
-		if (p->done_offset >= 0) {
+		int64_t next = p->done_offset + 1;
+
+		/* A batch may finish jobs behind one that waits for a retry: commit no
+		 * further than the waiting one, whatever comes after it. */
+		if (p->parked && p->parked->m->offset < next)
+			next = p->parked->m->offset;
+		if (p->done_offset >= 0 && next > 0) {
 			rd_kafka_topic_partition_list_add(l, w->b->topics[p->topic], p->partition)
-				->offset = p->done_offset + 1;
+				->offset = next;
 			p->done_offset = -1;
 		}
 	}
@@ -321,6 +335,107 @@ static size_t job_headers(const rd_kafka_message_t *m, struct kpool_header *out)
 	return n;
 }
 
+/* Queues a message behind a partition's parked job; on no memory it is dropped for redelivery. */
+static void backlog_push(struct part *p, rd_kafka_message_t *m)
+{
+	if (p->n_backlog == p->cap_backlog) {
+		size_t cap = p->cap_backlog ? p->cap_backlog * 2 : 64;
+		void *nb = realloc(p->backlog, cap * sizeof(*p->backlog));
+		if (nb == NULL) {
+			kp_log(KP_ERROR, "out of memory");
+			rd_kafka_message_destroy(m);
+			return;
+		}
+		p->backlog = nb;
+		p->cap_backlog = cap;
+	}
+	p->backlog[p->n_backlog++] = m;
+}
+
+/*
+ * Steps 1-3 of the lifecycle for a batch job: checks, event id, dedupe, crash
+ * guard.  Returns true when the job is still to be handled; otherwise it was
+ * finished (skipped or dead-lettered) or parked.
+ */
+static bool prepare(struct worker *w, struct part *p, struct job *j, rd_kafka_message_t *m)
+{
+	char sig[32];
+	int bad, crashes;
+
+	j->m = m;
+	j->heap = false;
+	j->attempts = 0;
+	j->class = KP_CLASS_NONE;
+	j->reason[0] = '\0';
+	bad = kp_job_check(m->payload, m->len, w->b->max_job_bytes, &j->root, j->reason,
+			   sizeof(j->reason));
+	j->n_hdrs = job_headers(m, j->hdrs);
+	kp_job_event_id(w->b, j->hdrs, j->n_hdrs, j->root, w->b->topics[p->topic], m->partition,
+			m->offset, j->event_id, sizeof(j->event_id));
+	if (w->b->idempotency &&
+	    (pending_has(w, j->event_id) || kp_dedupe_seen(w->dd, j->event_id) == 1)) {
+		kp_stats_add(w->slot, KP_R_DUPLICATE);
+		job_log(KP_DEBUG, w, j, "duplicate, skipped");
+		finish(w, p, j, KP_OUT_SKIP);
+		job_free(j);
+		return false;
+	}
+	if (bad < 0) {
+		j->class = KP_CLASS_BAD_INPUT;
+		dead_letter(w, p, j);
+		return false;
+	}
+	crashes = kp_dedupe_crash_count(w->dd, w->b->topics[p->topic], m->partition, m->offset,
+					sig, sizeof(sig));
+	if (crashes >= w->b->max_crashes) {
+		j->class = KP_CLASS_CRASH;
+		snprintf(j->reason, sizeof(j->reason), "%s", sig);
+		j->attempts = crashes;
+		dead_letter(w, p, j);
+		return false;
+	}
+	return true;
+}
+
+/* Acts on a handler's answer for one job; returns true when it is finished (and freed). */
+static bool settle(struct worker *w, struct part *p, struct job *j, kpool_status st)
+{
+	struct kp_slot *s = w->slot;
+
+	j->reason[KPOOL_REASON_MAX - 1] = '\0';
+	switch (st) {
+	case KPOOL_DONE:
+		kp_stats_add(s, KP_R_DONE);
+		job_log(KP_DEBUG, w, j, "done attempt=%d", j->attempts);
+		finish(w, p, j, KP_OUT_DONE);
+		job_free(j);
+		return true;
+	case KPOOL_RETRY:
+		kp_stats_add(s, KP_R_RETRIED);
+		if (j->attempts < w->b->max_attempts) {
+			int64_t d = kp_backoff_ms(w->b->retry_backoff_ms, w->b->retry_backoff_max_ms,
+						  j->attempts, (uint32_t)rand_r(&w->rnd));
+			job_log(KP_NOTICE, w, j, "%s (retry %d/%d in %" PRId64 "ms)",
+				j->reason[0] ? j->reason : "retry", j->attempts, w->b->max_attempts - 1,
+				d);
+			park(w, p, j, d);
+			return false;
+		}
+		j->class = KP_CLASS_RETRIES;
+		if (!j->reason[0])
+			snprintf(j->reason, sizeof(j->reason), "handler asked to retry");
+		return dead_letter(w, p, j);
+	case KPOOL_FAIL:
+	default:
+		kp_stats_add(s, KP_R_FAILED);
+		j->class = KP_CLASS_FAIL;
+		if (!j->reason[0])
+			snprintf(j->reason, sizeof(j->reason),
+				 st == KPOOL_FAIL ? "handler failed" : "handler returned %d", (int)st);
+		return dead_letter(w, p, j);
+	}
+}
+
 /*
  * Calls the handler for a job (again) and acts on its answer.  Returns true
  * when the job is finished (and freed), false when it is parked.
@@ -360,78 +475,16 @@ static bool run(struct worker *w, struct part *p, struct job *j)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	__atomic_store_n(&s->in_hand, 0, __ATOMIC_RELEASE);
 	kp_stats_observe(s, (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000);
-	j->reason[KPOOL_REASON_MAX - 1] = '\0';
-
-	switch (st) {
-	case KPOOL_DONE:
-		kp_stats_add(s, KP_R_DONE);
-		job_log(KP_DEBUG, w, j, "done attempt=%d", j->attempts);
-		finish(w, p, j, KP_OUT_DONE);
-		job_free(j);
-		return true;
-	case KPOOL_RETRY:
-		kp_stats_add(s, KP_R_RETRIED);
-		if (j->attempts < w->b->max_attempts) {
-			int64_t d = kp_backoff_ms(w->b->retry_backoff_ms, w->b->retry_backoff_max_ms,
-						  j->attempts, (uint32_t)rand_r(&w->rnd));
-			job_log(KP_NOTICE, w, j, "%s (retry %d/%d in %" PRId64 "ms)",
-				j->reason[0] ? j->reason : "retry", j->attempts, w->b->max_attempts - 1,
-				d);
-			park(w, p, j, d);
-			return false;
-		}
-		j->class = KP_CLASS_RETRIES;
-		if (!j->reason[0])
-			snprintf(j->reason, sizeof(j->reason), "handler asked to retry");
-		return dead_letter(w, p, j);
-	case KPOOL_FAIL:
-	default:
-		kp_stats_add(s, KP_R_FAILED);
-		j->class = KP_CLASS_FAIL;
-		if (!j->reason[0])
-			snprintf(j->reason, sizeof(j->reason),
-				 st == KPOOL_FAIL ? "handler failed" : "handler returned %d", (int)st);
-		return dead_letter(w, p, j);
-	}
+	return settle(w, p, j, st);
 }
 
 /* Steps 1-4 of the job lifecycle for a message just taken from Kafka. */
 static bool start(struct worker *w, struct part *p, rd_kafka_message_t *m)
 {
 	struct job *j = &w->scratch;
-	char sig[32];
-	int bad, crashes;
 
-	j->m = m;
-	j->heap = false;
-	j->attempts = 0;
-	j->class = KP_CLASS_NONE;
-	j->reason[0] = '\0';
-	bad = kp_job_check(m->payload, m->len, w->b->max_job_bytes, &j->root, j->reason,
-			   sizeof(j->reason));
-	j->n_hdrs = job_headers(m, j->hdrs);
-	kp_job_event_id(w->b, j->hdrs, j->n_hdrs, j->root, w->b->topics[p->topic], m->partition,
-			m->offset, j->event_id, sizeof(j->event_id));
-	if (w->b->idempotency &&
-	    (pending_has(w, j->event_id) || kp_dedupe_seen(w->dd, j->event_id) == 1)) {
-		kp_stats_add(w->slot, KP_R_DUPLICATE);
-		job_log(KP_DEBUG, w, j, "duplicate, skipped");
-		finish(w, p, j, KP_OUT_SKIP);
-		job_free(j);
-		return true;
-	}
-	if (bad < 0) {
-		j->class = KP_CLASS_BAD_INPUT;
-		return dead_letter(w, p, j);
-	}
-	crashes = kp_dedupe_crash_count(w->dd, w->b->topics[p->topic], m->partition, m->offset,
-					sig, sizeof(sig));
-	if (crashes >= w->b->max_crashes) {
-		j->class = KP_CLASS_CRASH;
-		snprintf(j->reason, sizeof(j->reason), "%s", sig);
-		j->attempts = crashes;
-		return dead_letter(w, p, j);
-	}
+	if (!prepare(w, p, j, m))
+		return !p->parked;
 	return run(w, p, j);
 }
 
@@ -472,6 +525,82 @@ static int64_t run_due(struct worker *w)
 	return next;
 }
 
+/*
+ * Hands a partition's taken messages to the plugin's handle_batch in one call.
+ * The first job counts as the one in hand should the batch kill the worker.
+ * After a job that must wait for a retry, the partition is paused: jobs behind
+ * it that also want a retry go to its backlog, to be run one by one after it.
+ */
+static void run_batch(struct worker *w, struct part *p)
+{
+	struct kp_slot *s = w->slot;
+	const struct kpool_job *kjs[BATCH_MAX];
+	struct kpool_job kj[BATCH_MAX];
+	struct job *ready[BATCH_MAX];
+	kpool_status st[BATCH_MAX];
+	rd_kafka_timestamp_type_t tstype;
+	struct timespec t0, t1;
+	size_t n = 0, i;
+
+	for (i = 0; i < p->n_batch && !p->parked; i++)
+		if (prepare(w, p, &w->bjobs[n], p->batch[i])) {
+			ready[n] = &w->bjobs[n];
+			n++;
+		}
+	for (; i < p->n_batch; i++) /* a dead-letter send failed and parked the partition */
+		backlog_push(p, p->batch[i]);
+	p->n_batch = 0;
+	if (n == 0)
+		return;
+	for (i = 0; i < n; i++) {
+		struct job *j = ready[i];
+		kj[i] = (struct kpool_job){
+			.topic = w->b->topics[p->topic], .partition = j->m->partition,
+			.offset = j->m->offset, .timestamp_ms = rd_kafka_message_timestamp(j->m, &tstype),
+			.key = j->m->key, .key_len = j->m->key_len, .value = j->m->payload,
+			.value_len = j->m->len, .headers = j->hdrs, .header_count = j->n_hdrs,
+			.event_id = j->event_id, .attempt = ++j->attempts,
+		};
+		kjs[i] = &kj[i];
+		st[i] = KPOOL_FAIL; /* what a plugin that sets no status meant */
+		w->breasons[i][0] = '\0';
+	}
+	s->hand_topic = p->topic;
+	s->hand_partition = p->partition;
+	s->hand_offset = ready[0]->m->offset;
+	memcpy(s->hand_event_id, ready[0]->event_id, sizeof(s->hand_event_id));
+	__atomic_store_n(&s->in_hand, 1, __ATOMIC_RELEASE);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	w->pl.p.handle_batch(w->pl.state, kjs, n, st, w->breasons);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	__atomic_store_n(&s->in_hand, 0, __ATOMIC_RELEASE);
+	int64_t us = ((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000) / (int64_t)n;
+	for (i = 0; i < n; i++) {
+		struct job *j = ready[i];
+
+		kp_stats_observe(s, us);
+		memcpy(j->reason, w->breasons[i], KPOOL_REASON_MAX);
+		if (st[i] == KPOOL_RETRY && p->parked) {
+			rd_kafka_message_t *m = j->m;
+
+			kp_stats_add(s, KP_R_RETRIED);
+			j->m = NULL;
+			job_free(j);
+			backlog_push(p, m);
+			continue;
+		}
+		settle(w, p, j, st[i]);
+	}
+}
+
+/* Runs what each partition has taken, for plugins with handle_batch. */
+static void run_batches(struct worker *w)
+{
+	for (size_t i = 0; i < w->n_parts; i++)
+		if (w->parts[i].n_batch > 0)
+			run_batch(w, &w->parts[i]);
+}
+
 static void on_message(struct worker *w, rd_kafka_message_t *m)
 {
 	int t;
@@ -490,22 +619,12 @@ static void on_message(struct worker *w, rd_kafka_message_t *m)
 		return;
 	}
 	p->last_seen = m->offset;
-	if (p->parked) {
-		if (p->n_backlog == p->cap_backlog) {
-			size_t cap = p->cap_backlog ? p->cap_backlog * 2 : 64;
-			void *nb = realloc(p->backlog, cap * sizeof(*p->backlog));
-			if (nb == NULL) {
-				kp_log(KP_ERROR, "out of memory");
-				rd_kafka_message_destroy(m);
-				return;
-			}
-			p->backlog = nb;
-			p->cap_backlog = cap;
-		}
-		p->backlog[p->n_backlog++] = m;
-		return;
-	}
-	start(w, p, m);
+	if (p->parked)
+		backlog_push(p, m);
+	else if (w->bjobs)
+		p->batch[p->n_batch++] = m; /* run_batches() takes it from here */
+	else
+		start(w, p, m);
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -751,6 +870,14 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 	}
 	if (recover(&w) < 0)
 		goto out;
+	if (w.pl.p.handle_batch) {
+		w.bjobs = calloc(BATCH_MAX, sizeof(*w.bjobs));
+		w.breasons = calloc(BATCH_MAX, sizeof(*w.breasons));
+		if (w.bjobs == NULL || w.breasons == NULL) {
+			kp_log(KP_ERROR, "out of memory");
+			goto out;
+		}
+	}
 	bootstrap = kp_conf_bootstrap(conf, err, sizeof(err));
 	if (bootstrap == NULL || (w.dlq = kp_dlq_open(conf, b, bootstrap, err, sizeof(err))) == NULL ||
 	    (w.rk = consumer_new(&w, bootstrap, err, sizeof(err))) == NULL ||
@@ -775,6 +902,11 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 			on_message(&w, m);
 			if (slot->kafka_state != KP_KAFKA_UP)
 				set_kafka(slot, KP_KAFKA_UP, "");
+		}
+		if (w.bjobs && m) { /* take what is already there, then hand it over by partition */
+			for (int i = 1; i < BATCH_MAX && (m = rd_kafka_consumer_poll(w.rk, 0)); i++)
+				on_message(&w, m);
+			run_batches(&w);
 		}
 		now = kp_mono_ms();
 		if (slot->ring_n >= KP_FLUSH_JOBS || (slot->ring_n > 0 && now >= w.flush_due))
@@ -802,6 +934,8 @@ out:
 	for (size_t i = 0; i < w.n_parts; i++)
 		part_drop(&w.parts[i]);
 	free(w.parts);
+	free(w.bjobs);
+	free(w.breasons);
 	kp_dlq_close(w.dlq);
 	kp_dedupe_close(w.dd);
 	kp_plugin_close(&w.pl);

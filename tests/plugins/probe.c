@@ -5,6 +5,9 @@
  * Option record = PATH: one line "EVENT_ID ATTEMPT RESULT" appended per call.
  * Job fields: "do": "ok" (default) | "fail" | "retry" (until attempt
  * "succeed_at", default never) | "crash" (SIGSEGV) | "sleep" ("ms" milliseconds, then ok).
+ *
+ * Built with -DPROBE_BATCH it is "probebatch": the same, through handle_batch,
+ * with the batch size as a fourth field of each record line.
  */
 #include <fcntl.h>
 #include <jansson.h>
@@ -19,6 +22,7 @@
 
 struct probe {
 	int fd;
+	size_t batch; /* size of the batch being handled, 0 outside one */
 };
 
 static void *probe_init(const struct kpool_host *host, const struct kpool_option *opts,
@@ -54,7 +58,11 @@ static void record(struct probe *p, const struct kpool_job *job, const char *res
 
 	if (p->fd < 0)
 		return;
-	n = snprintf(line, sizeof(line), "%s %d %s\n", job->event_id, job->attempt, result);
+	if (p->batch)
+		n = snprintf(line, sizeof(line), "%s %d %s %zu\n", job->event_id, job->attempt, result,
+			     p->batch);
+	else
+		n = snprintf(line, sizeof(line), "%s %d %s\n", job->event_id, job->attempt, result);
 	if (n > 0 && (size_t)n < sizeof(line))
 		(void)!write(p->fd, line, (size_t)n);
 }
@@ -107,9 +115,27 @@ static void probe_fini(void *state)
 	free(p);
 }
 
+#ifdef PROBE_BATCH
+static void probe_handle_batch(void *state, const struct kpool_job *const *jobs, size_t n,
+			       kpool_status *status, char (*reason)[KPOOL_REASON_MAX])
+{
+	struct probe *p = state;
+
+	p->batch = n;
+	for (size_t i = 0; i < n; i++)
+		status[i] = probe_handle(state, jobs[i], reason[i]);
+	p->batch = 0;
+}
+#endif
+
 const struct kpool_plugin kpool_plugin = {
 	KPOOL_PLUGIN_HEADER,
+#ifdef PROBE_BATCH
+	.name = "probebatch",
+	.handle_batch = probe_handle_batch,
+#else
 	.name = "probe",
+#endif
 	.version = "1.0",
 	.init = probe_init,
 	.handle = probe_handle,
