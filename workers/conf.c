@@ -126,14 +126,14 @@ static int cur_line(const struct parse_ctx *c)
 	return c->nl + (c->partial ? 1 : 0);
 }
 
-/* Parses "30s", "250ms", "5m", "2h", "7d" into milliseconds; -1 if it is none. */
-int kp_parse_duration(const char *s, int64_t *ms)
+struct unit {
+	const char *name;
+	int64_t mul;
+};
+
+/* Parses a whole number followed by one of units into *out; -1 if it is none or overflows. */
+static int parse_scaled(const char *s, const struct unit *units, size_t n, int64_t *out)
 {
-	static const struct {
-		const char *unit;
-		int64_t ms;
-	} units[] = { { "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 },
-		      { "d", 86400000 } };
 	char *end;
 	long long v;
 
@@ -145,45 +145,35 @@ int kp_parse_duration(const char *s, int64_t *ms)
 		return -1;
 	while (*end == ' ')
 		end++;
-	if (*end == '\0')
-		return v == 0 ? (*ms = 0, 0) : -1; /* a bare number is ambiguous, but 0 is 0 */
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-		if (strcmp(end, units[i].unit) == 0) {
-			if (v > INT64_MAX / units[i].ms)
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(end, units[i].name) == 0) {
+			if (v > INT64_MAX / units[i].mul)
 				return -1;
-			*ms = v * units[i].ms;
+			*out = v * units[i].mul;
 			return 0;
 		}
 	return -1;
 }
 
+/* Parses "30s", "250ms", "5m", "2h", "7d" into milliseconds; -1 if it is none. */
+int kp_parse_duration(const char *s, int64_t *ms)
+{
+	static const struct unit units[] = { { "ms", 1 },	{ "s", 1000 },	   { "m", 60000 },
+					     { "h", 3600000 }, { "d", 86400000 } };
+
+	if (strcmp(s, "0") == 0) /* a bare number is ambiguous, but 0 is 0 */
+		return *ms = 0, 0;
+	return parse_scaled(s, units, sizeof(units) / sizeof(units[0]), ms);
+}
+
 /* Parses "512", "512B", "64KiB", "1MiB", "2GiB" into bytes; -1 if it is none. */
 int kp_parse_size(const char *s, int64_t *bytes)
 {
-	static const struct {
-		const char *unit;
-		int64_t mul;
-	} units[] = { { "", 1 }, { "B", 1 }, { "KiB", 1024 }, { "MiB", 1048576 },
-		      { "GiB", 1073741824 } };
-	char *end;
-	long long v;
+	static const struct unit units[] = { { "", 1 },	       { "B", 1 },
+					     { "KiB", 1024 }, { "MiB", 1048576 },
+					     { "GiB", 1073741824 } };
 
-	errno = 0;
-	if (!isdigit((unsigned char)*s))
-		return -1;
-	v = strtoll(s, &end, 10);
-	if (errno || v < 0)
-		return -1;
-	while (*end == ' ')
-		end++;
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-		if (strcmp(end, units[i].unit) == 0) {
-			if (v > INT64_MAX / units[i].mul)
-				return -1;
-			*bytes = v * units[i].mul;
-			return 0;
-		}
-	return -1;
+	return parse_scaled(s, units, sizeof(units) / sizeof(units[0]), bytes);
 }
 
 /* Parses on/off, yes/no, true/false, 1/0; -1 if it is none. */
