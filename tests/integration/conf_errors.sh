@@ -102,6 +102,13 @@ handler = nosym
 EOF2
 check "a .so without kpool_plugin is refused" refused nosym "$T/plugins/nosym.so: not a kpool plugin (no kpool_plugin symbol)"
 
+write tiny <<'EOF2'
+[worker:w]
+topic = t
+handler = tiny
+EOF2
+check "a struct_size too small is refused naming the file" refused tiny "$T/plugins/tiny.so: is not binary compatible (struct_size 32, at least 56)"
+
 write poolkey <<'EOF2'
 [worker:w]
 topic = t

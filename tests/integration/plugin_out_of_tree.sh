@@ -83,5 +83,26 @@ bootstrap "$T/state" >/dev/null || { not_ok "embedded broker started"; exit 1; }
 printf '{"eventId":"g1","name":"world"}\n' | "$KPOOL" -c "$T/pool.conf" send greetings 2>/dev/null
 check "it runs a job" wait_for 30 grep -q '^hello g1 {"eventId":"g1","name":"world"}$' "$T/out"
 check "its log lines carry the worker" log_has "$T/pool.log" "worker=hello#0 hello plugin ready for hello#0"
+
+# A plugin built against a shorter struct: handle_batch lies past its
+# struct_size, so it must never be called (the fixture's aborts).
+cat >"$T/old.conf" <<EOF2
+[kafka]
+bootstrap.servers = $(cat "$T/state/embedded.bootstrap")
+[pool]
+plugin_dir = $T/plugins
+state_dir = $T/old
+metrics_listen =
+[worker:old]
+topic = greetings
+handler = oldsize
+EOF2
+ln -sf "$top_builddir/tests/plugins/.libs/oldsize.so" "$T/plugins/"
+start_kpoold "$T/old.conf" "$T/old.log"
+OLD=$KPID
+check "an older plugin runs jobs through handle" wait_for 30 sh -c \
+	"[ \"\$('$SQLITE3' '$T/old/old.db' 'SELECT count(*) FROM processed' 2>/dev/null)\" = 1 ]"
+check "its handle_batch, past struct_size, was never called" sh -c "! grep -q 'killed by\|exited with' '$T/old.log'"
+stop_kpoold "$OLD"
 stop_kpoold "$KPID"
 check "kpoold stops with status 0" test $? -eq 0
