@@ -46,6 +46,8 @@ static const struct optdef pool_opts[] = {
 	  "how long workers may take to stop before SIGKILL" },
 	{ "log_level", OPT_LEVEL, "info", 0, 0, POOL(log_level),
 	  "debug, info, notice, warning or error" },
+	{ "user", OPT_STR, NULL, 0, 0, POOL(user),
+	  "when started as root: the user to run as once the metrics socket is open" },
 };
 
 static const struct optdef worker_opts[] = {
@@ -681,6 +683,7 @@ void kp_conf_free(struct kp_conf *conf)
 	free(conf->plugin_dir);
 	free(conf->state_dir);
 	free(conf->metrics_listen);
+	free(conf->user);
 	free(conf);
 }
 

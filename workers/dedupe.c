@@ -177,7 +177,7 @@ int kp_dedupe_record(struct kp_dedupe *d, const char *event_id, const char *topi
  * are kept).  Returns 0 when committed; -1 on error, and then nothing was written.
  */
 int kp_dedupe_record_ring(struct kp_dedupe *d, const struct kp_done *ring, uint32_t n,
-			  char *const *topics, int n_topics)
+			  const char (*topics)[KP_TOPIC_MAX], int n_topics)
 {
 	if (kp_dedupe_commit(d) < 0) /* a read transaction cannot become a write one */
 		return -1;

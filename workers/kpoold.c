@@ -78,7 +78,6 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	kp_proctitle_init(argc, argv);
-	rc = kp_supervisor_run(conf);
-	kp_conf_free(conf);
+	rc = kp_supervisor_run(conf); /* frees conf */
 	return rc;
 }

@@ -101,6 +101,8 @@ struct kp_conf {
 	char *plugin_dir, *state_dir, *metrics_listen;
 	int64_t shutdown_timeout_ms;
 	int log_level;
+	char *user; /* drop root to this user after opening the metrics socket */
+	int refs;   /* binding states of the supervisor that use this conf */
 	struct kp_binding *bindings;
 	size_t n_bindings;
 };
@@ -139,6 +141,7 @@ int64_t kp_backoff_ms(int64_t base, int64_t max, int attempt, uint32_t rnd);
 /* stats.c - one slot per worker process, in memory shared with the supervisor. */
 enum kp_result { KP_R_DONE, KP_R_RETRIED, KP_R_FAILED, KP_R_DEAD, KP_R_DUPLICATE, KP_R_MAX };
 enum kp_slot_state { KP_SLOT_EMPTY, KP_SLOT_STARTING, KP_SLOT_RUNNING, KP_SLOT_STOPPING };
+#define KP_SLOT_STATES 4
 enum kp_kafka_state { KP_KAFKA_UNKNOWN, KP_KAFKA_UP, KP_KAFKA_DOWN };
 enum kp_outcome { KP_OUT_DONE, KP_OUT_DEAD, KP_OUT_SKIP };
 
@@ -159,6 +162,8 @@ struct kp_lag {
 
 struct kp_slot {
 	char binding[KP_NAME_MAX]; /* whose slot this is; its ring belongs to that db */
+	char topics[KP_TOPICS_MAX][KP_TOPIC_MAX]; /* what ring and lag topic indices mean */
+	int n_topics;
 	int index;
 	volatile pid_t pid;
 	volatile int state;
@@ -202,7 +207,7 @@ int kp_dedupe_record(struct kp_dedupe *d, const char *event_id, const char *topi
 		     int32_t partition, int64_t offset, enum kp_outcome outcome, int64_t at_ms);
 int kp_dedupe_commit(struct kp_dedupe *d);
 int kp_dedupe_record_ring(struct kp_dedupe *d, const struct kp_done *ring, uint32_t n,
-			  char *const *topics, int n_topics);
+			  const char (*topics)[KP_TOPIC_MAX], int n_topics);
 int kp_dedupe_crash_count(struct kp_dedupe *d, const char *topic, int32_t partition,
 			  int64_t offset, char *sig, size_t siglen);
 int kp_dedupe_crash_add(struct kp_dedupe *d, const char *topic, int32_t partition,
@@ -219,6 +224,7 @@ struct kp_plugin {
 };
 int kp_plugin_path(const struct kp_conf *conf, const char *handler, char *path, size_t len);
 int kp_plugin_open(struct kp_plugin *pl, const char *path, char *err, size_t len);
+int kp_plugin_safe(const char *path, char *err, size_t len);
 int kp_plugin_init(struct kp_plugin *pl, const struct kpool_host *host, const struct kp_kv *opts,
 		   size_t n_opts, char *err, size_t len);
 void kp_plugin_close(struct kp_plugin *pl);
@@ -260,19 +266,25 @@ void kp_metrics_stop(struct kp_metrics *m);
 
 /* supervisor.c */
 struct kp_binding_state {
+	struct kp_conf *conf; /* the conf generation b belongs to */
 	const struct kp_binding *b;
-	struct kp_slot *slots; /* b->processes of them */
-	int64_t *due_ms;       /* per slot: when to start it again, 0 if not waiting */
-	int64_t *spawned_ms;   /* per slot: when its process was started */
+	char *sig;		/* what makes it "the same binding" across a reload */
+	struct kp_slot **slots; /* b->processes of them, in the shared pool */
+	int64_t *due_ms;	/* per slot: when to start it again, 0 if not waiting */
+	int64_t *spawned_ms;	/* per slot: when its process was started */
+	uint64_t *jobs_at_spawn; /* per slot: results counted when it started */
 	int64_t backoff_ms;
+	int64_t drain_deadline; /* when draining: SIGKILL after this */
 	uint64_t restarts;
+	bool draining; /* removed or replaced by a reload: stops, never restarts */
+	bool throttled; /* a worker died before handling any job */
 };
 struct kp_supervisor {
-	const struct kp_conf *conf;
-	struct kp_binding_state *bs;
+	struct kp_conf *conf;		  /* the current generation */
+	struct kp_binding_state **bs;	  /* current and draining bindings */
 	size_t n_bs;
-	struct kp_slot *slots;
-	size_t n_slots;
+	struct kp_slot *slots;		  /* KP_SLOTS_MAX of them */
+	struct kp_binding_state *owner[KP_SLOTS_MAX]; /* which binding a slot serves now */
 	pid_t broker_pid;
 };
 int kp_supervisor_run(struct kp_conf *conf);

@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,72 +26,106 @@ struct kp_metrics {
 
 static const char *const result_names[KP_R_MAX] = { "done", "retried", "failed",
 						    "dead_lettered", "duplicate" };
-static const char *const state_names[] = { "stopped", "starting", "running", "stopping" };
+static const char *const state_names[KP_SLOT_STATES + 1] = { "stopped", "starting", "running",
+							     "stopping", "throttled" };
+
+/* True if an earlier binding state has the same name: its series were written already. */
+static bool seen_before(const struct kp_supervisor *sv, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (strcmp(sv->bs[j]->b->name, sv->bs[i]->b->name) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Sums what the slots of every state of binding `name` say (during a reload
+ * the old generation drains while the new one runs).  hist gets
+ * KP_HIST_BUCKETS + 1 counts, states KP_SLOT_STATES + 1 (the last: throttled).
+ */
+static void binding_sums(const struct kp_supervisor *sv, const char *name, uint64_t *results,
+			 uint64_t *hist, uint64_t *sum_us, uint64_t *restarts, int *states)
+{
+	for (size_t i = 0; i < sv->n_bs; i++) {
+		const struct kp_binding_state *bs = sv->bs[i];
+		if (strcmp(bs->b->name, name) != 0)
+			continue;
+		*restarts += bs->restarts;
+		for (int k = 0; k < bs->b->processes; k++) {
+			const struct kp_slot *s = bs->slots[k];
+			for (int r = 0; r < KP_R_MAX; r++)
+				results[r] += s->results[r];
+			for (int h = 0; h <= KP_HIST_BUCKETS; h++)
+				hist[h] += s->hist[h];
+			*sum_us += s->hist_sum_us;
+			if (bs->due_ms[k] && bs->throttled)
+				states[KP_SLOT_STATES]++;
+			else if (s->state >= 0 && s->state < KP_SLOT_STATES)
+				states[s->state]++;
+		}
+	}
+}
 
 static void write_metrics(FILE *f, const struct kp_supervisor *sv)
 {
-	fprintf(f, "# HELP kpool_jobs_total Jobs finished, by result.\n"
-		   "# TYPE kpool_jobs_total counter\n");
-	for (size_t i = 0; i < sv->n_bs; i++)
-		for (int r = 0; r < KP_R_MAX; r++) {
-			uint64_t n = 0;
-			for (int k = 0; k < sv->bs[i].b->processes; k++)
-				n += sv->bs[i].slots[k].results[r];
-			fprintf(f, "kpool_jobs_total{worker=\"%s\",result=\"%s\"} %llu\n",
-				sv->bs[i].b->name, result_names[r], (unsigned long long)n);
-		}
-	fprintf(f, "# HELP kpool_job_seconds Time the handler took per call.\n"
-		   "# TYPE kpool_job_seconds histogram\n");
+	static const char *const head =
+		"# HELP kpool_jobs_total Jobs finished, by result.\n"
+		"# TYPE kpool_jobs_total counter\n"
+		"# HELP kpool_job_seconds Time the handler took per call.\n"
+		"# TYPE kpool_job_seconds histogram\n"
+		"# HELP kpool_worker_restarts_total Worker processes restarted after dying.\n"
+		"# TYPE kpool_worker_restarts_total counter\n"
+		"# HELP kpool_workers Worker processes, by state.\n"
+		"# TYPE kpool_workers gauge\n"
+		"# HELP kpool_consumer_lag Messages behind the high watermark.\n"
+		"# TYPE kpool_consumer_lag gauge\n";
+
+	fputs(head, f);
 	for (size_t i = 0; i < sv->n_bs; i++) {
-		uint64_t cum = 0, sum_us = 0, h[KP_HIST_BUCKETS + 1] = { 0 };
-		for (int k = 0; k < sv->bs[i].b->processes; k++) {
-			for (int j = 0; j <= KP_HIST_BUCKETS; j++)
-				h[j] += sv->bs[i].slots[k].hist[j];
-			sum_us += sv->bs[i].slots[k].hist_sum_us;
-		}
-		for (int j = 0; j <= KP_HIST_BUCKETS; j++) {
-			cum += h[j];
-			if (j < KP_HIST_BUCKETS)
+		const char *name = sv->bs[i]->b->name;
+		uint64_t results[KP_R_MAX] = { 0 }, hist[KP_HIST_BUCKETS + 1] = { 0 };
+		uint64_t sum_us = 0, restarts = 0, cum = 0;
+		int states[KP_SLOT_STATES + 1] = { 0 };
+
+		if (seen_before(sv, i))
+			continue;
+		binding_sums(sv, name, results, hist, &sum_us, &restarts, states);
+		for (int r = 0; r < KP_R_MAX; r++)
+			fprintf(f, "kpool_jobs_total{worker=\"%s\",result=\"%s\"} %llu\n", name,
+				result_names[r], (unsigned long long)results[r]);
+		for (int h = 0; h <= KP_HIST_BUCKETS; h++) {
+			cum += hist[h];
+			if (h < KP_HIST_BUCKETS)
 				fprintf(f, "kpool_job_seconds_bucket{worker=\"%s\",le=\"%g\"} %llu\n",
-					sv->bs[i].b->name, kp_hist_bounds[j], (unsigned long long)cum);
+					name, kp_hist_bounds[h], (unsigned long long)cum);
 			else
 				fprintf(f, "kpool_job_seconds_bucket{worker=\"%s\",le=\"+Inf\"} %llu\n",
-					sv->bs[i].b->name, (unsigned long long)cum);
+					name, (unsigned long long)cum);
 		}
-		fprintf(f, "kpool_job_seconds_sum{worker=\"%s\"} %.6f\n", sv->bs[i].b->name,
-			(double)sum_us / 1e6);
-		fprintf(f, "kpool_job_seconds_count{worker=\"%s\"} %llu\n", sv->bs[i].b->name,
+		fprintf(f, "kpool_job_seconds_sum{worker=\"%s\"} %.6f\n", name, (double)sum_us / 1e6);
+		fprintf(f, "kpool_job_seconds_count{worker=\"%s\"} %llu\n", name,
 			(unsigned long long)cum);
+		fprintf(f, "kpool_worker_restarts_total{worker=\"%s\"} %llu\n", name,
+			(unsigned long long)restarts);
+		for (int st = 0; st <= KP_SLOT_STATES; st++)
+			fprintf(f, "kpool_workers{worker=\"%s\",state=\"%s\"} %d\n", name,
+				state_names[st], states[st]);
 	}
-	fprintf(f, "# HELP kpool_consumer_lag Messages behind the high watermark.\n"
-		   "# TYPE kpool_consumer_lag gauge\n");
-	for (size_t i = 0; i < sv->n_bs; i++)
-		for (int k = 0; k < sv->bs[i].b->processes; k++) {
-			const struct kp_slot *s = &sv->bs[i].slots[k];
+	for (size_t i = 0; i < sv->n_bs; i++) {
+		const struct kp_binding_state *bs = sv->bs[i];
+		if (bs->draining)
+			continue;
+		for (int k = 0; k < bs->b->processes; k++) {
+			const struct kp_slot *s = bs->slots[k];
 			if (s->state != KP_SLOT_RUNNING)
 				continue;
 			for (int l = 0; l < s->n_lag && l < KP_LAG_MAX; l++)
-				fprintf(f,
-					"kpool_consumer_lag{worker=\"%s\",topic=\"%s\",partition=\"%d\"} %lld\n",
-					sv->bs[i].b->name, sv->bs[i].b->topics[s->lag[l].topic],
-					s->lag[l].partition, (long long)s->lag[l].lag);
+				if (s->lag[l].topic < s->n_topics)
+					fprintf(f,
+						"kpool_consumer_lag{worker=\"%s\",topic=\"%s\",partition=\"%d\"} %lld\n",
+						bs->b->name, s->topics[s->lag[l].topic], s->lag[l].partition,
+						(long long)s->lag[l].lag);
 		}
-	fprintf(f, "# HELP kpool_worker_restarts_total Worker processes restarted after dying.\n"
-		   "# TYPE kpool_worker_restarts_total counter\n");
-	for (size_t i = 0; i < sv->n_bs; i++)
-		fprintf(f, "kpool_worker_restarts_total{worker=\"%s\"} %llu\n", sv->bs[i].b->name,
-			(unsigned long long)sv->bs[i].restarts);
-	fprintf(f, "# HELP kpool_workers Worker processes, by state.\n"
-		   "# TYPE kpool_workers gauge\n");
-	for (size_t i = 0; i < sv->n_bs; i++) {
-		int n[4] = { 0 };
-		for (int k = 0; k < sv->bs[i].b->processes; k++) {
-			int st = sv->bs[i].slots[k].state;
-			n[st >= 0 && st < 4 ? st : 0]++;
-		}
-		for (int st = 0; st < 4; st++)
-			fprintf(f, "kpool_workers{worker=\"%s\",state=\"%s\"} %d\n",
-				sv->bs[i].b->name, state_names[st], n[st]);
 	}
 }
 

@@ -26,6 +26,51 @@ int kp_plugin_path(const struct kp_conf *conf, const char *handler, char *path, 
 	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
+/* Refuses a file or directory others could have written to; -1 with err naming it. */
+static int owned_safely(const char *path, const char *what, char *err, size_t len)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		snprintf(err, len, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(err, len, "%s: %s is writable by %s; refusing to load code from it", path,
+			 what, st.st_mode & S_IWOTH ? "others" : "its group");
+		return -1;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		snprintf(err, len, "%s: %s is owned by uid %u, neither root nor us; refusing to load code from it",
+			 path, what, (unsigned)st.st_uid);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Checks that neither a plugin file nor its directory can be changed by
+ * someone else than root or the user kpoold runs as (symlinks are followed:
+ * the file checked is the one loaded).  -1 with err naming the path.
+ */
+int kp_plugin_safe(const char *path, char *err, size_t len)
+{
+	char real[4096], *slash;
+
+	if (realpath(path, real) == NULL) {
+		snprintf(err, len, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (owned_safely(real, "the plugin", err, len) < 0)
+		return -1;
+	slash = strrchr(real, '/');
+	if (slash == real)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	return owned_safely(real, "its directory", err, len);
+}
+
 /*
  * Loads a plugin and checks that it speaks our ABI.  On failure returns -1
  * with err naming the file, and nothing stays loaded.
@@ -41,6 +86,8 @@ int kp_plugin_open(struct kp_plugin *pl, const char *path, char *err, size_t len
 		snprintf(err, len, "%s: %s", path, strerror(errno));
 		return -1;
 	}
+	if (kp_plugin_safe(path, err, len) < 0)
+		return -1;
 	pl->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (pl->dl == NULL) {
 		snprintf(err, len, "%s: %s", path, dlerror());

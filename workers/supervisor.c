@@ -1,7 +1,8 @@
 /*
  * supervisor.c - kpoold's main process: forks the embedded broker and the
- * workers, reaps and restarts them with back-off, serves /metrics and
- * /healthz, and stops everything gracefully on TERM/INT.
+ * workers, reaps them and restarts them with a throttle, reloads the conf on
+ * SIGHUP, serves /metrics and /healthz, talks to systemd, and stops
+ * everything gracefully on TERM/INT.
  *
  * It stays single-threaded and never opens Kafka or SQLite; signal handlers
  * only write to a self-pipe and the poll loop acts.
@@ -10,9 +11,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <jansson.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,18 +73,27 @@ static void child_setup(void)
 	kp_metrics_close_in_child(metrics);
 }
 
+static uint64_t jobs_of(const struct kp_slot *s)
+{
+	uint64_t n = 0;
+
+	for (int r = 0; r < KP_R_MAX; r++)
+		n += s->results[r];
+	return n;
+}
+
 /* Forks the worker of one slot; on fork failure it is tried again after back-off. */
 static void spawn(struct kp_supervisor *sv, struct kp_binding_state *bs, int i)
 {
-	struct kp_slot *s = &bs->slots[i];
+	struct kp_slot *s = bs->slots[i];
 	pid_t pid;
 
-	snprintf(s->binding, sizeof(s->binding), "%s", bs->b->name);
 	s->index = i;
 	s->state = KP_SLOT_STARTING;
 	s->kafka_state = KP_KAFKA_UNKNOWN;
 	s->n_lag = 0;
 	bs->due_ms[i] = 0;
+	bs->jobs_at_spawn[i] = jobs_of(s);
 	pid = fork();
 	if (pid < 0) {
 		kp_log(KP_ERROR, "fork: %s", strerror(errno));
@@ -91,11 +103,200 @@ static void spawn(struct kp_supervisor *sv, struct kp_binding_state *bs, int i)
 	}
 	if (pid == 0) {
 		child_setup();
-		_exit(kp_worker_run(sv->conf, bs->b, s));
+		_exit(kp_worker_run(bs->conf, bs->b, s));
 	}
 	s->pid = pid;
 	bs->spawned_ms[i] = kp_mono_ms();
 	kp_log(KP_DEBUG, "started worker=%s#%d pid=%d", bs->b->name, i, (int)pid);
+}
+
+/*
+ * Finds a slot for a new worker of binding `name`: a free one whose ring a
+ * dead worker of the same binding left unwritten comes first (the new worker
+ * writes it), then a clean one.  Returns the slot index or -1.
+ */
+static int slot_take(struct kp_supervisor *sv, struct kp_binding_state *bs)
+{
+	int clean = -1, any = -1;
+
+	for (int i = 0; i < KP_SLOTS_MAX; i++) {
+		struct kp_slot *s = &sv->slots[i];
+		if (sv->owner[i] || s->pid > 0)
+			continue;
+		if (s->ring_n > 0 && strcmp(s->binding, bs->b->name) == 0) {
+			clean = i;
+			break;
+		}
+		if (clean < 0 && s->ring_n == 0)
+			clean = i;
+		if (any < 0)
+			any = i;
+	}
+	if (clean < 0 && any >= 0) {
+		kp_log(KP_WARNING, "no free slot; dropping unwritten event ids of worker=%s",
+		       sv->slots[any].binding);
+		clean = any;
+	}
+	if (clean < 0)
+		return -1;
+	struct kp_slot *s = &sv->slots[clean];
+	if (strcmp(s->binding, bs->b->name) != 0) { /* another binding's counters: start afresh */
+		memset(s, 0, offsetof(struct kp_slot, ring));
+		snprintf(s->binding, sizeof(s->binding), "%s", bs->b->name);
+	}
+	sv->owner[clean] = bs;
+	return clean;
+}
+
+/* What makes two bindings the same across a reload: every key, and the plugin's bytes. */
+static char *binding_sig(const struct kp_conf *conf, const struct kp_binding *b)
+{
+	char *buf = NULL, path[PATH_MAX];
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len), *so;
+	uint64_t h = 1469598103934665603ull; /* FNV-1a 64 of the plugin file */
+	int c;
+
+	if (f == NULL)
+		return NULL;
+	fprintf(f, "%s|%s|%s|%d|%s|%s|%d|%lld|%lld|%d|%lld|%d|%s|%lld", b->name, b->topic_list,
+		b->handler, b->processes, b->group, b->dead_letter_topic ? b->dead_letter_topic : "",
+		b->max_attempts, (long long)b->retry_backoff_ms, (long long)b->retry_backoff_max_ms,
+		b->max_crashes, (long long)b->max_job_bytes, b->idempotency, b->idempotency_key,
+		(long long)b->idempotency_ttl_ms);
+	for (size_t i = 0; i < b->n_opts; i++)
+		fprintf(f, "|%s=%s", b->opts[i].key, b->opts[i].value);
+	for (size_t i = 0; i < conf->n_kafka; i++)
+		fprintf(f, "|kafka.%s=%s", conf->kafka[i].key, conf->kafka[i].value);
+	fprintf(f, "|%s|%s|%d", conf->plugin_dir, conf->state_dir, conf->log_level);
+	if (kp_plugin_path(conf, b->handler, path, sizeof(path)) == 0 && (so = fopen(path, "rb"))) {
+		while ((c = getc(so)) != EOF)
+			h = (h ^ (uint64_t)c) * 1099511628211ull;
+		fclose(so);
+	}
+	fprintf(f, "|plugin=%016llx", (unsigned long long)h);
+	fclose(f);
+	return buf;
+}
+
+static void conf_unref(struct kp_conf *conf)
+{
+	if (conf && --conf->refs == 0)
+		kp_conf_free(conf);
+}
+
+/* Adds a binding state for b and starts its workers; NULL if there are no slots left. */
+static struct kp_binding_state *binding_start(struct kp_supervisor *sv, struct kp_conf *conf,
+					      const struct kp_binding *b, char *sig)
+{
+	struct kp_binding_state *bs = calloc(1, sizeof(*bs)), **grown;
+	int n = b->processes;
+
+	grown = realloc(sv->bs, (sv->n_bs + 1) * sizeof(*sv->bs));
+	if (bs == NULL || grown == NULL)
+		goto fail;
+	sv->bs = grown;
+	bs->conf = conf;
+	bs->b = b;
+	bs->sig = sig;
+	bs->slots = calloc((size_t)n, sizeof(*bs->slots));
+	bs->due_ms = calloc((size_t)n, sizeof(*bs->due_ms));
+	bs->spawned_ms = calloc((size_t)n, sizeof(*bs->spawned_ms));
+	bs->jobs_at_spawn = calloc((size_t)n, sizeof(*bs->jobs_at_spawn));
+	bs->backoff_ms = KP_RESTART_MIN_MS;
+	if (!bs->slots || !bs->due_ms || !bs->spawned_ms || !bs->jobs_at_spawn)
+		goto fail;
+	for (int k = 0; k < n; k++) {
+		int i = slot_take(sv, bs);
+		if (i < 0) {
+			kp_log(KP_ERROR, "worker=%s: more than %d worker processes in all", b->name,
+			       KP_SLOTS_MAX);
+			for (int j = 0; j < k; j++)
+				sv->owner[bs->slots[j] - sv->slots] = NULL;
+			goto fail;
+		}
+		bs->slots[k] = &sv->slots[i];
+	}
+	conf->refs++;
+	sv->bs[sv->n_bs++] = bs;
+	for (int k = 0; k < n; k++)
+		spawn(sv, bs, k);
+	return bs;
+fail:
+	if (bs) {
+		free(bs->slots);
+		free(bs->due_ms);
+		free(bs->spawned_ms);
+		free(bs->jobs_at_spawn);
+	}
+	free(bs);
+	free(sig);
+	return NULL;
+}
+
+/* Asks a binding's workers to finish and stop; they are not restarted. */
+static void binding_drain(struct kp_supervisor *sv, struct kp_binding_state *bs, const char *why)
+{
+	bs->draining = true;
+	bs->drain_deadline = kp_mono_ms() + bs->conf->shutdown_timeout_ms;
+	kp_log(KP_NOTICE, "worker=%s draining (%s)", bs->b->name, why);
+	for (int k = 0; k < bs->b->processes; k++) {
+		bs->due_ms[k] = 0;
+		if (bs->slots[k]->pid > 0)
+			kill(bs->slots[k]->pid, SIGTERM);
+	}
+	(void)sv;
+}
+
+static int alive(const struct kp_binding_state *bs)
+{
+	int n = 0;
+
+	for (int k = 0; k < bs->b->processes; k++)
+		n += bs->slots[k]->pid > 0;
+	return n;
+}
+
+/* Frees draining bindings whose workers are all gone; SIGKILLs the late ones. */
+static void binding_reap(struct kp_supervisor *sv, int *killed)
+{
+	int64_t now = kp_mono_ms();
+
+	for (size_t i = 0; i < sv->n_bs;) {
+		struct kp_binding_state *bs = sv->bs[i];
+
+		if (!bs->draining) {
+			i++;
+			continue;
+		}
+		if (alive(bs) > 0) {
+			if (now >= bs->drain_deadline) {
+				for (int k = 0; k < bs->b->processes; k++)
+					if (bs->slots[k]->pid > 0) {
+						kp_log(KP_ERROR,
+						       "worker=%s#%d pid=%d did not stop within "
+						       "shutdown_timeout; killing it",
+						       bs->b->name, k, (int)bs->slots[k]->pid);
+						kill(bs->slots[k]->pid, SIGKILL);
+						(*killed)++;
+					}
+				bs->drain_deadline = INT64_MAX;
+			}
+			i++;
+			continue;
+		}
+		for (int k = 0; k < bs->b->processes; k++)
+			sv->owner[bs->slots[k] - sv->slots] = NULL;
+		free(bs->slots);
+		free(bs->due_ms);
+		free(bs->spawned_ms);
+		free(bs->jobs_at_spawn);
+		free(bs->sig);
+		conf_unref(bs->conf);
+		free(bs);
+		memmove(&sv->bs[i], &sv->bs[i + 1], (sv->n_bs - i - 1) * sizeof(*sv->bs));
+		sv->n_bs--;
+	}
 }
 
 static pid_t spawn_broker(struct kp_supervisor *sv)
@@ -131,18 +332,51 @@ static int broker_wait(struct kp_supervisor *sv)
 	return -1;
 }
 
-static struct kp_binding_state *find_slot(struct kp_supervisor *sv, pid_t pid, int *idx)
+static struct kp_binding_state *find_pid(struct kp_supervisor *sv, pid_t pid, int *idx)
 {
 	for (size_t i = 0; i < sv->n_bs; i++)
-		for (int k = 0; k < sv->bs[i].b->processes; k++)
-			if (sv->bs[i].slots[k].pid == pid) {
+		for (int k = 0; k < sv->bs[i]->b->processes; k++)
+			if (sv->bs[i]->slots[k]->pid == pid) {
 				*idx = k;
-				return &sv->bs[i];
+				return sv->bs[i];
 			}
 	return NULL;
 }
 
-/* Collects dead children and schedules their restart with the binding's back-off. */
+/*
+ * Decides when a dead worker starts again.  Like postfix's master, a worker
+ * that died before handling any job throttles its binding: 1 s doubling to
+ * 60 s until one stays up 60 s or handles a job; the state change is logged
+ * once.  A worker that did work restarts after the least delay.
+ */
+static void schedule_restart(struct kp_binding_state *bs, int k, bool did_work, int64_t ran)
+{
+	int64_t now = kp_mono_ms();
+
+	if (did_work || ran >= KP_HEALTHY_MS) {
+		bs->backoff_ms = KP_RESTART_MIN_MS;
+		if (bs->throttled)
+			kp_log(KP_NOTICE, "worker=%s is no longer throttled", bs->b->name);
+		bs->throttled = false;
+	} else if (!bs->throttled) {
+		bs->throttled = true;
+		kp_log(KP_WARNING,
+		       "worker=%s throttled: a worker died before handling any job; restarts back "
+		       "off from %llds to %llds",
+		       bs->b->name, (long long)(bs->backoff_ms / 1000),
+		       (long long)(KP_RESTART_MAX_MS / 1000));
+	}
+	bs->due_ms[k] = now + bs->backoff_ms;
+	kp_log(KP_NOTICE, "worker=%s#%d restarting in %llds", bs->b->name, k,
+	       (long long)(bs->backoff_ms / 1000));
+	if (!did_work)
+		bs->backoff_ms = bs->backoff_ms * 2 > KP_RESTART_MAX_MS ? KP_RESTART_MAX_MS
+									: bs->backoff_ms * 2;
+	bs->restarts++;
+	bs->slots[k]->restarts++;
+}
+
+/* Collects dead children and schedules their restart. */
 static void reap(struct kp_supervisor *sv, bool stopping)
 {
 	int status, k;
@@ -152,54 +386,47 @@ static void reap(struct kp_supervisor *sv, bool stopping)
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		if (pid == sv->broker_pid) {
 			sv->broker_pid = 0;
-			if (!stopping) {
-				kp_log(KP_ERROR, "embedded broker died (status %d); starting a new one, "
-						 "and workers again",
-				       status);
-				sv->broker_pid = spawn_broker(sv);
-				if (sv->broker_pid > 0 && broker_wait(sv) == 0)
-					for (size_t i = 0; i < sv->n_bs; i++)
-						for (int j = 0; j < sv->bs[i].b->processes; j++)
-							if (sv->bs[i].slots[j].pid > 0)
-								kill(sv->bs[i].slots[j].pid, SIGTERM);
-			}
+			if (stopping)
+				continue;
+			kp_log(KP_ERROR, "embedded broker died (status %d); starting a new one, and "
+					 "the workers again", status);
+			sv->broker_pid = spawn_broker(sv);
+			if (sv->broker_pid > 0 && broker_wait(sv) == 0)
+				for (size_t i = 0; i < sv->n_bs; i++)
+					for (int j = 0; j < sv->bs[i]->b->processes; j++)
+						if (sv->bs[i]->slots[j]->pid > 0)
+							kill(sv->bs[i]->slots[j]->pid, SIGTERM);
 			continue;
 		}
-		struct kp_binding_state *bs = find_slot(sv, pid, &k);
+		struct kp_binding_state *bs = find_pid(sv, pid, &k);
 		if (bs == NULL)
-			continue; /* a plugin check child, or already forgotten */
-		struct kp_slot *s = &bs->slots[k];
-		int64_t now = kp_mono_ms(), ran = now - bs->spawned_ms[k];
+			continue; /* a plugin check child */
+		struct kp_slot *s = bs->slots[k];
+		int64_t ran = kp_mono_ms() - bs->spawned_ms[k];
+		bool did_work = jobs_of(s) > bs->jobs_at_spawn[k];
 		s->pid = 0;
 		s->state = KP_SLOT_EMPTY;
 		if (WIFSIGNALED(status)) {
 			s->died_signal = WTERMSIG(status);
+			kp_signame(WTERMSIG(status), sig, sizeof(sig));
 			if (s->in_hand)
 				kp_log(KP_ERROR,
 				       "worker=%s#%d pid=%d killed by %s with a job in hand: topic=%s "
 				       "partition=%d offset=%lld event=%s",
-				       bs->b->name, k, (int)pid, kp_signame(WTERMSIG(status), sig, sizeof(sig)),
-				       s->hand_topic < bs->b->n_topics ? bs->b->topics[s->hand_topic] : "?",
+				       bs->b->name, k, (int)pid, sig,
+				       s->hand_topic < s->n_topics ? s->topics[s->hand_topic] : "?",
 				       s->hand_partition, (long long)s->hand_offset, s->hand_event_id);
 			else
-				kp_log(stopping ? KP_WARNING : KP_ERROR, "worker=%s#%d pid=%d killed by %s",
-				       bs->b->name, k, (int)pid, kp_signame(WTERMSIG(status), sig, sizeof(sig)));
-		} else if (WEXITSTATUS(status) != 0 || !stopping) {
+				kp_log(stopping || bs->draining ? KP_WARNING : KP_ERROR,
+				       "worker=%s#%d pid=%d killed by %s", bs->b->name, k, (int)pid, sig);
+		} else if (WEXITSTATUS(status) != 0 || !(stopping || bs->draining)) {
 			kp_log(KP_ERROR, "worker=%s#%d pid=%d exited with status %d%s", bs->b->name, k,
 			       (int)pid, WEXITSTATUS(status),
 			       WEXITSTATUS(status) == KP_EXIT_CONFIG ? " (could not start)" : "");
 		}
-		if (stopping)
+		if (stopping || bs->draining)
 			continue;
-		if (ran >= KP_HEALTHY_MS)
-			bs->backoff_ms = KP_RESTART_MIN_MS;
-		bs->due_ms[k] = now + bs->backoff_ms;
-		kp_log(KP_NOTICE, "worker=%s#%d restarting in %llds", bs->b->name, k,
-		       (long long)(bs->backoff_ms / 1000));
-		bs->backoff_ms = bs->backoff_ms * 2 > KP_RESTART_MAX_MS ? KP_RESTART_MAX_MS
-									: bs->backoff_ms * 2;
-		bs->restarts++;
-		s->restarts++;
+		schedule_restart(bs, k, did_work && WEXITSTATUS(status) != KP_EXIT_CONFIG, ran);
 	}
 }
 
@@ -208,16 +435,28 @@ static int64_t restart_due(struct kp_supervisor *sv)
 {
 	int64_t now = kp_mono_ms(), next = LOOP_MS;
 
-	for (size_t i = 0; i < sv->n_bs; i++)
-		for (int k = 0; k < sv->bs[i].b->processes; k++) {
-			int64_t due = sv->bs[i].due_ms[k];
-			if (due == 0)
+	for (size_t i = 0; i < sv->n_bs; i++) {
+		struct kp_binding_state *bs = sv->bs[i];
+
+		for (int k = 0; k < bs->b->processes; k++) {
+			int64_t due = bs->due_ms[k];
+			if (due == 0 || bs->draining)
 				continue;
 			if (due <= now)
-				spawn(sv, &sv->bs[i], k);
+				spawn(sv, bs, k);
 			else if (due - now < next)
 				next = due - now;
+			/* A worker that handles a job ends its binding's throttle. */
 		}
+		if (bs->throttled)
+			for (int k = 0; k < bs->b->processes; k++)
+				if (jobs_of(bs->slots[k]) > bs->jobs_at_spawn[k] && bs->slots[k]->pid > 0) {
+					bs->throttled = false;
+					bs->backoff_ms = KP_RESTART_MIN_MS;
+					kp_log(KP_NOTICE, "worker=%s is no longer throttled", bs->b->name);
+					break;
+				}
+	}
 	return next;
 }
 
@@ -225,8 +464,8 @@ static int alive_workers(const struct kp_supervisor *sv)
 {
 	int n = 0;
 
-	for (size_t i = 0; i < sv->n_slots; i++)
-		n += sv->slots[i].pid > 0;
+	for (size_t i = 0; i < sv->n_bs; i++)
+		n += alive(sv->bs[i]);
 	return n;
 }
 
@@ -240,13 +479,15 @@ int kp_health(const struct kp_supervisor *sv, char **json)
 	int healthy = 1;
 
 	for (size_t i = 0; i < sv->n_bs; i++) {
-		const struct kp_binding_state *bs = &sv->bs[i];
+		const struct kp_binding_state *bs = sv->bs[i];
 		json_t *w = json_object();
 		const char *kafka = "up";
 		int running = 0;
 
+		if (bs->draining)
+			continue;
 		for (int k = 0; k < bs->b->processes; k++) {
-			const struct kp_slot *s = &bs->slots[k];
+			const struct kp_slot *s = bs->slots[k];
 			if (s->state != KP_SLOT_RUNNING)
 				continue;
 			running++;
@@ -257,11 +498,12 @@ int kp_health(const struct kp_supervisor *sv, char **json)
 		}
 		if (running == 0)
 			kafka = "no worker running";
-		if (running < bs->b->processes || strcmp(kafka, "up") != 0)
+		if (running < bs->b->processes || strcmp(kafka, "up") != 0 || bs->throttled)
 			healthy = 0;
 		json_object_set_new(w, "processes", json_integer(bs->b->processes));
 		json_object_set_new(w, "running", json_integer(running));
 		json_object_set_new(w, "restarts", json_integer((json_int_t)bs->restarts));
+		json_object_set_new(w, "throttled", json_boolean(bs->throttled));
 		json_object_set_new(w, "kafka", json_string(kafka));
 		json_object_set_new(workers, bs->b->name, w);
 	}
@@ -291,42 +533,138 @@ static int mkdir_p(const char *dir)
 	return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
 }
 
-/* Runs the pool until it is told to stop; returns kpoold's exit status. */
+/*
+ * Drops root for [pool] user, after the metrics socket is open: the state
+ * directory is given to that user first.  -1 with a logged reason on failure.
+ */
+static int drop_privileges(const struct kp_conf *conf)
+{
+	struct passwd *pw;
+
+	if (conf->user == NULL || conf->user[0] == '\0')
+		return 0;
+	pw = getpwnam(conf->user);
+	if (pw == NULL) {
+		kp_log(KP_ERROR, "%s: [pool] user: no user '%s'", conf->path, conf->user);
+		return -1;
+	}
+	if (geteuid() != 0) {
+		if (geteuid() == pw->pw_uid)
+			return 0;
+		kp_log(KP_ERROR, "%s: [pool] user: switching to '%s' needs root", conf->path,
+		       conf->user);
+		return -1;
+	}
+	if (chown(conf->state_dir, pw->pw_uid, pw->pw_gid) < 0 ||
+	    initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0) {
+		kp_log(KP_ERROR, "cannot become user %s: %s", conf->user, strerror(errno));
+		return -1;
+	}
+	if (setuid(0) == 0) { /* must be impossible now */
+		kp_log(KP_ERROR, "could regain root after dropping it; stopping");
+		return -1;
+	}
+	kp_log(KP_INFO, "running as user %s (uid %u)", conf->user, (unsigned)pw->pw_uid);
+	return 0;
+}
+
+static void notify_status(const struct kp_supervisor *sv, const char *extra)
+{
+	sd_notifyf(0, "%sSTATUS=%d worker processes running, %zu bindings", extra ? extra : "",
+		   alive_workers(sv), sv->n_bs);
+}
+
+/*
+ * SIGHUP, like nginx: a new conf that checks out replaces the old one.
+ * Bindings that are new start; removed ones drain; changed ones (any key, or
+ * their plugin's bytes) start new workers before the old ones drain; the
+ * others keep their processes.  An invalid conf is logged and ignored.
+ */
+static void reload(struct kp_supervisor *sv)
+{
+	struct kp_conf *old = sv->conf, *conf;
+	char err[1024];
+	size_t n_old = sv->n_bs;
+
+	sd_notify(0, "RELOADING=1\nSTATUS=reloading");
+	kp_log(KP_NOTICE, "SIGHUP: reloading %s", old->path);
+	conf = kp_conf_load(old->path, err, sizeof(err));
+	for (size_t i = 0; conf && i < conf->n_bindings; i++)
+		if (kp_plugin_check(conf, &conf->bindings[i], err, sizeof(err)) < 0) {
+			kp_conf_free(conf);
+			conf = NULL;
+		}
+	if (conf == NULL) {
+		kp_log(KP_ERROR, "reload refused, keeping the running conf: %s", err);
+		notify_status(sv, "READY=1\n");
+		return;
+	}
+	if (strcmp(conf->state_dir, old->state_dir) != 0 ||
+	    strcmp(conf->metrics_listen, old->metrics_listen) != 0 || conf->embedded != old->embedded ||
+	    strcmp(conf->user ? conf->user : "", old->user ? old->user : "") != 0)
+		kp_log(KP_WARNING, "reload: state_dir, metrics_listen, user and an embedded broker "
+				   "change only with a restart; the running ones stay");
+	kp_log_level = conf->log_level;
+	conf->refs++; /* held by sv->conf */
+	for (size_t i = 0; i < conf->n_bindings; i++) {
+		const struct kp_binding *b = &conf->bindings[i];
+		char *sig = binding_sig(conf, b);
+		struct kp_binding_state *same = NULL;
+
+		for (size_t j = 0; j < n_old; j++) {
+			struct kp_binding_state *bs = sv->bs[j];
+			if (!bs->draining && strcmp(bs->b->name, b->name) == 0) {
+				same = bs;
+				break;
+			}
+		}
+		if (same && sig && strcmp(same->sig, sig) == 0) { /* untouched: keep it running */
+			conf_unref(same->conf);
+			same->conf = conf;
+			same->b = b;
+			conf->refs++;
+			free(sig);
+			continue;
+		}
+		kp_log(KP_NOTICE, "worker=%s %s", b->name, same ? "changed: starting new workers" : "added");
+		if (binding_start(sv, conf, b, sig) == NULL)
+			continue;
+		if (same)
+			binding_drain(sv, same, "replaced by a reload");
+	}
+	for (size_t j = 0; j < n_old; j++) {
+		struct kp_binding_state *bs = sv->bs[j];
+		if (!bs->draining && bs->conf != conf && !kp_conf_binding(conf, bs->b->name))
+			binding_drain(sv, bs, "removed from the conf");
+	}
+	sv->conf = conf;
+	conf_unref(old);
+	notify_status(sv, "READY=1\n");
+	kp_log(KP_NOTICE, "reloaded: %zu bindings", conf->n_bindings);
+}
+
+/* Runs the pool until it is told to stop, and frees conf; returns kpoold's exit status. */
 int kp_supervisor_run(struct kp_conf *conf)
 {
 	struct kp_supervisor sv = { .conf = conf };
 	char err[512], path[PATH_MAX];
 	bool stopping = false;
-	int64_t deadline = 0;
-	int rc = 0;
+	int64_t deadline = 0, next_watchdog = 0;
+	uint64_t watchdog_usec = 0;
+	int rc = 0, killed = 0;
 
 	kp_log_who("supervisor");
 	kp_proctitle("kpoold: supervisor");
+	conf->refs = 1; /* held by sv.conf */
 	if (mkdir_p(conf->state_dir) < 0) {
 		kp_log(KP_ERROR, "state_dir %s: %s", conf->state_dir, strerror(errno));
 		return 1;
 	}
-	for (size_t i = 0; i < conf->n_bindings; i++)
-		sv.n_slots += (size_t)conf->bindings[i].processes;
-	if (sv.n_slots > KP_SLOTS_MAX) {
-		kp_log(KP_ERROR, "%zu worker processes in all; at most %d", sv.n_slots, KP_SLOTS_MAX);
-		return 1;
-	}
-	sv.slots = kp_stats_map(sv.n_slots ? sv.n_slots : 1);
-	sv.bs = calloc(conf->n_bindings + 1, sizeof(*sv.bs));
-	if (sv.slots == NULL || sv.bs == NULL || signals_install() < 0) {
+	sv.slots = kp_stats_map(KP_SLOTS_MAX);
+	if (sv.slots == NULL || signals_install() < 0) {
 		kp_log(KP_ERROR, "cannot set up: %s", strerror(errno));
 		return 1;
-	}
-	sv.n_bs = conf->n_bindings;
-	for (size_t i = 0, at = 0; i < conf->n_bindings; i++) {
-		struct kp_binding_state *bs = &sv.bs[i];
-		bs->b = &conf->bindings[i];
-		bs->slots = &sv.slots[at];
-		bs->due_ms = calloc((size_t)bs->b->processes, sizeof(int64_t));
-		bs->spawned_ms = calloc((size_t)bs->b->processes, sizeof(int64_t));
-		bs->backoff_ms = KP_RESTART_MIN_MS;
-		at += (size_t)bs->b->processes;
 	}
 	if (conf->metrics_listen[0] &&
 	    (metrics = kp_metrics_start(conf->metrics_listen, conf->state_dir, &sv, err,
@@ -334,6 +672,12 @@ int kp_supervisor_run(struct kp_conf *conf)
 		kp_log(KP_ERROR, "%s", err);
 		return 1;
 	}
+	if (drop_privileges(conf) < 0) {
+		kp_metrics_stop(metrics);
+		return 1;
+	}
+	if (sd_watchdog_enabled(0, &watchdog_usec) <= 0)
+		watchdog_usec = 0;
 	if (conf->embedded) {
 		snprintf(path, sizeof(path), "%s/%s", conf->state_dir, KP_EMBEDDED_FILE);
 		unlink(path);
@@ -344,19 +688,21 @@ int kp_supervisor_run(struct kp_conf *conf)
 			goto out;
 		}
 	}
-	for (size_t i = 0; i < sv.n_bs; i++)
-		for (int k = 0; k < sv.bs[i].b->processes; k++)
-			spawn(&sv, &sv.bs[i], k);
-	kp_log(KP_NOTICE, "started conf=%s workers=%zu pid=%d", conf->path, sv.n_slots,
+	for (size_t i = 0; i < conf->n_bindings; i++)
+		if (binding_start(&sv, conf, &conf->bindings[i],
+				  binding_sig(conf, &conf->bindings[i])) == NULL) {
+			rc = 1;
+			goto out;
+		}
+	kp_log(KP_NOTICE, "started conf=%s bindings=%zu pid=%d", conf->path, sv.n_bs,
 	       (int)getpid());
-	sd_notifyf(0, "READY=1\nSTATUS=running %zu worker processes\nMAINPID=%d", sv.n_slots,
-		   (int)getpid());
+	notify_status(&sv, "READY=1\n");
 
 	for (;;) {
 		struct pollfd fds[2] = { { .fd = sigpipe[0], .events = POLLIN },
 					 { .fd = metrics ? kp_metrics_fd(metrics) : -1,
 					   .events = POLLIN } };
-		int64_t timeout = stopping ? 100 : restart_due(&sv);
+		int64_t timeout = stopping ? 100 : restart_due(&sv), now;
 		char drain[64];
 
 		if (metrics) {
@@ -364,50 +710,49 @@ int kp_supervisor_run(struct kp_conf *conf)
 			if (mt >= 0 && mt < timeout)
 				timeout = mt;
 		}
+		if (watchdog_usec && timeout > (int64_t)(watchdog_usec / 2000))
+			timeout = (int64_t)(watchdog_usec / 2000);
 		poll(fds, 2, (int)timeout);
 		while (read(sigpipe[0], drain, sizeof(drain)) > 0)
 			;
+		now = kp_mono_ms();
+		if (watchdog_usec && now >= next_watchdog) {
+			sd_notify(0, "WATCHDOG=1");
+			next_watchdog = now + (int64_t)(watchdog_usec / 2000);
+		}
 		if (got_chld) {
 			got_chld = 0;
 			reap(&sv, stopping);
+			if (!stopping)
+				notify_status(&sv, NULL);
 		}
 		if (got_hup) {
 			got_hup = 0;
-			kp_log(KP_WARNING, "SIGHUP: reloading is not supported by this version; "
-					   "restart kpoold to apply a changed conf");
+			if (!stopping)
+				reload(&sv);
 		}
 		if (got_stop && !stopping) {
 			stopping = true;
-			deadline = kp_mono_ms() + conf->shutdown_timeout_ms;
+			deadline = now + sv.conf->shutdown_timeout_ms;
 			sd_notify(0, "STOPPING=1\nSTATUS=stopping");
 			kp_log(KP_NOTICE, "stopping %d workers (timeout %llds)", alive_workers(&sv),
-			       (long long)(conf->shutdown_timeout_ms / 1000));
-			for (size_t i = 0; i < sv.n_slots; i++)
-				if (sv.slots[i].pid > 0)
-					kill(sv.slots[i].pid, SIGTERM);
+			       (long long)(sv.conf->shutdown_timeout_ms / 1000));
+			for (size_t i = 0; i < sv.n_bs; i++) {
+				sv.bs[i]->draining = true;
+				sv.bs[i]->drain_deadline = deadline;
+				for (int k = 0; k < sv.bs[i]->b->processes; k++)
+					if (sv.bs[i]->slots[k]->pid > 0)
+						kill(sv.bs[i]->slots[k]->pid, SIGTERM);
+			}
 		}
 		if (metrics)
 			kp_metrics_run(metrics);
-		if (!stopping)
-			continue;
-		if (alive_workers(&sv) > 0 && kp_mono_ms() >= deadline) {
-			for (size_t i = 0; i < sv.n_bs; i++)
-				for (int k = 0; k < sv.bs[i].b->processes; k++) {
-					struct kp_slot *s = &sv.bs[i].slots[k];
-					if (s->pid > 0) {
-						kp_log(KP_ERROR,
-						       "worker=%s#%d pid=%d did not stop within "
-						       "shutdown_timeout; killing it",
-						       sv.bs[i].b->name, k, (int)s->pid);
-						kill(s->pid, SIGKILL);
-					}
-				}
-			rc = 1;
-			deadline = INT64_MAX;
-		}
-		if (alive_workers(&sv) == 0)
+		binding_reap(&sv, &killed);
+		if (stopping && alive_workers(&sv) == 0)
 			break;
 	}
+	if (killed)
+		rc = 1;
 out:
 	if (sv.broker_pid > 0) {
 		int status;
@@ -417,12 +762,19 @@ out:
 	}
 	kp_metrics_stop(metrics);
 	metrics = NULL;
-	for (size_t i = 0; i < sv.n_bs; i++) {
-		free(sv.bs[i].due_ms);
-		free(sv.bs[i].spawned_ms);
+	for (size_t i = 0; i < sv.n_bs; i++) { /* only after a failed start */
+		sv.bs[i]->draining = true;
+		for (int k = 0; k < sv.bs[i]->b->processes; k++)
+			if (sv.bs[i]->slots[k]->pid > 0) {
+				kill(sv.bs[i]->slots[k]->pid, SIGKILL);
+				waitpid(sv.bs[i]->slots[k]->pid, NULL, 0);
+				sv.bs[i]->slots[k]->pid = 0;
+			}
 	}
+	binding_reap(&sv, &killed);
 	free(sv.bs);
-	kp_stats_unmap(sv.slots, sv.n_slots ? sv.n_slots : 1);
+	kp_stats_unmap(sv.slots, KP_SLOTS_MAX);
+	conf_unref(sv.conf); /* the supervisor's own hold; bindings held theirs */
 	kp_log(KP_NOTICE, "stopped%s", rc ? " (some workers had to be killed)" : "");
 	return rc;
 }

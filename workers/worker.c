@@ -202,7 +202,8 @@ static void flush(struct worker *w)
 	if (n == 0)
 		return;
 	if (w->b->idempotency &&
-	    kp_dedupe_record_ring(w->dd, s->ring, n, w->b->topics, w->b->n_topics) < 0) {
+	    kp_dedupe_record_ring(w->dd, s->ring, n, (const char(*)[KP_TOPIC_MAX])s->topics,
+				  s->n_topics) < 0) {
 		w->flush_due = kp_mono_ms() + KP_FLUSH_MS;
 		return;
 	}
@@ -747,32 +748,36 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 
 /*
  * Before consuming: write the ids a dead predecessor in this slot finished
- * but did not commit, and count the job it died on in the crashes table.
+ * but did not commit, and count the job it died on in the crashes table.  The
+ * predecessor may have had other topics (a reload): the slot's topic table,
+ * still its own here, names them.  Then the slot's topics become ours.
  */
 static int recover(struct worker *w)
 {
 	struct kp_slot *s = w->slot;
+	const char(*topics)[KP_TOPIC_MAX] = (const char(*)[KP_TOPIC_MAX])s->topics;
 	char sig[32];
 
-	if (w->b->idempotency && s->ring_n > 0) {
-		if (kp_dedupe_record_ring(w->dd, s->ring, s->ring_n, w->b->topics,
-					  w->b->n_topics) < 0)
+	if (s->ring_n > 0 && w->b->idempotency) {
+		if (kp_dedupe_record_ring(w->dd, s->ring, s->ring_n, topics, s->n_topics) < 0)
 			return -1;
 		kp_log(KP_NOTICE, "recovered %u finished jobs of the previous process", s->ring_n);
 	}
 	s->ring_n = 0;
-	if (s->died_signal && s->in_hand && s->hand_topic < w->b->n_topics) {
+	if (s->died_signal && s->in_hand && s->hand_topic < s->n_topics) {
 		kp_signame(s->died_signal, sig, sizeof(sig));
 		kp_log(KP_WARNING,
 		       "topic=%s partition=%" PRId32 " offset=%" PRId64 " event=%s: killed a worker (%s)",
-		       w->b->topics[s->hand_topic], s->hand_partition, s->hand_offset,
-		       s->hand_event_id, sig);
-		if (kp_dedupe_crash_add(w->dd, w->b->topics[s->hand_topic], s->hand_partition,
+		       topics[s->hand_topic], s->hand_partition, s->hand_offset, s->hand_event_id, sig);
+		if (kp_dedupe_crash_add(w->dd, topics[s->hand_topic], s->hand_partition,
 					s->hand_offset, s->hand_event_id, sig) < 0)
 			return -1;
 	}
 	s->in_hand = 0;
 	s->died_signal = 0;
+	for (int i = 0; i < w->b->n_topics; i++)
+		snprintf(s->topics[i], sizeof(s->topics[i]), "%s", w->b->topics[i]);
+	s->n_topics = w->b->n_topics;
 	return 0;
 }
 
