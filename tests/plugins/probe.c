@@ -3,6 +3,8 @@
  * records every call, so tests can count how often each job was handled.
  *
  * Option record = PATH: one line "EVENT_ID ATTEMPT RESULT" appended per call.
+ * Option broken = on: init succeeds when kpoold checks the conf but fails in
+ * every worker, the way a plugin whose backend is down would.
  * Job fields: "do": "ok" (default) | "fail" | "retry" (until attempt
  * "succeed_at", default never) | "crash" (SIGSEGV) | "sleep" ("ms" milliseconds, then ok).
  *
@@ -30,10 +32,17 @@ static void *probe_init(const struct kpool_host *host, const struct kpool_option
 {
 	struct probe *p = calloc(1, sizeof(*p));
 
-	(void)host;
 	p->fd = -1;
 	for (size_t i = 0; i < n_opts; i++) {
-		if (strcmp(opts[i].key, "record") == 0) {
+		if (strcmp(opts[i].key, "broken") == 0) {
+			if (host->index >= 0) {
+				snprintf(err, err_len, "probe: broken, as asked");
+				if (p->fd >= 0)
+					close(p->fd);
+				free(p);
+				return NULL;
+			}
+		} else if (strcmp(opts[i].key, "record") == 0) {
 			p->fd = open(opts[i].value, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 			if (p->fd < 0) {
 				snprintf(err, err_len, "probe: cannot open record file %s", opts[i].value);
