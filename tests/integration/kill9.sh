@@ -32,7 +32,7 @@ kills=0
 step=$((N / (KILLS + 2)))
 for i in $(seq 1 $KILLS); do
 	wait_for 120 at_least $((i * step)) lines_in "$T/record" || break
-	victim=$(pgrep -f '^kpoold: worker k#' | shuf -n 1)
+	victim=$(pgrep '^worker k#' | shuf -n 1)
 	[ -n "$victim" ] && kill -KILL "$victim" && kills=$((kills + 1))
 	diag "kill $kills: pid $victim after $(lines_in "$T/record") jobs"
 done

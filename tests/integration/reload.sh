@@ -17,7 +17,7 @@ conf() {
 		done
 	} >"$T/pool.conf"
 }
-pids_of() { pgrep -f "^kpoold: worker $1#" | sort | tr '\n' ' '; }
+pids_of() { pgrep "^worker $1" | sort | tr '\n' ' '; }
 send() { printf '{"eventId":"%s"}\n' "$@" | "$KPOOL" -c "$T/pool.conf" send "${topic}" 2>/dev/null; }
 
 conf keep gone changing
@@ -32,10 +32,10 @@ conf keep changing:processes=2 new
 kill -HUP "$KPID"
 check "reload is logged" wait_for 20 log_has "$T/kpoold.log" "reloaded: 3 bindings"
 check "the untouched binding keeps its process" test "$(pids_of keep)" = "$keep_pids"
-check "the removed binding drains and stops" wait_for 20 sh -c "[ -z \"\$(pgrep -f '^kpoold: worker gone#')\" ]"
+check "the removed binding drains and stops" wait_for 20 sh -c "[ -z \"\$(pgrep '^worker gone#')\" ]"
 check "the removed binding is logged" log_has "$T/kpoold.log" "worker=gone draining (removed from the conf)"
-check "the changed binding runs two new workers" wait_for 20 sh -c "[ \$(pgrep -f '^kpoold: worker changing#' | wc -l) -eq 2 ]"
-check "the new binding starts" wait_for 20 sh -c "pgrep -f '^kpoold: worker new#0' >/dev/null"
+check "the changed binding runs two new workers" wait_for 20 sh -c "[ \$(pgrep '^worker changing' | wc -l) -eq 2 ]"
+check "the new binding starts" wait_for 20 sh -c "pgrep '^worker new#0' >/dev/null"
 topic=new-jobs send n1
 check "the new binding handles jobs" wait_for 60 grep -q '^n1 1 done' "$T/record-new"
 topic=changing-jobs send c4 c5 c6
@@ -46,20 +46,20 @@ check "nothing handled twice across the change" test -z "$(cut -d' ' -f1 "$T/rec
 cp "$top_builddir/tests/plugins/.libs/probe.so" "$T/plugins/probe2.so"
 conf keep changing:processes=2 new plugged:handler=probe2
 kill -HUP "$KPID"
-check "a binding on a second plugin file starts" wait_for 20 sh -c "pgrep -f '^kpoold: worker plugged#0' >/dev/null"
+check "a binding on a second plugin file starts" wait_for 20 sh -c "pgrep '^worker plugged' >/dev/null"
 plugged=$(pids_of plugged)
 cp "$top_builddir/tests/plugins/.libs/probebatch.so" "$T/plugins/probe2.so.new"
 mv "$T/plugins/probe2.so.new" "$T/plugins/probe2.so"
 kill -HUP "$KPID"
-check "a changed plugin file restarts its binding" wait_for 20 sh -c "p=\$(pgrep -f '^kpoold: worker plugged#0'); [ -n \"\$p\" ] && [ \"\$p \" != '$plugged' ]"
+check "a changed plugin file restarts its binding" wait_for 20 sh -c "p=\$(pgrep '^worker plugged'); [ -n \"\$p\" ] && [ \"\$p \" != '$plugged' ]"
 check "but not the others" test "$(pids_of keep)" = "$keep_pids"
 
 cp "$T/pool.conf" "$T/good.conf"
 printf '[worker:broken]\ntopic = x\nhandler = probe\nretry_backoff = soon\n' >>"$T/pool.conf"
-before=$(pgrep -f '^kpoold: worker' | sort | tr '\n' ' ')
+before=$(pgrep '^worker ' | sort | tr '\n' ' ')
 kill -HUP "$KPID"
 check "an invalid conf is refused, naming the key" wait_for 20 log_has "$T/kpoold.log" "reload refused, keeping the running conf: $T/pool.conf:"
-check "and the pool keeps running as it was" test "$(pgrep -f '^kpoold: worker' | sort | tr '\n' ' ')" = "$before"
+check "and the pool keeps running as it was" test "$(pgrep '^worker ' | sort | tr '\n' ' ')" = "$before"
 check "kpoold is still up" kill -0 "$KPID"
 stop_kpoold "$KPID"
 check "kpoold stops with status 0" test $? -eq 0

@@ -50,3 +50,23 @@ check "nothing left behind" wait_for 30 sh -c "[ \$(cut -d' ' -f1 '$T/record' | 
 stop_kpoold "$KPID"
 dups=$(cut -d' ' -f1 "$T/record" | sort | uniq -d | wc -l)
 check "no job handled twice ($dups repeated)" test "$dups" -eq 0
+
+# A worker that does not finish in shutdown_timeout is killed, named, and kpoold exits 1.
+sed 's/^shutdown_timeout = 20s/shutdown_timeout = 1s/; s/^processes = 2/processes = 1/' "$T/pool.conf" >"$T/slow.conf"
+start_kpoold "$T/slow.conf" "$T/pool3.log"
+check "process names: supervisor" wait_for 10 sh -c "pgrep '^supervisor$' >/dev/null"
+check "process names: worker" wait_for 10 sh -c "pgrep '^worker s#0$' >/dev/null"
+if [ -z "${KPOOLD_WRAPPER:-}" ]; then # a wrapper owns argv: no titles then
+	check "process titles: supervisor" sh -c "pgrep -f '^kpoold: supervisor$' >/dev/null"
+	check "process titles: worker" sh -c "pgrep -f '^kpoold: worker s#0$' >/dev/null"
+	check "process titles: broker" sh -c "pgrep -f '^kpoold: broker$' >/dev/null"
+fi
+printf '{"eventId":"slow","do":"sleep","ms":8000,"announce":true}\n' | "$KPOOL" -c "$T/pool.conf" send stream 2>/dev/null
+check "the slow job is in hand" wait_for 60 grep -q '^slow 1 start' "$T/record"
+sleep_started=$(date +%s)
+stop_kpoold "$KPID"
+rc=$?
+check "kpoold exits 1 when a worker had to be killed" test "$rc" -eq 1
+check "it names the worker it killed" log_has "$T/pool3.log" "worker=s#0 pid="
+check "and why" log_has "$T/pool3.log" "did not stop within shutdown_timeout; killing it"
+check "it did not wait for the job" test $(($(date +%s) - sleep_started)) -lt 6

@@ -6,7 +6,8 @@
  * Option broken = on: init succeeds when kpoold checks the conf but fails in
  * every worker, the way a plugin whose backend is down would.
  * Job fields: "do": "ok" (default) | "fail" | "retry" (until attempt
- * "succeed_at", default never) | "crash" (SIGSEGV) | "sleep" ("ms" milliseconds, then ok).
+ * "succeed_at", default never) | "crash" (SIGSEGV) | "sleep" ("ms" milliseconds, then ok;
+ * with "announce": true a line "EVENT_ID ATTEMPT start" is written first).
  *
  * Built with -DPROBE_BATCH it is "probebatch": the same, through handle_batch,
  * with the batch size as a fourth field of each record line.
@@ -105,7 +106,10 @@ static kpool_status probe_handle(void *state, const struct kpool_job *job,
 	} else if (strcmp(what, "sleep") == 0) {
 		json_int_t ms = json_integer_value(json_object_get(root, "ms"));
 		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-		nanosleep(&ts, NULL);
+		if (json_is_true(json_object_get(root, "announce")))
+			record(p, job, "start");
+		while (nanosleep(&ts, &ts) < 0) /* a signal does not cut the job short */
+			;
 		record(p, job, "done");
 	} else {
 		snprintf(reason, KPOOL_REASON_MAX, "probe: unknown do '%s'", what);
