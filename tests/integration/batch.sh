@@ -6,13 +6,7 @@ require_tools
 N=500
 
 plugins "$T/plugins"
-cat >"$T/batch.conf" <<EOF2
-[kafka]
-bootstrap.servers = embedded
-[pool]
-plugin_dir = $T/plugins
-state_dir = $T/state
-metrics_listen =
+pool_conf "$T/batch.conf" <<EOF2
 [worker:b]
 topic = batched
 handler = probebatch

@@ -6,13 +6,7 @@
 require_tools
 
 plugins "$T/plugins"
-cat >"$T/crash.conf" <<EOF2
-[kafka]
-bootstrap.servers = embedded
-[pool]
-plugin_dir = $T/plugins
-state_dir = $T/state
-metrics_listen = 127.0.0.1:0
+pool_conf "$T/crash.conf" 'metrics_listen = 127.0.0.1:0' <<EOF2
 [worker:c]
 topic = crashy
 handler = probe

@@ -6,13 +6,7 @@
 require_tools
 
 plugins "$T/plugins"
-cat >"$T/jobs.conf" <<EOF2
-[kafka]
-bootstrap.servers = embedded
-[pool]
-plugin_dir = $T/plugins
-state_dir = $T/state
-metrics_listen = 127.0.0.1:0
+pool_conf "$T/jobs.conf" 'metrics_listen = 127.0.0.1:0' <<EOF2
 [worker:w]
 topic = jobs
 handler = probe

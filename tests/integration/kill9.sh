@@ -8,13 +8,7 @@ N=20000
 KILLS=5
 
 plugins "$T/plugins"
-cat >"$T/pool.conf" <<EOF2
-[kafka]
-bootstrap.servers = embedded
-[pool]
-plugin_dir = $T/plugins
-state_dir = $T/state
-metrics_listen =
+pool_conf "$T/pool.conf" <<EOF2
 [worker:k]
 topic = killed
 handler = probe

@@ -70,6 +70,20 @@ plugins() {
 	return 0
 }
 
+# pool_conf FILE [LINE...]: writes a conf to FILE: the embedded broker (or
+# $BOOTSTRAP), plugin_dir $T/plugins, state_dir $T/state, no metrics; each LINE
+# ("key = value") is added to [pool] and wins over those; stdin follows (the
+# [worker:NAME] sections).
+pool_conf() {
+	f=$1; shift
+	{
+		printf '[kafka]\nbootstrap.servers = %s\n[pool]\nplugin_dir = %s\nstate_dir = %s\nmetrics_listen =\n' \
+			"${BOOTSTRAP:-embedded}" "$T/plugins" "$T/state"
+		for line in "$@"; do printf '%s\n' "$line"; done
+		cat
+	} >"$f"
+}
+
 # start_kpoold CONF LOG: starts kpoold in the background; sets KPID.
 # KPOOLD_WRAPPER runs kpoold under a tool, e.g. "valgrind --leak-check=full"
 # (scripts/valgrind does that), whose per-process logs go to $T/valgrind.PID.log.

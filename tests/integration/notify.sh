@@ -6,13 +6,7 @@
 require_tools
 
 plugins "$T/plugins"
-cat >"$T/pool.conf" <<EOF2
-[kafka]
-bootstrap.servers = embedded
-[pool]
-plugin_dir = $T/plugins
-state_dir = $T/state
-metrics_listen =
+pool_conf "$T/pool.conf" <<EOF2
 [worker:n]
 topic = notified
 handler = probe

@@ -8,13 +8,7 @@ mkdir -p "$T/plugins"
 cp "$top_builddir/tests/plugins/.libs/probe.so" "$T/plugins/probe.so"
 chmod 755 "$T/plugins"
 chmod 644 "$T/plugins/probe.so"
-cat >"$T/pool.conf" <<EOF2
-[kafka]
-bootstrap.servers = embedded
-[pool]
-plugin_dir = $T/plugins
-state_dir = $T/state
-metrics_listen = 127.0.0.1:0
+pool_conf "$T/pool.conf" 'metrics_listen = 127.0.0.1:0' <<EOF2
 [worker:p]
 topic = perms
 handler = probe

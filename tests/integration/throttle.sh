@@ -5,13 +5,7 @@
 require_tools
 
 plugins "$T/plugins"
-cat >"$T/pool.conf" <<EOF2
-[kafka]
-bootstrap.servers = embedded
-[pool]
-plugin_dir = $T/plugins
-state_dir = $T/state
-metrics_listen = 127.0.0.1:0
+pool_conf "$T/pool.conf" 'metrics_listen = 127.0.0.1:0' <<EOF2
 [worker:loop]
 topic = loop-jobs
 handler = probe
