@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 #define KPOOL_PLUGIN_ABI_VERSION 1
-#define KPOOL_REASON_MAX 256
+#define KPOOL_REASON_MAX	 256
 
 typedef enum { KPOOL_DONE = 0, KPOOL_RETRY = 1, KPOOL_FAIL = 2 } kpool_status;
 
@@ -53,7 +53,7 @@ struct kpool_job {
 	const struct kpool_header *headers;
 	size_t header_count;
 	const char *event_id; /* never NULL */
-	int attempt;          /* 1 on the first call */
+	int attempt;	      /* 1 on the first call */
 };
 
 struct kpool_host { /* what the worker offers a plugin */
@@ -67,8 +67,8 @@ struct kpool_plugin {
 	int abi_version;    /* KPOOL_PLUGIN_ABI_VERSION */
 	size_t struct_size; /* sizeof(struct kpool_plugin) when built */
 	const char *name, *version;
-	void *(*init)(const struct kpool_host *host, const struct kpool_option *opts,
-		      size_t n_opts, char *err, size_t err_len); /* NULL + err = refuse */
+	void *(*init)(const struct kpool_host *host, const struct kpool_option *opts, size_t n_opts,
+		      char *err, size_t err_len); /* NULL + err = refuse */
 	kpool_status (*handle)(void *state, const struct kpool_job *job,
 			       char reason[KPOOL_REASON_MAX]);
 	void (*fini)(void *state);
@@ -79,7 +79,7 @@ struct kpool_plugin {
 
 extern const struct kpool_plugin kpool_plugin; /* the one symbol a plugin exports */
 
-#define KPOOL_PLUGIN_HEADER                                                                \
+#define KPOOL_PLUGIN_HEADER                                                                        \
 	.abi_version = KPOOL_PLUGIN_ABI_VERSION, .struct_size = sizeof(struct kpool_plugin)
 
 #ifdef __cplusplus

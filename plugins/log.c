@@ -18,8 +18,8 @@ struct log_state {
 	size_t show;
 };
 
-static void *log_init(const struct kpool_host *host, const struct kpool_option *opts,
-		      size_t n_opts, char *err, size_t err_len)
+static void *log_init(const struct kpool_host *host, const struct kpool_option *opts, size_t n_opts,
+		      char *err, size_t err_len)
 {
 	struct log_state *st = calloc(1, sizeof(*st));
 
@@ -42,17 +42,20 @@ static void *log_init(const struct kpool_host *host, const struct kpool_option *
 			else if (strcmp(v, "notice") == 0)
 				st->level = LOG_NOTICE;
 			else {
-				snprintf(err, err_len, "log plugin: level '%s' is not debug, info or notice", v);
+				snprintf(err, err_len,
+					 "log plugin: level '%s' is not debug, info or notice", v);
 				goto fail;
 			}
 		} else if (strcmp(k, "show") == 0) {
 			st->show = strtoul(v, &end, 10);
 			if (*v == '\0' || *end) {
-				snprintf(err, err_len, "log plugin: show '%s' is not a byte count", v);
+				snprintf(err, err_len, "log plugin: show '%s' is not a byte count",
+					 v);
 				goto fail;
 			}
 		} else {
-			snprintf(err, err_len, "log plugin: unknown option '%s' (known: level, show)", k);
+			snprintf(err, err_len,
+				 "log plugin: unknown option '%s' (known: level, show)", k);
 			goto fail;
 		}
 	}
@@ -80,10 +83,6 @@ static void log_fini(void *state)
 }
 
 const struct kpool_plugin kpool_plugin = {
-	KPOOL_PLUGIN_HEADER,
-	.name = "log",
-	.version = "1.0",
-	.init = log_init,
-	.handle = log_handle,
-	.fini = log_fini,
+    KPOOL_PLUGIN_HEADER, .name = "log",	       .version = "1.0",
+    .init = log_init,	 .handle = log_handle, .fini = log_fini,
 };

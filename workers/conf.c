@@ -34,51 +34,50 @@ struct optdef {
 #define BIND(f) offsetof(struct kp_binding, f)
 
 static const struct optdef pool_opts[] = {
-	{ "plugin_dir", OPT_STR, NULL, 0, 0, POOL(plugin_dir),
-	  "where handler plugins NAME.so are found (default: the build's plugins when run "
-	  "from the source tree, else " KP_PLUGIN_DIR ")" },
-	{ "state_dir", OPT_STR, "/var/lib/kpool", 0, 0, POOL(state_dir),
-	  "processed-id databases, embedded broker address, metrics address; a relative path "
-	  "is taken from the conf file's directory" },
-	{ "metrics_listen", OPT_STR, "127.0.0.1:9464", 0, 0, POOL(metrics_listen),
-	  "HOST:PORT for GET /metrics and /healthz; port 0 picks one; empty turns it off" },
-	{ "shutdown_timeout", OPT_DUR, "30s", 0, 0, POOL(shutdown_timeout_ms),
-	  "how long workers may take to stop before SIGKILL" },
-	{ "log_level", OPT_LEVEL, "info", 0, 0, POOL(log_level),
-	  "debug, info, notice, warning or error" },
-	{ "user", OPT_STR, NULL, 0, 0, POOL(user),
-	  "when started as root: the user to run as once the metrics socket is open" },
+    {"plugin_dir", OPT_STR, NULL, 0, 0, POOL(plugin_dir),
+     "where handler plugins NAME.so are found (default: the build's plugins when run "
+     "from the source tree, else " KP_PLUGIN_DIR ")"},
+    {"state_dir", OPT_STR, "/var/lib/kpool", 0, 0, POOL(state_dir),
+     "processed-id databases, embedded broker address, metrics address; a relative path "
+     "is taken from the conf file's directory"},
+    {"metrics_listen", OPT_STR, "127.0.0.1:9464", 0, 0, POOL(metrics_listen),
+     "HOST:PORT for GET /metrics and /healthz; port 0 picks one; empty turns it off"},
+    {"shutdown_timeout", OPT_DUR, "30s", 0, 0, POOL(shutdown_timeout_ms),
+     "how long workers may take to stop before SIGKILL"},
+    {"log_level", OPT_LEVEL, "info", 0, 0, POOL(log_level),
+     "debug, info, notice, warning or error"},
+    {"user", OPT_STR, NULL, 0, 0, POOL(user),
+     "when started as root: the user to run as once the metrics socket is open"},
 };
 
 static const struct optdef worker_opts[] = {
-	{ "topic", OPT_TOPICS, NULL, 0, 0, BIND(topic_list),
-	  "topics to consume, comma separated (required)" },
-	{ "handler", OPT_STR, NULL, 0, 0, BIND(handler),
-	  "plugin that handles the jobs: plugin_dir/HANDLER.so (required)" },
-	{ "processes", OPT_INT, "1", 1, 64, BIND(processes),
-	  "worker processes, all in one consumer group" },
-	{ "group", OPT_STR, NULL, 0, 0, BIND(group), "consumer group (default kpool-NAME)" },
-	{ "dead_letter_topic", OPT_STR, NULL, 0, 0, BIND(dead_letter_topic),
-	  "where jobs that cannot be handled go (default TOPIC.dlq)" },
-	{ "max_attempts", OPT_INT, "5", 1, 1000, BIND(max_attempts),
-	  "handler calls for a job that asks to be retried" },
-	{ "retry_backoff", OPT_DUR, "1s", 0, 0, BIND(retry_backoff_ms),
-	  "first retry delay; doubles each attempt, with jitter" },
-	{ "retry_backoff_max", OPT_DUR, "5m", 0, 0, BIND(retry_backoff_max_ms),
-	  "longest retry delay" },
-	{ "max_crashes", OPT_INT, "3", 1, 100, BIND(max_crashes),
-	  "worker deaths one job may cause before it is dead-lettered" },
-	{ "max_job_bytes", OPT_SIZE, "1MiB", 0, 0, BIND(max_job_bytes),
-	  "larger jobs are dead-lettered as bad-input" },
-	{ "idempotency", OPT_BOOL, "on", 0, 0, BIND(idempotency),
-	  "skip jobs whose event id was already handled" },
-	{ "idempotency_key", OPT_IDKEYS, "header:event-id, json:metadata.eventId, json:eventId, json:id",
-	  0, 0, BIND(idempotency_key), "where the event id is found, first match wins" },
-	{ "idempotency_ttl", OPT_DUR, "7d", 0, 0, BIND(idempotency_ttl_ms),
-	  "how long handled event ids are remembered" },
+    {"topic", OPT_TOPICS, NULL, 0, 0, BIND(topic_list),
+     "topics to consume, comma separated (required)"},
+    {"handler", OPT_STR, NULL, 0, 0, BIND(handler),
+     "plugin that handles the jobs: plugin_dir/HANDLER.so (required)"},
+    {"processes", OPT_INT, "1", 1, 64, BIND(processes),
+     "worker processes, all in one consumer group"},
+    {"group", OPT_STR, NULL, 0, 0, BIND(group), "consumer group (default kpool-NAME)"},
+    {"dead_letter_topic", OPT_STR, NULL, 0, 0, BIND(dead_letter_topic),
+     "where jobs that cannot be handled go (default TOPIC.dlq)"},
+    {"max_attempts", OPT_INT, "5", 1, 1000, BIND(max_attempts),
+     "handler calls for a job that asks to be retried"},
+    {"retry_backoff", OPT_DUR, "1s", 0, 0, BIND(retry_backoff_ms),
+     "first retry delay; doubles each attempt, with jitter"},
+    {"retry_backoff_max", OPT_DUR, "5m", 0, 0, BIND(retry_backoff_max_ms), "longest retry delay"},
+    {"max_crashes", OPT_INT, "3", 1, 100, BIND(max_crashes),
+     "worker deaths one job may cause before it is dead-lettered"},
+    {"max_job_bytes", OPT_SIZE, "1MiB", 0, 0, BIND(max_job_bytes),
+     "larger jobs are dead-lettered as bad-input"},
+    {"idempotency", OPT_BOOL, "on", 0, 0, BIND(idempotency),
+     "skip jobs whose event id was already handled"},
+    {"idempotency_key", OPT_IDKEYS, "header:event-id, json:metadata.eventId, json:eventId, json:id",
+     0, 0, BIND(idempotency_key), "where the event id is found, first match wins"},
+    {"idempotency_ttl", OPT_DUR, "7d", 0, 0, BIND(idempotency_ttl_ms),
+     "how long handled event ids are remembered"},
 };
 
-#define N_POOL (sizeof(pool_opts) / sizeof(pool_opts[0]))
+#define N_POOL	 (sizeof(pool_opts) / sizeof(pool_opts[0]))
 #define N_WORKER (sizeof(worker_opts) / sizeof(worker_opts[0]))
 
 struct section {
@@ -89,8 +88,8 @@ struct section {
 struct parse_ctx {
 	struct kp_conf *conf;
 	FILE *f;
-	int nl;		 /* newlines read so far */
-	bool partial;	 /* the last chunk read did not end a line */
+	int nl;	      /* newlines read so far */
+	bool partial; /* the last chunk read did not end a line */
 	struct section *sections;
 	size_t n_sections;
 	char *err;
@@ -160,8 +159,8 @@ static int parse_scaled(const char *s, const struct unit *units, size_t n, int64
 /* Parses "30s", "250ms", "5m", "2h", "7d" into milliseconds; -1 if it is none. */
 int kp_parse_duration(const char *s, int64_t *ms)
 {
-	static const struct unit units[] = { { "ms", 1 },	{ "s", 1000 },	   { "m", 60000 },
-					     { "h", 3600000 }, { "d", 86400000 } };
+	static const struct unit units[] = {
+	    {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
 
 	if (strcmp(s, "0") == 0) /* a bare number is ambiguous, but 0 is 0 */
 		return *ms = 0, 0;
@@ -171,9 +170,8 @@ int kp_parse_duration(const char *s, int64_t *ms)
 /* Parses "512", "512B", "64KiB", "1MiB", "2GiB" into bytes; -1 if it is none. */
 int kp_parse_size(const char *s, int64_t *bytes)
 {
-	static const struct unit units[] = { { "", 1 },	       { "B", 1 },
-					     { "KiB", 1024 }, { "MiB", 1048576 },
-					     { "GiB", 1073741824 } };
+	static const struct unit units[] = {
+	    {"", 1}, {"B", 1}, {"KiB", 1024}, {"MiB", 1048576}, {"GiB", 1073741824}};
 
 	return parse_scaled(s, units, sizeof(units) / sizeof(units[0]), bytes);
 }
@@ -181,8 +179,8 @@ int kp_parse_size(const char *s, int64_t *bytes)
 /* Parses on/off, yes/no, true/false, 1/0; -1 if it is none. */
 int kp_parse_bool(const char *s, bool *b)
 {
-	static const char *const yes[] = { "on", "yes", "true", "1" };
-	static const char *const no[] = { "off", "no", "false", "0" };
+	static const char *const yes[] = {"on", "yes", "true", "1"};
+	static const char *const no[] = {"off", "no", "false", "0"};
 
 	for (size_t i = 0; i < 4; i++) {
 		if (strcmp(s, yes[i]) == 0)
@@ -440,12 +438,11 @@ static char *reader(char *buf, int size, void *stream)
 			t++;
 		if (*t == '[') {
 			char *e = strchr(t, ']');
-			struct section *p = realloc(c->sections,
-						    (c->n_sections + 1) * sizeof(*p));
+			struct section *p = realloc(c->sections, (c->n_sections + 1) * sizeof(*p));
 			if (p) {
 				c->sections = p;
 				p[c->n_sections].name =
-					e ? strndup(t + 1, (size_t)(e - t - 1)) : strdup(t + 1);
+				    e ? strndup(t + 1, (size_t)(e - t - 1)) : strdup(t + 1);
 				p[c->n_sections].line = c->nl + 1;
 				c->n_sections++;
 			}
@@ -481,7 +478,8 @@ static void check_sections(struct parse_ctx *c)
 				b->line = line;
 			continue;
 		}
-		perr(c, line, s, NULL, "unknown section (kpool knows [kafka], [pool], [worker:NAME])");
+		perr(c, line, s, NULL,
+		     "unknown section (kpool knows [kafka], [pool], [worker:NAME])");
 	}
 }
 
@@ -542,8 +540,7 @@ static void check_binding(struct parse_ctx *c, struct kp_binding *b)
 		perr(c, line_of(b, "retry_backoff_max"), section, "retry_backoff_max",
 		     "shorter than retry_backoff");
 	if (kp_idkeys_parse(b->idempotency_key, b->idkeys, &b->n_idkeys, err, sizeof(err)) < 0)
-		perr(c, line_of(b, "idempotency_key"), section, "idempotency_key",
-		     "%s", err);
+		perr(c, line_of(b, "idempotency_key"), section, "idempotency_key", "%s", err);
 }
 
 /* Finds the plugin directory of the source tree when kpoold runs from it. */
@@ -598,7 +595,7 @@ static void check_kafka(struct parse_ctx *c)
 /* Reads and checks a conf file; returns NULL with a one-line err on failure. */
 struct kp_conf *kp_conf_load(const char *path, char *err, size_t len)
 {
-	struct parse_ctx c = { 0 };
+	struct parse_ctx c = {0};
 	struct kp_conf *conf = calloc(1, sizeof(*conf));
 	int rc;
 

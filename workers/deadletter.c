@@ -114,12 +114,13 @@ int kp_dlq_send(struct kp_dlq *q, const rd_kafka_message_t *m, const struct kp_d
 	const char *src = rd_kafka_topic_name(m->rkt);
 	char topic[KP_TOPIC_MAX + 8], part[16], off[24], ts[24], attempts[16], failed_at[40];
 	rd_kafka_headers_t *orig = NULL, *h;
-	struct delivery d = { 0 };
+	struct delivery d = {0};
 	rd_kafka_timestamp_type_t tstype;
 	int64_t tsv = rd_kafka_message_timestamp(m, &tstype);
 	rd_kafka_resp_err_t e;
 
-	snprintf(topic, sizeof(topic), "%s", q->b->dead_letter_topic ? q->b->dead_letter_topic : "");
+	snprintf(topic, sizeof(topic), "%s",
+		 q->b->dead_letter_topic ? q->b->dead_letter_topic : "");
 	if (!q->b->dead_letter_topic)
 		snprintf(topic, sizeof(topic), "%s.dlq", src);
 	snprintf(part, sizeof(part), "%" PRId32, m->partition);
@@ -129,31 +130,31 @@ int kp_dlq_send(struct kp_dlq *q, const rd_kafka_message_t *m, const struct kp_d
 	rfc3339_now(failed_at, sizeof(failed_at));
 
 	h = rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR
-		    ? rd_kafka_headers_copy(orig)
-		    : rd_kafka_headers_new(16);
+		? rd_kafka_headers_copy(orig)
+		: rd_kafka_headers_new(16);
 	const char *const add[][2] = {
-		{ "kpool.original.topic", src },
-		{ "kpool.original.partition", part },
-		{ "kpool.original.offset", off },
-		{ "kpool.original.timestamp", ts },
-		{ "kpool.event-id", info->event_id },
-		{ "kpool.worker", q->b->name },
-		{ "kpool.handler", q->handler },
-		{ "kpool.error.class", kp_class_name(info->class) },
-		{ "kpool.error", info->reason },
-		{ "kpool.attempts", attempts },
-		{ "kpool.failed-at", failed_at },
-		{ "kpool.host", q->host },
-		{ "kpool.pid", q->pid },
+	    {"kpool.original.topic", src},
+	    {"kpool.original.partition", part},
+	    {"kpool.original.offset", off},
+	    {"kpool.original.timestamp", ts},
+	    {"kpool.event-id", info->event_id},
+	    {"kpool.worker", q->b->name},
+	    {"kpool.handler", q->handler},
+	    {"kpool.error.class", kp_class_name(info->class)},
+	    {"kpool.error", info->reason},
+	    {"kpool.attempts", attempts},
+	    {"kpool.failed-at", failed_at},
+	    {"kpool.host", q->host},
+	    {"kpool.pid", q->pid},
 	};
 	for (size_t i = 0; i < sizeof(add) / sizeof(add[0]); i++)
 		rd_kafka_header_add(h, add[i][0], -1, add[i][1], -1);
 
-	e = rd_kafka_producev(q->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
-			      RD_KAFKA_V_KEY(m->key, m->key_len),
-			      RD_KAFKA_V_VALUE(m->payload, m->len),
-			      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
-			      RD_KAFKA_V_OPAQUE(&d), RD_KAFKA_V_END);
+	e = rd_kafka_producev(
+	    q->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+	    RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
+	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(&d),
+	    RD_KAFKA_V_END);
 	if (e) {
 		rd_kafka_headers_destroy(h); /* not taken over on failure */
 		snprintf(err, len, "produce to %s: %s", topic, rd_kafka_err2str(e));

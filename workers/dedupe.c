@@ -20,21 +20,21 @@
 struct kp_dedupe {
 	sqlite3 *db;
 	sqlite3_stmt *seen, *insert, *crash_get, *crash_add, *prune, *begin, *begin_read, *commit;
-	bool in_tx; /* a read or write transaction is open */
+	bool in_tx;	/* a read or write transaction is open */
 	bool any_crash; /* skips the crash lookup while the table is empty */
 };
 
 static const char schema[] =
-	"CREATE TABLE IF NOT EXISTS processed (\n"
-	"  event_id     TEXT PRIMARY KEY,\n"
-	"  topic        TEXT NOT NULL, partition INTEGER NOT NULL, \"offset\" INTEGER NOT NULL,\n"
-	"  outcome      TEXT NOT NULL,\n"
-	"  processed_at INTEGER NOT NULL\n"
-	") WITHOUT ROWID;\n"
-	"CREATE TABLE IF NOT EXISTS crashes (\n"
-	"  topic TEXT, partition INTEGER, \"offset\" INTEGER, event_id TEXT,\n"
-	"  count INTEGER NOT NULL, last_signal TEXT, PRIMARY KEY (topic, partition, \"offset\"));\n"
-	"CREATE INDEX IF NOT EXISTS processed_at ON processed (processed_at);\n";
+    "CREATE TABLE IF NOT EXISTS processed (\n"
+    "  event_id     TEXT PRIMARY KEY,\n"
+    "  topic        TEXT NOT NULL, partition INTEGER NOT NULL, \"offset\" INTEGER NOT NULL,\n"
+    "  outcome      TEXT NOT NULL,\n"
+    "  processed_at INTEGER NOT NULL\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE TABLE IF NOT EXISTS crashes (\n"
+    "  topic TEXT, partition INTEGER, \"offset\" INTEGER, event_id TEXT,\n"
+    "  count INTEGER NOT NULL, last_signal TEXT, PRIMARY KEY (topic, partition, \"offset\"));\n"
+    "CREATE INDEX IF NOT EXISTS processed_at ON processed (processed_at);\n";
 
 /* Opens (creating if needed) a binding's database; NULL with err on failure. */
 struct kp_dedupe *kp_dedupe_open(const char *path, char *err, size_t len)
@@ -54,13 +54,14 @@ struct kp_dedupe *kp_dedupe_open(const char *path, char *err, size_t len)
 			 NULL) != SQLITE_OK ||
 	    sqlite3_exec(d->db, schema, NULL, NULL, NULL) != SQLITE_OK)
 		goto fail;
-#define PREP(s, sql)                                                                       \
-	if (sqlite3_prepare_v3(d->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &d->s, NULL) !=   \
-	    SQLITE_OK)                                                                     \
+#define PREP(s, sql)                                                                               \
+	if (sqlite3_prepare_v3(d->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &d->s, NULL) !=          \
+	    SQLITE_OK)                                                                             \
 		goto fail;
 	PREP(seen, "SELECT 1 FROM processed WHERE event_id = ?1");
 	PREP(insert, "INSERT OR IGNORE INTO processed VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
-	PREP(crash_get, "SELECT count, last_signal FROM crashes WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3");
+	PREP(crash_get, "SELECT count, last_signal FROM crashes WHERE topic = ?1 AND partition = "
+			"?2 AND \"offset\" = ?3");
 	PREP(crash_add, "INSERT INTO crashes VALUES (?1, ?2, ?3, ?4, 1, ?5) "
 			"ON CONFLICT DO UPDATE SET count = count + 1, last_signal = ?5");
 	PREP(prune, "DELETE FROM processed WHERE processed_at < ?1");
@@ -212,8 +213,8 @@ int kp_dedupe_commit(struct kp_dedupe *d)
 }
 
 /* How many workers this message has killed (0 if none), the last signal in sig; -1 on error. */
-int kp_dedupe_crash_count(struct kp_dedupe *d, const char *topic, int32_t partition,
-			  int64_t offset, char *sig, size_t siglen)
+int kp_dedupe_crash_count(struct kp_dedupe *d, const char *topic, int32_t partition, int64_t offset,
+			  char *sig, size_t siglen)
 {
 	int rc, n = 0;
 
@@ -228,7 +229,8 @@ int kp_dedupe_crash_count(struct kp_dedupe *d, const char *topic, int32_t partit
 	rc = sqlite3_step(d->crash_get);
 	if (rc == SQLITE_ROW) {
 		n = sqlite3_column_int(d->crash_get, 0);
-		snprintf(sig, siglen, "%s", (const char *)sqlite3_column_text(d->crash_get, 1) ?: "");
+		snprintf(sig, siglen, "%s",
+			 (const char *)sqlite3_column_text(d->crash_get, 1) ?: "");
 	}
 	sqlite3_reset(d->crash_get);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
@@ -239,8 +241,8 @@ int kp_dedupe_crash_count(struct kp_dedupe *d, const char *topic, int32_t partit
 }
 
 /* Counts one more worker death on a message, committed at once; -1 on error. */
-int kp_dedupe_crash_add(struct kp_dedupe *d, const char *topic, int32_t partition,
-			int64_t offset, const char *event_id, const char *signal)
+int kp_dedupe_crash_add(struct kp_dedupe *d, const char *topic, int32_t partition, int64_t offset,
+			const char *event_id, const char *signal)
 {
 	if (kp_dedupe_commit(d) < 0)
 		return -1;

@@ -40,7 +40,7 @@ int kp_embedded_run(const struct kp_conf *conf)
 	char err[512], path[PATH_MAX], tmp[PATH_MAX];
 	rd_kafka_conf_t *rc = rd_kafka_conf_new();
 	rd_kafka_mock_cluster_t *mc;
-	struct sigaction sa = { .sa_handler = on_stop };
+	struct sigaction sa = {.sa_handler = on_stop};
 	sigset_t mask, old;
 	rd_kafka_t *rk;
 	FILE *f;

@@ -12,12 +12,12 @@
 #include "kpoold.h"
 
 static const char *const class_names[] = {
-	[KP_CLASS_NONE] = "none",
-	[KP_CLASS_FAIL] = "fail",
-	[KP_CLASS_RETRIES] = "retries-exhausted",
-	[KP_CLASS_CRASH] = "crash",
-	[KP_CLASS_BAD_INPUT] = "bad-input",
-	[KP_CLASS_UNAVAILABLE] = "handler-unavailable",
+    [KP_CLASS_NONE] = "none",
+    [KP_CLASS_FAIL] = "fail",
+    [KP_CLASS_RETRIES] = "retries-exhausted",
+    [KP_CLASS_CRASH] = "crash",
+    [KP_CLASS_BAD_INPUT] = "bad-input",
+    [KP_CLASS_UNAVAILABLE] = "handler-unavailable",
 };
 
 /* Names a dead-letter error class as the kpool.error.class header carries it. */

@@ -15,9 +15,10 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: kpool -c CONF send TOPIC [--key K] [--header NAME=VALUE]... [--keep-empty]\n"
-		   "  send   one job per line of standard input; empty lines are skipped unless\n"
-		   "         --keep-empty sends them as empty jobs\n");
+	fprintf(
+	    f, "usage: kpool -c CONF send TOPIC [--key K] [--header NAME=VALUE]... [--keep-empty]\n"
+	       "  send   one job per line of standard input; empty lines are skipped unless\n"
+	       "         --keep-empty sends them as empty jobs\n");
 }
 
 struct send_state {
@@ -36,14 +37,14 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 /* kpool send: produces each stdin line as a job, acks=all; 0 when all were acknowledged. */
 static int cmd_send(const struct kp_conf *conf, int argc, char **argv)
 {
-	static const struct option longopts[] = { { "key", required_argument, NULL, 'k' },
-						  { "header", required_argument, NULL, 'H' },
-						  { "keep-empty", no_argument, NULL, 'E' },
-						  { NULL, 0, NULL, 0 } };
+	static const struct option longopts[] = {{"key", required_argument, NULL, 'k'},
+						 {"header", required_argument, NULL, 'H'},
+						 {"keep-empty", no_argument, NULL, 'E'},
+						 {NULL, 0, NULL, 0}};
 	const char *key = NULL, *topic;
 	char err[512], *line = NULL;
 	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(8);
-	struct send_state st = { 0 };
+	struct send_state st = {0};
 	rd_kafka_conf_t *rc;
 	rd_kafka_t *rk;
 	size_t cap = 0;
@@ -61,7 +62,8 @@ static int cmd_send(const struct kp_conf *conf, int argc, char **argv)
 		} else if (c == 'H') {
 			char *eq = strchr(optarg, '=');
 			if (eq == NULL || eq == optarg) {
-				fprintf(stderr, "kpool: --header wants NAME=VALUE, not '%s'\n", optarg);
+				fprintf(stderr, "kpool: --header wants NAME=VALUE, not '%s'\n",
+					optarg);
 				rd_kafka_headers_destroy(hdrs);
 				return 2;
 			}
@@ -107,12 +109,11 @@ static int cmd_send(const struct kp_conf *conf, int argc, char **argv)
 		if (n == 0 && !keep_empty)
 			continue;
 		for (;;) {
-			e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-					      RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
-					      RD_KAFKA_V_VALUE(line, (size_t)n),
-					      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-					      RD_KAFKA_V_HEADERS(rd_kafka_headers_copy(hdrs)),
-					      RD_KAFKA_V_END);
+			e = rd_kafka_producev(
+			    rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+			    RD_KAFKA_V_VALUE(line, (size_t)n),
+			    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+			    RD_KAFKA_V_HEADERS(rd_kafka_headers_copy(hdrs)), RD_KAFKA_V_END);
 			if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
 				break;
 			rd_kafka_poll(rk, 100); /* let deliveries make room */

@@ -24,10 +24,9 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "conf", required_argument, NULL, 'c' }, { "test", no_argument, NULL, 't' },
-		{ "options", no_argument, NULL, 'O' },	  { "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },	  { NULL, 0, NULL, 0 }
-	};
+	    {"conf", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
+	    {"options", no_argument, NULL, 'O'},    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},	    {NULL, 0, NULL, 0}};
 	const char *path = NULL;
 	bool test = false;
 	char err[1024];
@@ -46,7 +45,8 @@ int main(int argc, char **argv)
 			kp_conf_print_options();
 			return 0;
 		case 'V':
-			printf("kpoold %s (plugin ABI %d)\n", PACKAGE_VERSION, KPOOL_PLUGIN_ABI_VERSION);
+			printf("kpoold %s (plugin ABI %d)\n", PACKAGE_VERSION,
+			       KPOOL_PLUGIN_ABI_VERSION);
 			return 0;
 		case 'h':
 			usage(stdout);

@@ -14,27 +14,27 @@
 #include "kpool_plugin.h"
 
 /* Limits and defaults, named once. */
-#define KP_NAME_MAX 64		  /* binding names: [a-z0-9_-]+ */
-#define KP_TOPICS_MAX 16	  /* topics per binding */
-#define KP_TOPIC_MAX 250	  /* Kafka's topic name limit + NUL */
-#define KP_IDKEYS_MAX 8		  /* idempotency_key sources */
-#define KP_PATH_DEPTH 8		  /* components of a json: key */
-#define KP_EVENT_ID_MAX 256	  /* event id bytes + NUL */
-#define KP_RING_MAX 4096	  /* finished jobs kept in a slot until written */
-#define KP_FLUSH_JOBS 2000	  /* write finished ids after this many ... */
-#define KP_FLUSH_MS 200		  /* ... or this long */
-#define KP_LAG_MAX 64		  /* partitions whose lag a slot reports */
-#define KP_HIST_BUCKETS 9	  /* kpool_job_seconds buckets, +Inf excluded */
-#define KP_SLOTS_MAX 256	  /* worker processes per kpoold */
-#define KP_ERROR_MAX 256	  /* one-line errors kept in shared memory */
-#define KP_RESTART_MIN_MS 1000	  /* restart back-off starts here ... */
-#define KP_RESTART_MAX_MS 60000	  /* ... doubles up to here ... */
-#define KP_HEALTHY_MS 60000	  /* ... and resets after this long up */
+#define KP_NAME_MAX	     64	   /* binding names: [a-z0-9_-]+ */
+#define KP_TOPICS_MAX	     16	   /* topics per binding */
+#define KP_TOPIC_MAX	     250   /* Kafka's topic name limit + NUL */
+#define KP_IDKEYS_MAX	     8	   /* idempotency_key sources */
+#define KP_PATH_DEPTH	     8	   /* components of a json: key */
+#define KP_EVENT_ID_MAX	     256   /* event id bytes + NUL */
+#define KP_RING_MAX	     4096  /* finished jobs kept in a slot until written */
+#define KP_FLUSH_JOBS	     2000  /* write finished ids after this many ... */
+#define KP_FLUSH_MS	     200   /* ... or this long */
+#define KP_LAG_MAX	     64	   /* partitions whose lag a slot reports */
+#define KP_HIST_BUCKETS	     9	   /* kpool_job_seconds buckets, +Inf excluded */
+#define KP_SLOTS_MAX	     256   /* worker processes per kpoold */
+#define KP_ERROR_MAX	     256   /* one-line errors kept in shared memory */
+#define KP_RESTART_MIN_MS    1000  /* restart back-off starts here ... */
+#define KP_RESTART_MAX_MS    60000 /* ... doubles up to here ... */
+#define KP_HEALTHY_MS	     60000 /* ... and resets after this long up */
 #define KP_BOOTSTRAP_WAIT_MS 15000 /* how long to wait for the embedded broker */
-#define KP_PRUNE_EVERY_MS 60000	  /* how often a worker prunes expired ids */
-#define KP_EXIT_CONFIG 78	  /* a worker that cannot start (EX_CONFIG) */
-#define KP_EMBEDDED_FILE "embedded.bootstrap"
-#define KP_METRICS_FILE "metrics.address"
+#define KP_PRUNE_EVERY_MS    60000 /* how often a worker prunes expired ids */
+#define KP_EXIT_CONFIG	     78	   /* a worker that cannot start (EX_CONFIG) */
+#define KP_EMBEDDED_FILE     "embedded.bootstrap"
+#define KP_METRICS_FILE	     "metrics.address"
 
 enum kp_level { KP_DEBUG, KP_INFO, KP_NOTICE, KP_WARNING, KP_ERROR };
 
@@ -58,8 +58,8 @@ enum kp_idkey_kind { KP_IDKEY_HEADER, KP_IDKEY_JSON };
 
 struct kp_idkey {
 	enum kp_idkey_kind kind;
-	char *name;		    /* header name, or the dotted path */
-	char *path[KP_PATH_DEPTH];  /* json: path components */
+	char *name;		   /* header name, or the dotted path */
+	char *path[KP_PATH_DEPTH]; /* json: path components */
 	int depth;
 };
 
@@ -131,8 +131,8 @@ enum kp_class {
 const char *kp_class_name(enum kp_class c);
 bool kp_utf8_valid(const void *buf, size_t len);
 struct json_t;
-int kp_job_check(const void *buf, size_t len, int64_t max_bytes, struct json_t **root,
-		 char *reason, size_t rlen);
+int kp_job_check(const void *buf, size_t len, int64_t max_bytes, struct json_t **root, char *reason,
+		 size_t rlen);
 int kp_job_event_id(const struct kp_binding *b, const struct kpool_header *hdrs, size_t n_hdrs,
 		    struct json_t *root, const char *topic, int32_t partition, int64_t offset,
 		    char *id, size_t idlen);
@@ -208,10 +208,10 @@ int kp_dedupe_record(struct kp_dedupe *d, const char *event_id, const char *topi
 int kp_dedupe_commit(struct kp_dedupe *d);
 int kp_dedupe_record_ring(struct kp_dedupe *d, const struct kp_done *ring, uint32_t n,
 			  const char (*topics)[KP_TOPIC_MAX], int n_topics);
-int kp_dedupe_crash_count(struct kp_dedupe *d, const char *topic, int32_t partition,
-			  int64_t offset, char *sig, size_t siglen);
-int kp_dedupe_crash_add(struct kp_dedupe *d, const char *topic, int32_t partition,
-			int64_t offset, const char *event_id, const char *signal);
+int kp_dedupe_crash_count(struct kp_dedupe *d, const char *topic, int32_t partition, int64_t offset,
+			  char *sig, size_t siglen);
+int kp_dedupe_crash_add(struct kp_dedupe *d, const char *topic, int32_t partition, int64_t offset,
+			const char *event_id, const char *signal);
 int kp_dedupe_prune(struct kp_dedupe *d, int64_t before_ms);
 int64_t kp_dedupe_count(struct kp_dedupe *d);
 
@@ -228,8 +228,7 @@ int kp_plugin_safe(const char *path, char *err, size_t len);
 int kp_plugin_init(struct kp_plugin *pl, const struct kpool_host *host, const struct kp_kv *opts,
 		   size_t n_opts, char *err, size_t len);
 void kp_plugin_close(struct kp_plugin *pl);
-int kp_plugin_check(const struct kp_conf *conf, const struct kp_binding *b, char *err,
-		    size_t len);
+int kp_plugin_check(const struct kp_conf *conf, const struct kp_binding *b, char *err, size_t len);
 
 /* deadletter.c */
 struct kp_dlq;
@@ -268,22 +267,22 @@ void kp_metrics_stop(struct kp_metrics *m);
 struct kp_binding_state {
 	struct kp_conf *conf; /* the conf generation b belongs to */
 	const struct kp_binding *b;
-	char *sig;		/* what makes it "the same binding" across a reload */
-	struct kp_slot **slots; /* b->processes of them, in the shared pool */
-	int64_t *due_ms;	/* per slot: when to start it again, 0 if not waiting */
-	int64_t *spawned_ms;	/* per slot: when its process was started */
+	char *sig;		 /* what makes it "the same binding" across a reload */
+	struct kp_slot **slots;	 /* b->processes of them, in the shared pool */
+	int64_t *due_ms;	 /* per slot: when to start it again, 0 if not waiting */
+	int64_t *spawned_ms;	 /* per slot: when its process was started */
 	uint64_t *jobs_at_spawn; /* per slot: results counted when it started */
 	int64_t backoff_ms;
 	int64_t drain_deadline; /* when draining: SIGKILL after this */
 	uint64_t restarts;
-	bool draining; /* removed or replaced by a reload: stops, never restarts */
+	bool draining;	/* removed or replaced by a reload: stops, never restarts */
 	bool throttled; /* a worker died before handling any job */
 };
 struct kp_supervisor {
-	struct kp_conf *conf;		  /* the current generation */
-	struct kp_binding_state **bs;	  /* current and draining bindings */
+	struct kp_conf *conf;	      /* the current generation */
+	struct kp_binding_state **bs; /* current and draining bindings */
 	size_t n_bs;
-	struct kp_slot *slots;		  /* KP_SLOTS_MAX of them */
+	struct kp_slot *slots;			      /* KP_SLOTS_MAX of them */
 	struct kp_binding_state *owner[KP_SLOTS_MAX]; /* which binding a slot serves now */
 	pid_t broker_pid;
 };

@@ -20,7 +20,7 @@
 int kp_log_level = KP_INFO;
 static char who[128] = "kpoold";
 
-static const char *const level_names[] = { "debug", "info", "notice", "warning", "error" };
+static const char *const level_names[] = {"debug", "info", "notice", "warning", "error"};
 
 /* Parses a log_level value; returns the level or -1 if it is not one. */
 int kp_level_parse(const char *s)

@@ -24,10 +24,10 @@ struct kp_metrics {
 	char address_file[PATH_MAX];
 };
 
-static const char *const result_names[KP_R_MAX] = { "done", "retried", "failed",
-						    "dead_lettered", "duplicate" };
-static const char *const state_names[KP_SLOT_STATES + 1] = { "stopped", "starting", "running",
-							     "stopping", "throttled" };
+static const char *const result_names[KP_R_MAX] = {"done", "retried", "failed", "dead_lettered",
+						   "duplicate"};
+static const char *const state_names[KP_SLOT_STATES + 1] = {"stopped", "starting", "running",
+							    "stopping", "throttled"};
 
 /* True if an earlier binding state has the same name: its series were written already. */
 static bool seen_before(const struct kp_supervisor *sv, size_t i)
@@ -69,23 +69,23 @@ static void binding_sums(const struct kp_supervisor *sv, const char *name, uint6
 static void write_metrics(FILE *f, const struct kp_supervisor *sv)
 {
 	static const char *const head =
-		"# HELP kpool_jobs_total Jobs finished, by result.\n"
-		"# TYPE kpool_jobs_total counter\n"
-		"# HELP kpool_job_seconds Time the handler took per call.\n"
-		"# TYPE kpool_job_seconds histogram\n"
-		"# HELP kpool_worker_restarts_total Worker processes restarted after dying.\n"
-		"# TYPE kpool_worker_restarts_total counter\n"
-		"# HELP kpool_workers Worker processes, by state.\n"
-		"# TYPE kpool_workers gauge\n"
-		"# HELP kpool_consumer_lag Messages behind the high watermark.\n"
-		"# TYPE kpool_consumer_lag gauge\n";
+	    "# HELP kpool_jobs_total Jobs finished, by result.\n"
+	    "# TYPE kpool_jobs_total counter\n"
+	    "# HELP kpool_job_seconds Time the handler took per call.\n"
+	    "# TYPE kpool_job_seconds histogram\n"
+	    "# HELP kpool_worker_restarts_total Worker processes restarted after dying.\n"
+	    "# TYPE kpool_worker_restarts_total counter\n"
+	    "# HELP kpool_workers Worker processes, by state.\n"
+	    "# TYPE kpool_workers gauge\n"
+	    "# HELP kpool_consumer_lag Messages behind the high watermark.\n"
+	    "# TYPE kpool_consumer_lag gauge\n";
 
 	fputs(head, f);
 	for (size_t i = 0; i < sv->n_bs; i++) {
 		const char *name = sv->bs[i]->b->name;
-		uint64_t results[KP_R_MAX] = { 0 }, hist[KP_HIST_BUCKETS + 1] = { 0 };
+		uint64_t results[KP_R_MAX] = {0}, hist[KP_HIST_BUCKETS + 1] = {0};
 		uint64_t sum_us = 0, restarts = 0, cum = 0;
-		int states[KP_SLOT_STATES + 1] = { 0 };
+		int states[KP_SLOT_STATES + 1] = {0};
 
 		if (seen_before(sv, i))
 			continue;
@@ -96,13 +96,16 @@ static void write_metrics(FILE *f, const struct kp_supervisor *sv)
 		for (int h = 0; h <= KP_HIST_BUCKETS; h++) {
 			cum += hist[h];
 			if (h < KP_HIST_BUCKETS)
-				fprintf(f, "kpool_job_seconds_bucket{worker=\"%s\",le=\"%g\"} %llu\n",
+				fprintf(f,
+					"kpool_job_seconds_bucket{worker=\"%s\",le=\"%g\"} %llu\n",
 					name, kp_hist_bounds[h], (unsigned long long)cum);
 			else
-				fprintf(f, "kpool_job_seconds_bucket{worker=\"%s\",le=\"+Inf\"} %llu\n",
-					name, (unsigned long long)cum);
+				fprintf(
+				    f, "kpool_job_seconds_bucket{worker=\"%s\",le=\"+Inf\"} %llu\n",
+				    name, (unsigned long long)cum);
 		}
-		fprintf(f, "kpool_job_seconds_sum{worker=\"%s\"} %.6f\n", name, (double)sum_us / 1e6);
+		fprintf(f, "kpool_job_seconds_sum{worker=\"%s\"} %.6f\n", name,
+			(double)sum_us / 1e6);
 		fprintf(f, "kpool_job_seconds_count{worker=\"%s\"} %llu\n", name,
 			(unsigned long long)cum);
 		fprintf(f, "kpool_worker_restarts_total{worker=\"%s\"} %llu\n", name,
@@ -122,18 +125,18 @@ static void write_metrics(FILE *f, const struct kp_supervisor *sv)
 			for (int l = 0; l < s->n_lag && l < KP_LAG_MAX; l++)
 				if (s->lag[l].topic < s->n_topics)
 					fprintf(f,
-						"kpool_consumer_lag{worker=\"%s\",topic=\"%s\",partition=\"%d\"} %lld\n",
-						bs->b->name, s->topics[s->lag[l].topic], s->lag[l].partition,
-						(long long)s->lag[l].lag);
+						"kpool_consumer_lag{worker=\"%s\",topic=\"%s\","
+						"partition=\"%d\"} %lld\n",
+						bs->b->name, s->topics[s->lag[l].topic],
+						s->lag[l].partition, (long long)s->lag[l].lag);
 		}
 	}
 }
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char *type,
-			     char *body, size_t len)
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char *type, char *body,
+			     size_t len)
 {
-	struct MHD_Response *r =
-		MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
 	enum MHD_Result rc;
 
 	MHD_add_response_header(r, "Content-Type", type);
@@ -152,8 +155,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	FILE *f;
 
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-		return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain",
-			     strdup("GET only\n"), 9);
+		return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", strdup("GET only\n"), 9);
 	if (strcmp(url, "/metrics") == 0) {
 		f = open_memstream(&body, &len);
 		if (f == NULL)
@@ -178,8 +180,9 @@ struct kp_metrics *kp_metrics_start(const char *listen, const char *state_dir,
 				    const struct kp_supervisor *sv, char *err, size_t len)
 {
 	struct kp_metrics *m = calloc(1, sizeof(*m));
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_NUMERICSERV | AI_PASSIVE },
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_NUMERICSERV | AI_PASSIVE},
 			*ai = NULL;
 	char host[256], *colon;
 	const union MHD_DaemonInfo *info;
@@ -205,8 +208,8 @@ struct kp_metrics *kp_metrics_start(const char *listen, const char *state_dir,
 		snprintf(err, len, "metrics_listen '%s': %s", listen, gai_strerror(rc));
 		goto fail;
 	}
-	m->d = MHD_start_daemon(MHD_USE_EPOLL | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-				0, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+	m->d = MHD_start_daemon(MHD_USE_EPOLL | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0,
+				NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
 				MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
 	freeaddrinfo(ai);

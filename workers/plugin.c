@@ -41,8 +41,10 @@ static int owned_safely(const char *path, const char *what, char *err, size_t le
 		return -1;
 	}
 	if (st.st_uid != 0 && st.st_uid != geteuid()) {
-		snprintf(err, len, "%s: %s is owned by uid %u, neither root nor us; refusing to load code from it",
-			 path, what, (unsigned)st.st_uid);
+		snprintf(
+		    err, len,
+		    "%s: %s is owned by uid %u, neither root nor us; refusing to load code from it",
+		    path, what, (unsigned)st.st_uid);
 		return -1;
 	}
 	return 0;
@@ -183,8 +185,10 @@ int kp_plugin_check(const struct kp_conf *conf, const struct kp_binding *b, char
 	}
 	if (pid == 0) {
 		struct kp_plugin pl;
-		struct kpool_host host = { .worker = b->name, .index = -1,
-					   .state_dir = conf->state_dir, .log = kp_plugin_log };
+		struct kpool_host host = {.worker = b->name,
+					  .index = -1,
+					  .state_dir = conf->state_dir,
+					  .log = kp_plugin_log};
 		int rc = 1;
 
 		close(fds[0]);

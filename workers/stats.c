@@ -12,8 +12,8 @@
 #include "kpoold.h"
 
 /* Upper bounds, in seconds, of the kpool_job_seconds buckets. */
-const double kp_hist_bounds[KP_HIST_BUCKETS] = { 0.0001, 0.0005, 0.001, 0.005, 0.01,
-						 0.05,	 0.1,	 1,	10 };
+const double kp_hist_bounds[KP_HIST_BUCKETS] = {0.0001, 0.0005, 0.001, 0.005, 0.01,
+						0.05,	0.1,	1,     10};
 
 /* Maps n zeroed slots shared with future children; NULL on failure. */
 struct kp_slot *kp_stats_map(size_t n)

@@ -29,7 +29,7 @@
 
 #define LOOP_MS 1000
 
-static int sigpipe[2] = { -1, -1 };
+static int sigpipe[2] = {-1, -1};
 static volatile sig_atomic_t got_chld, got_stop, got_hup;
 static struct kp_metrics *metrics;
 
@@ -49,8 +49,8 @@ static void on_signal(int sig)
 
 static int signals_install(void)
 {
-	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
-	int sigs[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP };
+	struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+	int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP};
 
 	if (pipe2(sigpipe, O_NONBLOCK | O_CLOEXEC) < 0)
 		return -1;
@@ -64,7 +64,7 @@ static int signals_install(void)
 /* In a new child: drop what belongs to the supervisor and restore default signals. */
 static void child_setup(void)
 {
-	int sigs[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP };
+	int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP};
 
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		signal(sigs[i], SIG_DFL);
@@ -160,9 +160,10 @@ static char *binding_sig(const struct kp_conf *conf, const struct kp_binding *b)
 	if (f == NULL)
 		return NULL;
 	fprintf(f, "%s|%s|%s|%d|%s|%s|%d|%lld|%lld|%d|%lld|%d|%s|%lld", b->name, b->topic_list,
-		b->handler, b->processes, b->group, b->dead_letter_topic ? b->dead_letter_topic : "",
-		b->max_attempts, (long long)b->retry_backoff_ms, (long long)b->retry_backoff_max_ms,
-		b->max_crashes, (long long)b->max_job_bytes, b->idempotency, b->idempotency_key,
+		b->handler, b->processes, b->group,
+		b->dead_letter_topic ? b->dead_letter_topic : "", b->max_attempts,
+		(long long)b->retry_backoff_ms, (long long)b->retry_backoff_max_ms, b->max_crashes,
+		(long long)b->max_job_bytes, b->idempotency, b->idempotency_key,
 		(long long)b->idempotency_ttl_ms);
 	for (size_t i = 0; i < b->n_opts; i++)
 		fprintf(f, "|%s=%s", b->opts[i].key, b->opts[i].value);
@@ -370,8 +371,8 @@ static void schedule_restart(struct kp_binding_state *bs, int k, bool did_work, 
 	kp_log(KP_NOTICE, "worker=%s#%d restarting in %llds", bs->b->name, k,
 	       (long long)(bs->backoff_ms / 1000));
 	if (!did_work)
-		bs->backoff_ms = bs->backoff_ms * 2 > KP_RESTART_MAX_MS ? KP_RESTART_MAX_MS
-									: bs->backoff_ms * 2;
+		bs->backoff_ms =
+		    bs->backoff_ms * 2 > KP_RESTART_MAX_MS ? KP_RESTART_MAX_MS : bs->backoff_ms * 2;
 	bs->restarts++;
 	bs->slots[k]->restarts++;
 }
@@ -388,8 +389,10 @@ static void reap(struct kp_supervisor *sv, bool stopping)
 			sv->broker_pid = 0;
 			if (stopping)
 				continue;
-			kp_log(KP_ERROR, "embedded broker died (status %d); starting a new one, and "
-					 "the workers again", status);
+			kp_log(KP_ERROR,
+			       "embedded broker died (status %d); starting a new one, and "
+			       "the workers again",
+			       status);
 			sv->broker_pid = spawn_broker(sv);
 			if (sv->broker_pid > 0 && broker_wait(sv) == 0)
 				for (size_t i = 0; i < sv->n_bs; i++)
@@ -410,18 +413,20 @@ static void reap(struct kp_supervisor *sv, bool stopping)
 			s->died_signal = WTERMSIG(status);
 			kp_signame(WTERMSIG(status), sig, sizeof(sig));
 			if (s->in_hand)
-				kp_log(KP_ERROR,
-				       "worker=%s#%d pid=%d killed by %s with a job in hand: topic=%s "
-				       "partition=%d offset=%lld event=%s",
-				       bs->b->name, k, (int)pid, sig,
-				       s->hand_topic < s->n_topics ? s->topics[s->hand_topic] : "?",
-				       s->hand_partition, (long long)s->hand_offset, s->hand_event_id);
+				kp_log(
+				    KP_ERROR,
+				    "worker=%s#%d pid=%d killed by %s with a job in hand: topic=%s "
+				    "partition=%d offset=%lld event=%s",
+				    bs->b->name, k, (int)pid, sig,
+				    s->hand_topic < s->n_topics ? s->topics[s->hand_topic] : "?",
+				    s->hand_partition, (long long)s->hand_offset, s->hand_event_id);
 			else
 				kp_log(stopping || bs->draining ? KP_WARNING : KP_ERROR,
-				       "worker=%s#%d pid=%d killed by %s", bs->b->name, k, (int)pid, sig);
+				       "worker=%s#%d pid=%d killed by %s", bs->b->name, k, (int)pid,
+				       sig);
 		} else if (WEXITSTATUS(status) != 0 || !(stopping || bs->draining)) {
-			kp_log(KP_ERROR, "worker=%s#%d pid=%d exited with status %d%s", bs->b->name, k,
-			       (int)pid, WEXITSTATUS(status),
+			kp_log(KP_ERROR, "worker=%s#%d pid=%d exited with status %d%s", bs->b->name,
+			       k, (int)pid, WEXITSTATUS(status),
 			       WEXITSTATUS(status) == KP_EXIT_CONFIG ? " (could not start)" : "");
 		}
 		if (stopping || bs->draining)
@@ -450,10 +455,12 @@ static int64_t restart_due(struct kp_supervisor *sv)
 		}
 		if (bs->throttled)
 			for (int k = 0; k < bs->b->processes; k++)
-				if (jobs_of(bs->slots[k]) > bs->jobs_at_spawn[k] && bs->slots[k]->pid > 0) {
+				if (jobs_of(bs->slots[k]) > bs->jobs_at_spawn[k] &&
+				    bs->slots[k]->pid > 0) {
 					bs->throttled = false;
 					bs->backoff_ms = KP_RESTART_MIN_MS;
-					kp_log(KP_NOTICE, "worker=%s is no longer throttled", bs->b->name);
+					kp_log(KP_NOTICE, "worker=%s is no longer throttled",
+					       bs->b->name);
 					break;
 				}
 	}
@@ -601,7 +608,8 @@ static void reload(struct kp_supervisor *sv)
 		return;
 	}
 	if (strcmp(conf->state_dir, old->state_dir) != 0 ||
-	    strcmp(conf->metrics_listen, old->metrics_listen) != 0 || conf->embedded != old->embedded ||
+	    strcmp(conf->metrics_listen, old->metrics_listen) != 0 ||
+	    conf->embedded != old->embedded ||
 	    strcmp(conf->user ? conf->user : "", old->user ? old->user : "") != 0)
 		kp_log(KP_WARNING, "reload: state_dir, metrics_listen, user and an embedded broker "
 				   "change only with a restart; the running ones stay");
@@ -627,7 +635,8 @@ static void reload(struct kp_supervisor *sv)
 			free(sig);
 			continue;
 		}
-		kp_log(KP_NOTICE, "worker=%s %s", b->name, same ? "changed: starting new workers" : "added");
+		kp_log(KP_NOTICE, "worker=%s %s", b->name,
+		       same ? "changed: starting new workers" : "added");
 		if (binding_start(sv, conf, b, sig) == NULL)
 			continue;
 		if (same)
@@ -647,7 +656,7 @@ static void reload(struct kp_supervisor *sv)
 /* Runs the pool until it is told to stop, and frees conf; returns kpoold's exit status. */
 int kp_supervisor_run(struct kp_conf *conf)
 {
-	struct kp_supervisor sv = { .conf = conf };
+	struct kp_supervisor sv = {.conf = conf};
 	char err[512], path[PATH_MAX];
 	bool stopping = false;
 	int64_t deadline = 0, next_watchdog = 0;
@@ -699,9 +708,9 @@ int kp_supervisor_run(struct kp_conf *conf)
 	notify_status(&sv, "READY=1\n");
 
 	for (;;) {
-		struct pollfd fds[2] = { { .fd = sigpipe[0], .events = POLLIN },
-					 { .fd = metrics ? kp_metrics_fd(metrics) : -1,
-					   .events = POLLIN } };
+		struct pollfd fds[2] = {
+		    {.fd = sigpipe[0], .events = POLLIN},
+		    {.fd = metrics ? kp_metrics_fd(metrics) : -1, .events = POLLIN}};
 		int64_t timeout = stopping ? 100 : restart_due(&sv), now;
 		char drain[64];
 

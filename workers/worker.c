@@ -29,10 +29,10 @@
 
 #include "kpoold.h"
 
-#define POLL_MS 100
-#define MAX_HEADERS 64
+#define POLL_MS		 100
+#define MAX_HEADERS	 64
 #define KP_PENDING_SLOTS (2 * KP_RING_MAX) /* open addressing, at most half full */
-#define BATCH_MAX 64 /* jobs of one partition handed to handle_batch at once */
+#define BATCH_MAX	 64 /* jobs of one partition handed to handle_batch at once */
 
 _Static_assert(KP_RING_MAX < UINT16_MAX, "ring indices are kept in uint16_t");
 
@@ -46,7 +46,7 @@ struct job {
 	struct kpool_header hdrs[MAX_HEADERS]; /* point into m */
 	size_t n_hdrs;
 	char event_id[KP_EVENT_ID_MAX];
-	int attempts; /* handler calls so far */
+	int attempts;	     /* handler calls so far */
 	enum kp_class class; /* set once it is to be dead-lettered */
 	char reason[KPOOL_REASON_MAX];
 	int64_t due_ms; /* when parked: when to try again */
@@ -56,9 +56,9 @@ struct job {
 struct part {
 	int16_t topic;
 	int32_t partition;
-	int64_t last_seen;   /* highest offset taken from Kafka, to drop refetched ones */
-	int64_t done_offset; /* highest offset finished since the last flush, or -1 */
-	struct job *parked;  /* head job waiting for a retry; the partition is paused */
+	int64_t last_seen;	      /* highest offset taken from Kafka, to drop refetched ones */
+	int64_t done_offset;	      /* highest offset finished since the last flush, or -1 */
+	struct job *parked;	      /* head job waiting for a retry; the partition is paused */
 	rd_kafka_message_t **backlog; /* arrived behind the parked job, in order */
 	size_t n_backlog, cap_backlog;
 	rd_kafka_message_t *batch[BATCH_MAX]; /* taken, for handle_batch, not started yet */
@@ -218,7 +218,7 @@ static void flush(struct worker *w)
 			next = p->parked->m->offset;
 		if (p->done_offset >= 0 && next > 0) {
 			rd_kafka_topic_partition_list_add(l, w->b->topics[p->topic], p->partition)
-				->offset = next;
+			    ->offset = next;
 			p->done_offset = -1;
 		}
 	}
@@ -262,7 +262,7 @@ static void finish(struct worker *w, struct part *p, const struct job *j, enum k
 }
 
 static void job_log(int level, const struct worker *w, const struct job *j, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 static void job_log(int level, const struct worker *w, const struct job *j, const char *fmt, ...)
 {
 	char msg[1024];
@@ -305,16 +305,18 @@ static void park(struct worker *w, struct part *p, struct job *j, int64_t delay_
 static bool dead_letter(struct worker *w, struct part *p, struct job *j)
 {
 	char err[512];
-	struct kp_dlq_info info = { .class = j->class, .reason = j->reason,
-				    .event_id = j->event_id, .attempts = j->attempts };
+	struct kp_dlq_info info = {.class = j->class,
+				   .reason = j->reason,
+				   .event_id = j->event_id,
+				   .attempts = j->attempts};
 
 	if (kp_dlq_send(w->dlq, j->m, &info, err, sizeof(err)) < 0) {
 		job_log(KP_ERROR, w, j, "dead-letter failed, will try again: %s", err);
 		park(w, p, j, w->b->retry_backoff_ms > 0 ? w->b->retry_backoff_ms : 1000);
 		return false;
 	}
-	job_log(KP_WARNING, w, j, "dead-lettered class=%s attempts=%d: %s",
-		kp_class_name(j->class), j->attempts, j->reason);
+	job_log(KP_WARNING, w, j, "dead-lettered class=%s attempts=%d: %s", kp_class_name(j->class),
+		j->attempts, j->reason);
 	kp_stats_add(w->slot, KP_R_DEAD);
 	finish(w, p, j, KP_OUT_DEAD);
 	job_free(j);
@@ -331,7 +333,7 @@ static size_t job_headers(const rd_kafka_message_t *m, struct kpool_header *out)
 		return 0;
 	while (n < MAX_HEADERS &&
 	       rd_kafka_header_get_all(h, n, &out[n].name, &out[n].value, &out[n].len) ==
-		       RD_KAFKA_RESP_ERR_NO_ERROR)
+		   RD_KAFKA_RESP_ERR_NO_ERROR)
 		n++;
 	return n;
 }
@@ -386,8 +388,8 @@ static bool prepare(struct worker *w, struct part *p, struct job *j, rd_kafka_me
 		dead_letter(w, p, j);
 		return false;
 	}
-	crashes = kp_dedupe_crash_count(w->dd, w->b->topics[p->topic], m->partition, m->offset,
-					sig, sizeof(sig));
+	crashes = kp_dedupe_crash_count(w->dd, w->b->topics[p->topic], m->partition, m->offset, sig,
+					sizeof(sig));
 	if (crashes >= w->b->max_crashes) {
 		j->class = KP_CLASS_CRASH;
 		snprintf(j->reason, sizeof(j->reason), "%s", sig);
@@ -414,11 +416,12 @@ static bool settle(struct worker *w, struct part *p, struct job *j, kpool_status
 	case KPOOL_RETRY:
 		kp_stats_add(s, KP_R_RETRIED);
 		if (j->attempts < w->b->max_attempts) {
-			int64_t d = kp_backoff_ms(w->b->retry_backoff_ms, w->b->retry_backoff_max_ms,
-						  j->attempts, (uint32_t)rand_r(&w->rnd));
+			int64_t d =
+			    kp_backoff_ms(w->b->retry_backoff_ms, w->b->retry_backoff_max_ms,
+					  j->attempts, (uint32_t)rand_r(&w->rnd));
 			job_log(KP_NOTICE, w, j, "%s (retry %d/%d in %" PRId64 "ms)",
-				j->reason[0] ? j->reason : "retry", j->attempts, w->b->max_attempts - 1,
-				d);
+				j->reason[0] ? j->reason : "retry", j->attempts,
+				w->b->max_attempts - 1, d);
 			park(w, p, j, d);
 			return false;
 		}
@@ -432,7 +435,8 @@ static bool settle(struct worker *w, struct part *p, struct job *j, kpool_status
 		j->class = KP_CLASS_FAIL;
 		if (!j->reason[0])
 			snprintf(j->reason, sizeof(j->reason),
-				 st == KPOOL_FAIL ? "handler failed" : "handler returned %d", (int)st);
+				 st == KPOOL_FAIL ? "handler failed" : "handler returned %d",
+				 (int)st);
 		return dead_letter(w, p, j);
 	}
 }
@@ -444,7 +448,7 @@ static bool settle(struct worker *w, struct part *p, struct job *j, kpool_status
 static bool run(struct worker *w, struct part *p, struct job *j)
 {
 	struct kp_slot *s = w->slot;
-	struct kpool_job kj = { 0 };
+	struct kpool_job kj = {0};
 	rd_kafka_timestamp_type_t tstype;
 	struct timespec t0, t1;
 	kpool_status st;
@@ -556,11 +560,18 @@ static void run_batch(struct worker *w, struct part *p)
 	for (i = 0; i < n; i++) {
 		struct job *j = ready[i];
 		kj[i] = (struct kpool_job){
-			.topic = w->b->topics[p->topic], .partition = j->m->partition,
-			.offset = j->m->offset, .timestamp_ms = rd_kafka_message_timestamp(j->m, &tstype),
-			.key = j->m->key, .key_len = j->m->key_len, .value = j->m->payload,
-			.value_len = j->m->len, .headers = j->hdrs, .header_count = j->n_hdrs,
-			.event_id = j->event_id, .attempt = ++j->attempts,
+		    .topic = w->b->topics[p->topic],
+		    .partition = j->m->partition,
+		    .offset = j->m->offset,
+		    .timestamp_ms = rd_kafka_message_timestamp(j->m, &tstype),
+		    .key = j->m->key,
+		    .key_len = j->m->key_len,
+		    .value = j->m->payload,
+		    .value_len = j->m->len,
+		    .headers = j->hdrs,
+		    .header_count = j->n_hdrs,
+		    .event_id = j->event_id,
+		    .attempt = ++j->attempts,
 		};
 		kjs[i] = &kj[i];
 		st[i] = KPOOL_FAIL; /* what a plugin that sets no status meant */
@@ -575,7 +586,8 @@ static void run_batch(struct worker *w, struct part *p)
 	w->pl.p.handle_batch(w->pl.state, kjs, n, st, w->breasons);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	__atomic_store_n(&s->in_hand, 0, __ATOMIC_RELEASE);
-	int64_t us = ((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000) / (int64_t)n;
+	int64_t us =
+	    ((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000) / (int64_t)n;
 	for (i = 0; i < n; i++) {
 		struct job *j = ready[i];
 
@@ -638,7 +650,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		for (int i = 0; i < l->cnt; i++) {
 			int t = topic_index(w, l->elems[i].topic);
-			struct part *p = t < 0 ? NULL : part_get(w, (int16_t)t, l->elems[i].partition, true);
+			struct part *p =
+			    t < 0 ? NULL : part_get(w, (int16_t)t, l->elems[i].partition, true);
 			if (p)
 				p->last_seen = -1;
 		}
@@ -653,7 +666,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		rd_kafka_commit(rk, NULL, 0);
 		for (int i = 0; i < l->cnt; i++) {
 			int t = topic_index(w, l->elems[i].topic);
-			struct part *p = t < 0 ? NULL : part_get(w, (int16_t)t, l->elems[i].partition, false);
+			struct part *p =
+			    t < 0 ? NULL : part_get(w, (int16_t)t, l->elems[i].partition, false);
 			if (p)
 				part_drop(p);
 		}
@@ -708,8 +722,7 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 	if (root == NULL)
 		return 0;
 	brokers = json_object_get(root, "brokers");
-	json_object_foreach(brokers, name, v)
-	{
+	json_object_foreach (brokers, name, v) {
 		if (json_integer_value(json_object_get(v, "nodeid")) >= 0 &&
 		    strcmp(json_string_value(json_object_get(v, "state")) ?: "", "UP") == 0)
 			up++;
@@ -720,16 +733,14 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 		set_kafka(s, KP_KAFKA_DOWN, "no broker reachable");
 	int n = 0;
 	topics = json_object_get(root, "topics");
-	json_object_foreach(topics, name, v)
-	{
+	json_object_foreach (topics, name, v) {
 		int t = topic_index(w, name);
 		const char *pname;
 		json_t *pv;
 
 		if (t < 0)
 			continue;
-		json_object_foreach(json_object_get(v, "partitions"), pname, pv)
-		{
+		json_object_foreach (json_object_get(v, "partitions"), pname, pv) {
 			json_int_t part = json_integer_value(json_object_get(pv, "partition"));
 			json_int_t lag = json_integer_value(json_object_get(pv, "consumer_lag"));
 			if (part < 0 || n == KP_LAG_MAX || lag < 0 ||
@@ -767,8 +778,10 @@ static int recover(struct worker *w)
 	if (s->died_signal && s->in_hand && s->hand_topic < s->n_topics) {
 		kp_signame(s->died_signal, sig, sizeof(sig));
 		kp_log(KP_WARNING,
-		       "topic=%s partition=%" PRId32 " offset=%" PRId64 " event=%s: killed a worker (%s)",
-		       topics[s->hand_topic], s->hand_partition, s->hand_offset, s->hand_event_id, sig);
+		       "topic=%s partition=%" PRId32 " offset=%" PRId64
+		       " event=%s: killed a worker (%s)",
+		       topics[s->hand_topic], s->hand_partition, s->hand_offset, s->hand_event_id,
+		       sig);
 		if (kp_dedupe_crash_add(w->dd, topics[s->hand_topic], s->hand_partition,
 					s->hand_offset, s->hand_event_id, sig) < 0)
 			return -1;
@@ -784,12 +797,12 @@ static int recover(struct worker *w)
 static rd_kafka_t *consumer_new(struct worker *w, const char *bootstrap, char *err, size_t len)
 {
 	static const char *const defaults[][2] = {
-		{ "auto.offset.reset", "earliest" },
-		{ "queued.max.messages.kbytes", "4096" }, /* bounds prefetch, and so RSS */
-		{ "auto.commit.interval.ms", "1000" },
-		{ "session.timeout.ms", "10000" },
-		{ "heartbeat.interval.ms", "1000" },
-		{ "fetch.wait.max.ms", "100" }, /* jobs are waited for: fetch again soon */
+	    {"auto.offset.reset", "earliest"},
+	    {"queued.max.messages.kbytes", "4096"}, /* bounds prefetch, and so RSS */
+	    {"auto.commit.interval.ms", "1000"},
+	    {"session.timeout.ms", "10000"},
+	    {"heartbeat.interval.ms", "1000"},
+	    {"fetch.wait.max.ms", "100"}, /* jobs are waited for: fetch again soon */
 	};
 	rd_kafka_conf_t *rc = rd_kafka_conf_new();
 	rd_kafka_t *rk;
@@ -844,9 +857,9 @@ static int subscribe(struct worker *w, char *err, size_t len)
  */
 int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct kp_slot *slot)
 {
-	struct worker w = { .conf = conf, .b = b, .slot = slot };
+	struct worker w = {.conf = conf, .b = b, .slot = slot};
 	char err[512], path[PATH_MAX], *bootstrap = NULL;
-	struct sigaction sa = { .sa_handler = on_stop };
+	struct sigaction sa = {.sa_handler = on_stop};
 	int rc = KP_EXIT_CONFIG;
 
 	sigemptyset(&sa.sa_mask);
@@ -858,8 +871,10 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 	kp_log_who("worker=%s#%d", b->name, slot->index);
 	kp_proctitle("kpoold: worker %s#%d", b->name, slot->index);
 	w.rnd = (unsigned)getpid() ^ (unsigned)kp_now_ms();
-	w.host = (struct kpool_host){ .worker = b->name, .index = slot->index,
-				      .state_dir = conf->state_dir, .log = kp_plugin_log };
+	w.host = (struct kpool_host){.worker = b->name,
+				     .index = slot->index,
+				     .state_dir = conf->state_dir,
+				     .log = kp_plugin_log};
 
 	if (kp_plugin_path(conf, b->handler, path, sizeof(path)) < 0 ||
 	    kp_plugin_open(&w.pl, path, err, sizeof(err)) < 0 ||
@@ -884,7 +899,8 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 		}
 	}
 	bootstrap = kp_conf_bootstrap(conf, err, sizeof(err));
-	if (bootstrap == NULL || (w.dlq = kp_dlq_open(conf, b, bootstrap, err, sizeof(err))) == NULL ||
+	if (bootstrap == NULL ||
+	    (w.dlq = kp_dlq_open(conf, b, bootstrap, err, sizeof(err))) == NULL ||
 	    (w.rk = consumer_new(&w, bootstrap, err, sizeof(err))) == NULL ||
 	    subscribe(&w, err, sizeof(err)) < 0) {
 		kp_log(KP_ERROR, "kafka: %s", err);
@@ -919,7 +935,8 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 		if (now >= w.prune_due && b->idempotency) {
 			int n = kp_dedupe_prune(w.dd, kp_now_ms() - b->idempotency_ttl_ms);
 			if (n > 0)
-				kp_log(KP_INFO, "pruned %d event ids older than the idempotency_ttl", n);
+				kp_log(KP_INFO,
+				       "pruned %d event ids older than the idempotency_ttl", n);
 			w.prune_due = now + KP_PRUNE_EVERY_MS;
 		}
 		if (now >= w.next_dlq_poll) { /* the producer's events; sends wait on their own */

@@ -36,7 +36,8 @@ int main(int argc, char **argv)
 	}
 	want = atol(argv[3]);
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", argv[1], err, sizeof(err)) ||
-	    rd_kafka_conf_set(conf, "group.id", argc > 4 ? argv[4] : "rawconsume", err, sizeof(err)) ||
+	    rd_kafka_conf_set(conf, "group.id", argc > 4 ? argv[4] : "rawconsume", err,
+			      sizeof(err)) ||
 	    rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err)) ||
 	    rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", err, sizeof(err)) ||
 	    rd_kafka_conf_set(conf, "queued.max.messages.kbytes", "4096", err, sizeof(err))) {

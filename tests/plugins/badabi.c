@@ -9,8 +9,8 @@ static kpool_status badabi_handle(void *state, const struct kpool_job *job,
 }
 
 const struct kpool_plugin kpool_plugin = {
-	.abi_version = KPOOL_PLUGIN_ABI_VERSION + 98,
-	.struct_size = sizeof(struct kpool_plugin),
-	.name = "badabi",
-	.handle = badabi_handle,
+    .abi_version = KPOOL_PLUGIN_ABI_VERSION + 98,
+    .struct_size = sizeof(struct kpool_plugin),
+    .name = "badabi",
+    .handle = badabi_handle,
 };

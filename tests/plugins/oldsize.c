@@ -26,10 +26,10 @@ static void oldsize_batch(void *state, const struct kpool_job *const *jobs, size
 }
 
 const struct kpool_plugin kpool_plugin = {
-	.abi_version = KPOOL_PLUGIN_ABI_VERSION,
-	.struct_size = offsetof(struct kpool_plugin, handle_batch),
-	.name = "oldsize",
-	.version = "0.9",
-	.handle = oldsize_handle,
-	.handle_batch = oldsize_batch,
+    .abi_version = KPOOL_PLUGIN_ABI_VERSION,
+    .struct_size = offsetof(struct kpool_plugin, handle_batch),
+    .name = "oldsize",
+    .version = "0.9",
+    .handle = oldsize_handle,
+    .handle_batch = oldsize_batch,
 };

@@ -44,9 +44,11 @@ static void *probe_init(const struct kpool_host *host, const struct kpool_option
 				return NULL;
 			}
 		} else if (strcmp(opts[i].key, "record") == 0) {
-			p->fd = open(opts[i].value, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+			p->fd =
+			    open(opts[i].value, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 			if (p->fd < 0) {
-				snprintf(err, err_len, "probe: cannot open record file %s", opts[i].value);
+				snprintf(err, err_len, "probe: cannot open record file %s",
+					 opts[i].value);
 				free(p);
 				return NULL;
 			}
@@ -69,8 +71,8 @@ static void record(struct probe *p, const struct kpool_job *job, const char *res
 	if (p->fd < 0)
 		return;
 	if (p->batch)
-		n = snprintf(line, sizeof(line), "%s %d %s %zu\n", job->event_id, job->attempt, result,
-			     p->batch);
+		n = snprintf(line, sizeof(line), "%s %d %s %zu\n", job->event_id, job->attempt,
+			     result, p->batch);
 	else
 		n = snprintf(line, sizeof(line), "%s %d %s\n", job->event_id, job->attempt, result);
 	if (n > 0 && (size_t)n < sizeof(line))
@@ -96,7 +98,8 @@ static kpool_status probe_handle(void *state, const struct kpool_job *job,
 		if (at > 0 && job->attempt >= at) {
 			record(p, job, "done");
 		} else {
-			snprintf(reason, KPOOL_REASON_MAX, "probe: not yet (attempt %d)", job->attempt);
+			snprintf(reason, KPOOL_REASON_MAX, "probe: not yet (attempt %d)",
+				 job->attempt);
 			record(p, job, "retry");
 			st = KPOOL_RETRY;
 		}
@@ -105,7 +108,7 @@ static kpool_status probe_handle(void *state, const struct kpool_job *job,
 		raise(SIGSEGV);
 	} else if (strcmp(what, "sleep") == 0) {
 		json_int_t ms = json_integer_value(json_object_get(root, "ms"));
-		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
 		if (json_is_true(json_object_get(root, "announce")))
 			record(p, job, "start");
 		while (nanosleep(&ts, &ts) < 0) /* a signal does not cut the job short */
@@ -142,15 +145,12 @@ static void probe_handle_batch(void *state, const struct kpool_job *const *jobs,
 #endif
 
 const struct kpool_plugin kpool_plugin = {
-	KPOOL_PLUGIN_HEADER,
+    KPOOL_PLUGIN_HEADER,
 #ifdef PROBE_BATCH
-	.name = "probebatch",
-	.handle_batch = probe_handle_batch,
+    .name = "probebatch",   .handle_batch = probe_handle_batch,
 #else
-	.name = "probe",
+    .name = "probe",
 #endif
-	.version = "1.0",
-	.init = probe_init,
-	.handle = probe_handle,
-	.fini = probe_fini,
+    .version = "1.0",	    .init = probe_init,
+    .handle = probe_handle, .fini = probe_fini,
 };

@@ -4,7 +4,7 @@
 #include "kpool_plugin.h"
 
 const struct kpool_plugin kpool_plugin = {
-	.abi_version = KPOOL_PLUGIN_ABI_VERSION,
-	.struct_size = offsetof(struct kpool_plugin, init),
-	.name = "tiny",
+    .abi_version = KPOOL_PLUGIN_ABI_VERSION,
+    .struct_size = offsetof(struct kpool_plugin, init),
+    .name = "tiny",
 };

@@ -69,11 +69,12 @@ static void sizes(void **state)
 static void defaults_and_options(void **state)
 {
 	char err[512];
-	struct kp_conf *c = load("[kafka]\nbootstrap.servers = k1:9092,k2:9092\n"
-				 "security.protocol = plaintext\n"
-				 "[worker:email]\ntopic = email-queue, more ; comment\nhandler = log\n"
-				 "smtp_url = smtp://localhost:25\nlevel = debug\n",
-				 err, sizeof(err));
+	struct kp_conf *c =
+	    load("[kafka]\nbootstrap.servers = k1:9092,k2:9092\n"
+		 "security.protocol = plaintext\n"
+		 "[worker:email]\ntopic = email-queue, more ; comment\nhandler = log\n"
+		 "smtp_url = smtp://localhost:25\nlevel = debug\n",
+		 err, sizeof(err));
 	const struct kp_binding *b;
 
 	(void)state;
@@ -138,15 +139,21 @@ static void expect_error(const char *text, const char *want)
 static void errors(void **state)
 {
 	(void)state;
-	expect_error("[kafka]\nbootstrap.servers = embedded\n[bogus]\nx = 1\n", ":3: [bogus]: unknown section");
-	expect_error("[kafka]\nbootstrap.servers = embedded\n[empty]\n", ":3: [empty]: unknown section");
-	expect_error("[kafka]\nbootstrap.servers = embedded\n[worker:w]\nhandler = log\n", ":3: [worker:w] topic: missing");
+	expect_error("[kafka]\nbootstrap.servers = embedded\n[bogus]\nx = 1\n",
+		     ":3: [bogus]: unknown section");
+	expect_error("[kafka]\nbootstrap.servers = embedded\n[empty]\n",
+		     ":3: [empty]: unknown section");
+	expect_error("[kafka]\nbootstrap.servers = embedded\n[worker:w]\nhandler = log\n",
+		     ":3: [worker:w] topic: missing");
 	expect_error("[kafka]\nbootstrap.servers = embedded\n[worker:w]\ntopic = t\nhandler = log\n"
-		     "retry_backoff = 1 fortnight\n", ":6: [worker:w] retry_backoff: bad duration");
+		     "retry_backoff = 1 fortnight\n",
+		     ":6: [worker:w] retry_backoff: bad duration");
 	expect_error("[kafka]\nbootstrap.servers = embedded\n[worker:w]\ntopic = t\nhandler = log\n"
-		     "idempotency = maybe\n", ":6: [worker:w] idempotency: 'maybe' is not on or off");
+		     "idempotency = maybe\n",
+		     ":6: [worker:w] idempotency: 'maybe' is not on or off");
 	expect_error("[kafka]\nbootstrap.servers = embedded\n[worker:w]\ntopic = t\nhandler = log\n"
-		     "max_attempts = 0\n", ":6: [worker:w] max_attempts: '0' is not a whole number from 1");
+		     "max_attempts = 0\n",
+		     ":6: [worker:w] max_attempts: '0' is not a whole number from 1");
 	expect_error("[pool]\nlog_level = loud\n[kafka]\nbootstrap.servers = embedded\n",
 		     ":2: [pool] log_level: 'loud' is not debug");
 	expect_error("[pool]\nstate_dir = /x\n", "[kafka] bootstrap.servers: missing");
@@ -157,11 +164,11 @@ static void errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(durations),
-		cmocka_unit_test(sizes),
-		cmocka_unit_test(defaults_and_options),
-		cmocka_unit_test(relative_state_dir),
-		cmocka_unit_test(errors),
+	    cmocka_unit_test(durations),
+	    cmocka_unit_test(sizes),
+	    cmocka_unit_test(defaults_and_options),
+	    cmocka_unit_test(relative_state_dir),
+	    cmocka_unit_test(errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

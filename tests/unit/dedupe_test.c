@@ -121,11 +121,9 @@ static void bad_path(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(record_and_seen),
-		cmocka_unit_test(uncommitted_rows_are_lost),
-		cmocka_unit_test(crashes),
-		cmocka_unit_test(prune),
-		cmocka_unit_test(bad_path),
+	    cmocka_unit_test(record_and_seen), cmocka_unit_test(uncommitted_rows_are_lost),
+	    cmocka_unit_test(crashes),	       cmocka_unit_test(prune),
+	    cmocka_unit_test(bad_path),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

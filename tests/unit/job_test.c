@@ -14,9 +14,9 @@ static void utf8(void **state)
 	assert_true(kp_utf8_valid("plain", 5));
 	assert_true(kp_utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14));
 	assert_false(kp_utf8_valid("\xff", 1));
-	assert_false(kp_utf8_valid("\xc3", 1));		 /* truncated */
-	assert_false(kp_utf8_valid("\xc0\xaf", 2));	 /* overlong */
-	assert_false(kp_utf8_valid("\xed\xa0\x80", 3));	 /* surrogate */
+	assert_false(kp_utf8_valid("\xc3", 1));		    /* truncated */
+	assert_false(kp_utf8_valid("\xc0\xaf", 2));	    /* overlong */
+	assert_false(kp_utf8_valid("\xed\xa0\x80", 3));	    /* surrogate */
 	assert_false(kp_utf8_valid("\xf4\x90\x80\x80", 4)); /* past U+10FFFF */
 }
 
@@ -51,7 +51,7 @@ static void job_checks(void **state)
 
 static struct kp_binding binding(const char *keys)
 {
-	struct kp_binding b = { 0 };
+	struct kp_binding b = {0};
 	char err[128];
 
 	assert_int_equal(kp_idkeys_parse(keys, b.idkeys, &b.n_idkeys, err, sizeof(err)), 0);
@@ -71,13 +71,15 @@ static const char *id_of(const struct kp_binding *b, const struct kpool_header *
 
 static void event_ids(void **state)
 {
-	struct kp_binding b = binding("header:event-id, json:metadata.eventId, json:eventId, json:id");
-	struct kpool_header h[] = { { "trace", "t", 1 }, { "event-id", "from-header", 11 } };
+	struct kp_binding b =
+	    binding("header:event-id, json:metadata.eventId, json:eventId, json:id");
+	struct kpool_header h[] = {{"trace", "t", 1}, {"event-id", "from-header", 11}};
 	char long_id[400];
 
 	(void)state;
 	assert_string_equal(id_of(&b, h, 2, "{\"eventId\":\"x\"}"), "from-header");
-	assert_string_equal(id_of(&b, h, 1, "{\"eventId\":\"x\",\"metadata\":{\"eventId\":\"m\"}}"), "m");
+	assert_string_equal(id_of(&b, h, 1, "{\"eventId\":\"x\",\"metadata\":{\"eventId\":\"m\"}}"),
+			    "m");
 	assert_string_equal(id_of(&b, NULL, 0, "{\"eventId\":\"e\",\"id\":\"i\"}"), "e");
 	assert_string_equal(id_of(&b, NULL, 0, "{\"id\":12345}"), "12345");
 	assert_string_equal(id_of(&b, NULL, 0, "{\"metadata\":\"flat\",\"id\":\"i\"}"), "i");
@@ -86,7 +88,7 @@ static void event_ids(void **state)
 	assert_string_equal(id_of(&b, NULL, 0, NULL), "topic/3/42");
 	assert_string_equal(id_of(&b, NULL, 0, "{\"eventId\":\"\"}"), "topic/3/42");
 	memset(long_id, 'x', sizeof(long_id));
-	struct kpool_header lh = { "event-id", long_id, sizeof(long_id) };
+	struct kpool_header lh = {"event-id", long_id, sizeof(long_id)};
 	assert_string_equal(id_of(&b, &lh, 1, "{\"id\":7}"), "7"); /* too long: next source */
 	kp_idkeys_free(b.idkeys, b.n_idkeys);
 }
@@ -111,10 +113,10 @@ static void backoff(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(utf8),
-		cmocka_unit_test(job_checks),
-		cmocka_unit_test(event_ids),
-		cmocka_unit_test(backoff),
+	    cmocka_unit_test(utf8),
+	    cmocka_unit_test(job_checks),
+	    cmocka_unit_test(event_ids),
+	    cmocka_unit_test(backoff),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
