@@ -688,6 +688,16 @@ int kp_supervisor_run(struct kp_conf *conf)
 	if (sd_watchdog_enabled(0, &watchdog_usec) <= 0)
 		watchdog_usec = 0;
 	if (conf->embedded) {
+		/* A new embedded broker starts empty, its offsets from 0 again: event ids
+		 * remembered from an earlier one would skip new jobs as duplicates. */
+		for (size_t i = 0; i < conf->n_bindings; i++)
+			for (const char *const *ext =
+				 (const char *const[]){"db", "db-wal", "db-shm", NULL};
+			     *ext; ext++) {
+				snprintf(path, sizeof(path), "%s/%s.%s", conf->state_dir,
+					 conf->bindings[i].name, *ext);
+				unlink(path);
+			}
 		snprintf(path, sizeof(path), "%s/%s", conf->state_dir, KP_EMBEDDED_FILE);
 		unlink(path);
 		sv.broker_pid = spawn_broker(&sv);

@@ -73,3 +73,13 @@ http "$U/healthz" >"$T/healthz"
 check "/healthz answers 200 with status ok" sh -c "[ \"\$(cat '$T/http.code')\" = 200 ] && grep -q '\"status\":\"ok\"' '$T/healthz'"
 stop_kpoold "$KPID"
 check "kpoold stops with status 0" test $? -eq 0
+
+# The embedded broker forgets everything on a restart: so must the processed
+# tables, or the new broker's jobs would be skipped as duplicates.
+start_kpoold "$T/jobs.conf" "$T/kpoold2.log"
+bootstrap "$T/state" >/dev/null || { not_ok "embedded broker started again"; exit 1; }
+printf '{"eventId":"after"}\n' | send
+check "after an embedded restart a known event id is a new job" \
+	wait_for 30 sh -c "[ \$(grep -c '^after 1 done' '$T/record') -eq 2 ]"
+stop_kpoold "$KPID"
+check "kpoold stops with status 0 again" test $? -eq 0
