@@ -41,6 +41,16 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	}
 }
 
+/* Names where a job from topic src goes when it cannot be handled: the binding's
+ * dead_letter_topic, else SRC.dlq. */
+void kp_dlq_topic(const struct kp_binding *b, const char *src, char *buf, size_t len)
+{
+	if (b->dead_letter_topic)
+		snprintf(buf, len, "%s", b->dead_letter_topic);
+	else
+		snprintf(buf, len, "%s.dlq", src);
+}
+
 /* Creates the dead-letter producer of a binding; NULL with err on failure. */
 struct kp_dlq *kp_dlq_open(const struct kp_conf *conf, const struct kp_binding *b,
 			   const char *bootstrap, char *err, size_t len)
@@ -119,10 +129,7 @@ int kp_dlq_send(struct kp_dlq *q, const rd_kafka_message_t *m, const struct kp_d
 	int64_t tsv = rd_kafka_message_timestamp(m, &tstype);
 	rd_kafka_resp_err_t e;
 
-	snprintf(topic, sizeof(topic), "%s",
-		 q->b->dead_letter_topic ? q->b->dead_letter_topic : "");
-	if (!q->b->dead_letter_topic)
-		snprintf(topic, sizeof(topic), "%s.dlq", src);
+	kp_dlq_topic(q->b, src, topic, sizeof(topic));
 	snprintf(part, sizeof(part), "%" PRId32, m->partition);
 	snprintf(off, sizeof(off), "%" PRId64, m->offset);
 	snprintf(ts, sizeof(ts), "%" PRId64, tsv);

@@ -76,8 +76,8 @@ int kp_embedded_run(const struct kp_conf *conf)
 
 		for (int t = 0; t < b->n_topics; t++) {
 			topic_create(mc, b->topics[t]);
-			snprintf(dlq, sizeof(dlq), "%s.dlq", b->topics[t]);
-			topic_create(mc, b->dead_letter_topic ? b->dead_letter_topic : dlq);
+			kp_dlq_topic(b, b->topics[t], dlq, sizeof(dlq));
+			topic_create(mc, dlq);
 		}
 	}
 	snprintf(path, sizeof(path), "%s/%s", conf->state_dir, KP_EMBEDDED_FILE);

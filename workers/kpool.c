@@ -45,60 +45,54 @@ static int cmd_send(const struct kp_conf *conf, int argc, char **argv)
 	char err[512], *line = NULL;
 	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(8);
 	struct send_state st = {0};
-	rd_kafka_conf_t *rc;
-	rd_kafka_t *rk;
+	rd_kafka_conf_t *rc = NULL;
+	rd_kafka_t *rk = NULL;
 	size_t cap = 0;
 	ssize_t n;
 	long sent = 0;
 	bool keep_empty = false;
-	int c, ret = 1;
+	int c, ret = 2;
 
 	optind = 0; /* a fresh scan: main() parsed its own options with "+" */
 	while ((c = getopt_long(argc, argv, "k:H:", longopts, NULL)) != -1) {
+		char *eq = c == 'H' ? strchr(optarg, '=') : NULL;
+
 		if (c == 'E') {
 			keep_empty = true;
 		} else if (c == 'k') {
 			key = optarg;
-		} else if (c == 'H') {
-			char *eq = strchr(optarg, '=');
-			if (eq == NULL || eq == optarg) {
-				fprintf(stderr, "kpool: --header wants NAME=VALUE, not '%s'\n",
-					optarg);
-				rd_kafka_headers_destroy(hdrs);
-				return 2;
-			}
+		} else if (c == 'H' && eq && eq != optarg) {
 			rd_kafka_header_add(hdrs, optarg, eq - optarg, eq + 1, -1);
+		} else if (c == 'H') {
+			fprintf(stderr, "kpool: --header wants NAME=VALUE, not '%s'\n", optarg);
+			goto out;
 		} else {
 			usage(stderr);
-			rd_kafka_headers_destroy(hdrs);
-			return 2;
+			goto out;
 		}
 	}
 	if (optind + 1 != argc) {
 		usage(stderr);
-		rd_kafka_headers_destroy(hdrs);
-		return 2;
+		goto out;
 	}
 	topic = argv[optind];
+	ret = 1;
 	rc = rd_kafka_conf_new();
 	if (kp_conf_kafka_apply(conf, rc, err, sizeof(err)) < 0 ||
 	    rd_kafka_conf_set(rc, "acks", "all", err, sizeof(err)) ||
 	    rd_kafka_conf_set(rc, "enable.idempotence", "true", err, sizeof(err)) ||
 	    rd_kafka_conf_set(rc, "linger.ms", "5", err, sizeof(err))) {
 		fprintf(stderr, "kpool: %s\n", err);
-		rd_kafka_conf_destroy(rc);
-		rd_kafka_headers_destroy(hdrs);
-		return 1;
+		goto out;
 	}
 	rd_kafka_conf_set_dr_msg_cb(rc, on_delivery);
 	rd_kafka_conf_set_opaque(rc, &st);
 	rk = rd_kafka_new(RD_KAFKA_PRODUCER, rc, err, sizeof(err));
 	if (rk == NULL) {
 		fprintf(stderr, "kpool: %s\n", err);
-		rd_kafka_conf_destroy(rc);
-		rd_kafka_headers_destroy(hdrs);
-		return 1;
+		goto out;
 	}
+	rc = NULL; /* now owned by rk */
 	while ((n = getline(&line, &cap, stdin)) >= 0) {
 		rd_kafka_resp_err_t e;
 
@@ -139,7 +133,10 @@ static int cmd_send(const struct kp_conf *conf, int argc, char **argv)
 	ret = 0;
 out:
 	free(line);
-	rd_kafka_destroy(rk);
+	if (rk)
+		rd_kafka_destroy(rk);
+	if (rc)
+		rd_kafka_conf_destroy(rc);
 	rd_kafka_headers_destroy(hdrs);
 	return ret;
 }

@@ -241,6 +241,7 @@ struct kp_dlq_info {
 struct kp_dlq *kp_dlq_open(const struct kp_conf *conf, const struct kp_binding *b,
 			   const char *bootstrap, char *err, size_t len);
 void kp_dlq_close(struct kp_dlq *q);
+void kp_dlq_topic(const struct kp_binding *b, const char *src, char *buf, size_t len);
 struct rd_kafka_message_s;
 int kp_dlq_send(struct kp_dlq *q, const struct rd_kafka_message_s *m,
 		const struct kp_dlq_info *info, char *err, size_t len);

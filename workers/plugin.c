@@ -80,15 +80,10 @@ int kp_plugin_safe(const char *path, char *err, size_t len)
 int kp_plugin_open(struct kp_plugin *pl, const char *path, char *err, size_t len)
 {
 	const struct kpool_plugin *sym;
-	struct stat st;
 
 	memset(pl, 0, sizeof(*pl));
 	snprintf(pl->path, sizeof(pl->path), "%s", path);
-	if (stat(path, &st) < 0) {
-		snprintf(err, len, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (kp_plugin_safe(path, err, len) < 0)
+	if (kp_plugin_safe(path, err, len) < 0) /* also says when it is missing */
 		return -1;
 	pl->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (pl->dl == NULL) {

@@ -236,7 +236,7 @@ fail:
 }
 
 /* Asks a binding's workers to finish and stop; they are not restarted. */
-static void binding_drain(struct kp_supervisor *sv, struct kp_binding_state *bs, const char *why)
+static void binding_drain(struct kp_binding_state *bs, const char *why)
 {
 	bs->draining = true;
 	bs->drain_deadline = kp_mono_ms() + bs->conf->shutdown_timeout_ms;
@@ -246,7 +246,6 @@ static void binding_drain(struct kp_supervisor *sv, struct kp_binding_state *bs,
 		if (bs->slots[k]->pid > 0)
 			kill(bs->slots[k]->pid, SIGTERM);
 	}
-	(void)sv;
 }
 
 static int alive(const struct kp_binding_state *bs)
@@ -451,8 +450,8 @@ static int64_t restart_due(struct kp_supervisor *sv)
 				spawn(sv, bs, k);
 			else if (due - now < next)
 				next = due - now;
-			/* A worker that handles a job ends its binding's throttle. */
 		}
+		/* A worker that handles a job ends its binding's throttle. */
 		if (bs->throttled)
 			for (int k = 0; k < bs->b->processes; k++)
 				if (jobs_of(bs->slots[k]) > bs->jobs_at_spawn[k] &&
@@ -640,12 +639,12 @@ static void reload(struct kp_supervisor *sv)
 		if (binding_start(sv, conf, b, sig) == NULL)
 			continue;
 		if (same)
-			binding_drain(sv, same, "replaced by a reload");
+			binding_drain(same, "replaced by a reload");
 	}
 	for (size_t j = 0; j < n_old; j++) {
 		struct kp_binding_state *bs = sv->bs[j];
 		if (!bs->draining && bs->conf != conf && !kp_conf_binding(conf, bs->b->name))
-			binding_drain(sv, bs, "removed from the conf");
+			binding_drain(bs, "removed from the conf");
 	}
 	sv->conf = conf;
 	conf_unref(old);

@@ -261,9 +261,9 @@ static void finish(struct worker *w, struct part *p, const struct job *j, enum k
 	p->done_offset = j->m->offset;
 }
 
-static void job_log(int level, const struct worker *w, const struct job *j, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void job_log(int level, const struct worker *w, const struct job *j, const char *fmt, ...)
+static void job_log(int level, const struct job *j, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void job_log(int level, const struct job *j, const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
@@ -275,7 +275,6 @@ static void job_log(int level, const struct worker *w, const struct job *j, cons
 	va_end(ap);
 	kp_log(level, "topic=%s partition=%" PRId32 " offset=%" PRId64 " event=%s: %s",
 	       rd_kafka_topic_name(j->m->rkt), j->m->partition, j->m->offset, j->event_id, msg);
-	(void)w;
 }
 
 /* Keeps a job aside until delay_ms have passed, its partition paused meanwhile. */
@@ -311,11 +310,11 @@ static bool dead_letter(struct worker *w, struct part *p, struct job *j)
 				   .attempts = j->attempts};
 
 	if (kp_dlq_send(w->dlq, j->m, &info, err, sizeof(err)) < 0) {
-		job_log(KP_ERROR, w, j, "dead-letter failed, will try again: %s", err);
+		job_log(KP_ERROR, j, "dead-letter failed, will try again: %s", err);
 		park(w, p, j, w->b->retry_backoff_ms > 0 ? w->b->retry_backoff_ms : 1000);
 		return false;
 	}
-	job_log(KP_WARNING, w, j, "dead-lettered class=%s attempts=%d: %s", kp_class_name(j->class),
+	job_log(KP_WARNING, j, "dead-lettered class=%s attempts=%d: %s", kp_class_name(j->class),
 		j->attempts, j->reason);
 	kp_stats_add(w->slot, KP_R_DEAD);
 	finish(w, p, j, KP_OUT_DEAD);
@@ -378,7 +377,7 @@ static bool prepare(struct worker *w, struct part *p, struct job *j, rd_kafka_me
 	if (w->b->idempotency &&
 	    (pending_has(w, j->event_id) || kp_dedupe_seen(w->dd, j->event_id) == 1)) {
 		kp_stats_add(w->slot, KP_R_DUPLICATE);
-		job_log(KP_DEBUG, w, j, "duplicate, skipped");
+		job_log(KP_DEBUG, j, "duplicate, skipped");
 		finish(w, p, j, KP_OUT_SKIP);
 		job_free(j);
 		return false;
@@ -409,7 +408,7 @@ static bool settle(struct worker *w, struct part *p, struct job *j, kpool_status
 	switch (st) {
 	case KPOOL_DONE:
 		kp_stats_add(s, KP_R_DONE);
-		job_log(KP_DEBUG, w, j, "done attempt=%d", j->attempts);
+		job_log(KP_DEBUG, j, "done attempt=%d", j->attempts);
 		finish(w, p, j, KP_OUT_DONE);
 		job_free(j);
 		return true;
@@ -419,7 +418,7 @@ static bool settle(struct worker *w, struct part *p, struct job *j, kpool_status
 			int64_t d =
 			    kp_backoff_ms(w->b->retry_backoff_ms, w->b->retry_backoff_max_ms,
 					  j->attempts, (uint32_t)rand_r(&w->rnd));
-			job_log(KP_NOTICE, w, j, "%s (retry %d/%d in %" PRId64 "ms)",
+			job_log(KP_NOTICE, j, "%s (retry %d/%d in %" PRId64 "ms)",
 				j->reason[0] ? j->reason : "retry", j->attempts,
 				w->b->max_attempts - 1, d);
 			park(w, p, j, d);

@@ -84,6 +84,15 @@ pool_conf() {
 	} >"$f"
 }
 
+# start_broker DIR: a kpoold with the embedded broker and no workers, whose
+# state is DIR, so that the broker outlives the pools under test; sets B to
+# its address once it listens (1 if it does not).  $T/broker.conf is its conf.
+start_broker() {
+	printf '[kafka]\nbootstrap.servers = embedded\n[pool]\nstate_dir = %s\nmetrics_listen =\n' "$1" >"$T/broker.conf"
+	start_kpoold "$T/broker.conf" "$T/broker.log"
+	B=$(bootstrap "$1")
+}
+
 # start_kpoold CONF LOG: starts kpoold in the background; sets KPID.
 # KPOOLD_WRAPPER runs kpoold under a tool, e.g. "valgrind --leak-check=full"
 # (scripts/valgrind does that), whose per-process logs go to $T/valgrind.PID.log.

@@ -7,15 +7,7 @@ require_tools
 N=3000
 
 plugins "$T/plugins"
-cat >"$T/broker.conf" <<EOF2
-[kafka]
-bootstrap.servers = embedded
-[pool]
-state_dir = $T/broker
-metrics_listen =
-EOF2
-start_kpoold "$T/broker.conf" "$T/broker.log"
-B=$(bootstrap "$T/broker") || { not_ok "embedded broker started"; exit 1; }
+start_broker "$T/broker" || { not_ok "embedded broker started"; exit 1; }
 cat >"$T/pool.conf" <<EOF2
 [kafka]
 bootstrap.servers = $B

@@ -28,15 +28,7 @@ check "the log names the broker" wait_for 10 log_has "$T/pool.log" "127.0.0.1:$P
 check "kpoold keeps running" kill -0 "$POOL"
 
 # Now the broker appears on that address.
-cat >"$T/broker.conf" <<EOF2
-[kafka]
-bootstrap.servers = embedded
-[pool]
-state_dir = $T/broker
-metrics_listen =
-EOF2
-start_kpoold "$T/broker.conf" "$T/broker.log"
-B=$(bootstrap "$T/broker") || { not_ok "embedded broker started"; exit 1; }
+start_broker "$T/broker" || { not_ok "embedded broker started"; exit 1; }
 "$PYTHON3" "$top_srcdir/tests/integration/tcpfwd.py" "$P" "$B" &
 PIDS="$PIDS $!"
 printf '{"eventId":"late-%d"}\n' 1 2 3 4 5 | "$KPOOL" -c "$T/broker.conf" send later 2>/dev/null
