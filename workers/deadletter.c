@@ -73,6 +73,7 @@ struct kp_dlq *kp_dlq_open(const struct kp_conf *conf, const struct kp_binding *
 	    rd_kafka_conf_set(rc, "linger.ms", "0", err, len))
 		goto fail;
 	rd_kafka_conf_set_dr_msg_cb(rc, on_delivery);
+	rd_kafka_conf_set_log_cb(rc, kp_rdkafka_log);
 	q->rk = rd_kafka_new(RD_KAFKA_PRODUCER, rc, err, len);
 	if (q->rk == NULL)
 		goto fail;

@@ -43,6 +43,8 @@ extern int kp_log_level;
 extern char **kp_moved_environ;
 void kp_log_who(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void kp_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+struct rd_kafka_s;
+void kp_rdkafka_log(const struct rd_kafka_s *rk, int syslog_level, const char *fac, const char *buf);
 void kp_vlog(int level, const char *fmt, va_list ap);
 void kp_plugin_log(int syslog_level, const char *fmt, ...);
 int kp_level_parse(const char *s);
@@ -246,6 +248,12 @@ struct rd_kafka_message_s;
 int kp_dlq_send(struct kp_dlq *q, const struct rd_kafka_message_s *m,
 		const struct kp_dlq_info *info, char *err, size_t len);
 void kp_dlq_poll(struct kp_dlq *q);
+
+/* topics.c */
+int kp_topic_partitions(struct rd_kafka_s *rk, const char *topic, int timeout_ms, char *err,
+			size_t len);
+int kp_topic_create(struct rd_kafka_s *rk, const char *topic, int partitions, int timeout_ms,
+		    int *final, char *err, size_t len);
 
 /* worker.c */
 int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct kp_slot *slot);

@@ -104,6 +104,13 @@ void kp_plugin_log(int syslog_level, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* librdkafka's own log lines (syslog levels), as kpool's: "kafka FACILITY: message". */
+void kp_rdkafka_log(const struct rd_kafka_s *rk, int syslog_level, const char *fac, const char *buf)
+{
+	(void)rk;
+	kp_plugin_log(syslog_level, "kafka %s: %s", fac, buf);
+}
+
 /* Names a signal as "SIGSEGV"; buf holds the name. */
 const char *kp_signame(int sig, char *buf, size_t len)
 {

@@ -30,6 +30,9 @@
 #include "kpoold.h"
 
 #define POLL_MS		 100
+#define TOPICS_ASK_MS	 1000 /* a metadata request for one topic */
+#define TOPICS_CREATE_MS 5000 /* CreateTopics */
+#define TOPICS_CHECK_MS	 2000 /* how often to look for a topic that is not there yet */
 #define MAX_HEADERS	 64
 #define KP_PENDING_SLOTS (2 * KP_RING_MAX) /* open addressing, at most half full */
 #define BATCH_MAX	 64 /* jobs of one partition handed to handle_batch at once */
@@ -84,6 +87,10 @@ struct worker {
 	struct job scratch; /* the job in hand, unless it had to be parked */
 	struct job *bjobs;  /* BATCH_MAX of them, when the plugin has handle_batch */
 	char (*breasons)[KPOOL_REASON_MAX]; /* and their reasons */
+	/* Topics are subscribed once they exist; dead-letter topics made to match. */
+	bool topic_there[KP_TOPICS_MAX], dlq_there[KP_TOPICS_MAX], topic_told[KP_TOPICS_MAX];
+	int n_subscribed;
+	int64_t topics_due; /* when to look again; 0 once everything is there */
 };
 
 static void on_stop(int sig)
@@ -824,6 +831,7 @@ static rd_kafka_t *consumer_new(struct worker *w, const char *bootstrap, char *e
 	rd_kafka_conf_set_opaque(rc, w);
 	rd_kafka_conf_set_rebalance_cb(rc, on_rebalance);
 	rd_kafka_conf_set_error_cb(rc, on_error);
+	rd_kafka_conf_set_log_cb(rc, kp_rdkafka_log);
 	rd_kafka_conf_set_stats_cb(rc, on_stats);
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, rc, err, len);
 	if (rk == NULL) {
@@ -840,14 +848,76 @@ static int subscribe(struct worker *w, char *err, size_t len)
 	rd_kafka_resp_err_t e;
 
 	for (int i = 0; i < w->b->n_topics; i++)
-		rd_kafka_topic_partition_list_add(l, w->b->topics[i], RD_KAFKA_PARTITION_UA);
-	e = rd_kafka_subscribe(w->rk, l);
+		if (w->topic_there[i])
+			rd_kafka_topic_partition_list_add(l, w->b->topics[i],
+							  RD_KAFKA_PARTITION_UA);
+	e = l->cnt ? rd_kafka_subscribe(w->rk, l) : RD_KAFKA_RESP_ERR_NO_ERROR;
+	w->n_subscribed = l->cnt;
 	rd_kafka_topic_partition_list_destroy(l);
 	if (e) {
 		snprintf(err, len, "subscribe: %s", rd_kafka_err2str(e));
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * Subscribes to the binding's topics that exist, and makes each one's
+ * dead-letter topic, when absent, with as many partitions.  librdkafka 2.0
+ * never notices a subscribed topic that is created later (librdkafka #1201),
+ * so a topic the applications have not published to yet is looked for again
+ * every TOPICS_CHECK_MS and subscribed when it appears.
+ */
+static int watch_topics(struct worker *w, char *err, size_t len)
+{
+	char why[512], dlq[KP_TOPIC_MAX + 8];
+	bool changed = false, waiting = false;
+
+	for (int i = 0; i < w->b->n_topics && !stopping; i++) {
+		const char *t = w->b->topics[i];
+		int n = 0, final;
+
+		if (!w->topic_there[i] || !w->dlq_there[i]) {
+			n = kp_topic_partitions(w->rk, t, TOPICS_ASK_MS, why, sizeof(why));
+			if (n < 0) { /* Kafka unreachable: on_error says so; ask later */
+				waiting = true;
+				break;
+			}
+		}
+		if (!w->topic_there[i] && n == 0) {
+			if (!w->topic_told[i])
+				kp_log(KP_WARNING,
+				       "topic=%s does not exist yet; consuming it once it does", t);
+			w->topic_told[i] = true;
+			waiting = true;
+			continue;
+		}
+		if (!w->topic_there[i]) {
+			if (w->topic_told[i])
+				kp_log(KP_NOTICE, "topic=%s appeared with %d partitions", t, n);
+			w->topic_there[i] = changed = true;
+		}
+		if (w->dlq_there[i])
+			continue;
+		kp_dlq_topic(w->b, t, dlq, sizeof(dlq));
+		int have = kp_topic_partitions(w->rk, dlq, TOPICS_ASK_MS, why, sizeof(why));
+		if (have > 0 || kp_topic_create(w->rk, dlq, n, TOPICS_CREATE_MS, &final, why,
+						sizeof(why)) == 0) {
+			if (have <= 0)
+				kp_log(KP_NOTICE,
+				       "created the dead-letter topic %s with %d partitions", dlq,
+				       n);
+			w->dlq_there[i] = true;
+		} else if (final) {
+			kp_log(KP_WARNING, "%s; create it with %d partitions", why, n);
+			w->dlq_there[i] = true; /* a first dead letter may still create it */
+		} else {
+			kp_log(KP_INFO, "%s; trying again", why);
+			waiting = true;
+		}
+	}
+	w->topics_due = waiting ? kp_mono_ms() + TOPICS_CHECK_MS : 0;
+	return changed ? subscribe(w, err, len) : 0;
 }
 
 /*
@@ -900,8 +970,14 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 	bootstrap = kp_conf_bootstrap(conf, err, sizeof(err));
 	if (bootstrap == NULL ||
 	    (w.dlq = kp_dlq_open(conf, b, bootstrap, err, sizeof(err))) == NULL ||
-	    (w.rk = consumer_new(&w, bootstrap, err, sizeof(err))) == NULL ||
-	    subscribe(&w, err, sizeof(err)) < 0) {
+	    (w.rk = consumer_new(&w, bootstrap, err, sizeof(err))) == NULL) {
+		kp_log(KP_ERROR, "kafka: %s", err);
+		goto out;
+	}
+	/* The embedded broker made every topic of the conf and its dead-letter topic. */
+	for (int i = 0; i < b->n_topics; i++)
+		w.topic_there[i] = w.dlq_there[i] = conf->embedded;
+	if (conf->embedded ? subscribe(&w, err, sizeof(err)) : watch_topics(&w, err, sizeof(err))) {
 		kp_log(KP_ERROR, "kafka: %s", err);
 		goto out;
 	}
@@ -929,6 +1005,8 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 			run_batches(&w);
 		}
 		now = kp_mono_ms();
+		if (w.topics_due && now >= w.topics_due && watch_topics(&w, err, sizeof(err)) < 0)
+			kp_log(KP_ERROR, "kafka: %s", err);
 		if (slot->ring_n >= KP_FLUSH_JOBS || (slot->ring_n > 0 && now >= w.flush_due))
 			flush(&w);
 		if (now >= w.prune_due && b->idempotency) {

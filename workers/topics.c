@@ -1,0 +1,119 @@
+/*
+ * topics.c - what a worker asks Kafka about topics: whether one exists and
+ * how many partitions it has, and creating a dead-letter topic with its
+ * source topic's partition count.
+ *
+ * Asked through the worker's consumer handle, whose metadata requests never
+ * create a topic (allow.auto.create.topics is false for consumers).
+ */
+#include "config.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kpoold.h"
+
+/*
+ * Partitions of topic: > 0 when it exists, 0 when the cluster says it does
+ * not (yet), -1 with err when Kafka could not be asked.
+ */
+int kp_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err, size_t len)
+{
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_resp_err_t e;
+	int n = -1;
+
+	if (rkt == NULL) {
+		snprintf(err, len, "%s: %s", topic, rd_kafka_err2str(rd_kafka_last_error()));
+		return -1;
+	}
+	e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+	if (e) {
+		snprintf(err, len, "metadata for %s: %s", topic, rd_kafka_err2str(e));
+	} else if (md->topic_cnt != 1) {
+		snprintf(err, len, "metadata for %s: no answer for it", topic);
+	} else {
+		e = md->topics[0].err;
+		if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+			n = 0;
+		else if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0)
+			n = md->topics[0].partition_cnt;
+		else if (e == RD_KAFKA_RESP_ERR_NO_ERROR ||
+			 e == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+			snprintf(err, len, "%s: being created", topic);
+		else
+			snprintf(err, len, "metadata for %s: %s", topic, rd_kafka_err2str(e));
+	}
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(rkt);
+	return n;
+}
+
+/*
+ * Creates topic with partitions partitions and the cluster's default
+ * replication factor.  0 when it is there (created now or by someone else),
+ * -1 with err otherwise; *final is set when asking again cannot help (not
+ * authorized, a policy refused it).
+ */
+int kp_topic_create(rd_kafka_t *rk, const char *topic, int partitions, int timeout_ms, int *final,
+		    char *err, size_t len)
+{
+	rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, -1, err, len);
+	rd_kafka_AdminOptions_t *o = NULL;
+	rd_kafka_queue_t *q = NULL;
+	rd_kafka_event_t *ev = NULL;
+	int rc = -1;
+
+	*final = 0;
+	if (nt == NULL) {
+		*final = 1;
+		return -1;
+	}
+	q = rd_kafka_queue_new(rk);
+	o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+	if (rd_kafka_AdminOptions_set_request_timeout(o, timeout_ms, err, len) ||
+	    rd_kafka_AdminOptions_set_operation_timeout(o, timeout_ms, err, len))
+		goto out;
+	rd_kafka_CreateTopics(rk, &nt, 1, o, q);
+	ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
+	if (ev == NULL) {
+		snprintf(err, len, "creating %s: no answer within %d ms", topic, timeout_ms);
+		goto out;
+	}
+	if (rd_kafka_event_error(ev)) {
+		snprintf(err, len, "creating %s: %s", topic, rd_kafka_event_error_string(ev));
+		goto out;
+	}
+	const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+	size_t n = 0;
+	const rd_kafka_topic_result_t **tr =
+	    res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
+	if (n != 1) {
+		snprintf(err, len, "creating %s: no result", topic);
+		goto out;
+	}
+	rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[0]);
+	if (e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+		rc = 0;
+	} else {
+		const char *why = rd_kafka_topic_result_error_string(tr[0]);
+		snprintf(err, len, "creating %s: %s", topic,
+			 why && *why ? why : rd_kafka_err2str(e));
+		*final = e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+			 e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED ||
+			 e == RD_KAFKA_RESP_ERR_POLICY_VIOLATION ||
+			 e == RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR ||
+			 e == RD_KAFKA_RESP_ERR_INVALID_PARTITIONS ||
+			 e == RD_KAFKA_RESP_ERR_INVALID_CONFIG;
+	}
+out:
+	if (ev)
+		rd_kafka_event_destroy(ev);
+	rd_kafka_AdminOptions_destroy(o);
+	rd_kafka_queue_destroy(q);
+	rd_kafka_NewTopic_destroy(nt);
+	return rc;
+}
