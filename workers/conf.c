@@ -371,6 +371,56 @@ static int kv_append(struct kp_kv **kv, size_t *n, const char *key, const char *
 	return 0;
 }
 
+static void anchor(char **path, const char *conf_path);
+
+/* Whether the [kafka] keys already hold key. */
+static bool kafka_has(const struct kp_conf *conf, const char *key)
+{
+	for (size_t i = 0; i < conf->n_kafka; i++)
+		if (strcmp(conf->kafka[i].key, key) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * [kafka] sasl.password.file, kpool's own key: the file's first line is the
+ * sasl.password, so that the secret never sits in the conf.  Read at every
+ * (re)load, by the user kpoold runs as then.
+ */
+static void read_secret(struct parse_ctx *c, int line, const char *value)
+{
+	char *path = strdup(value), *secret = NULL;
+	size_t cap = 0;
+	ssize_t n = -1;
+	FILE *f;
+
+	if (path == NULL)
+		return;
+	anchor(&path, c->conf->path);
+	f = fopen(path, "r");
+	if (f == NULL) {
+		perr(c, line, "kafka", "sasl.password.file", "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	n = getline(&secret, &cap, f);
+	fclose(f);
+	while (n > 0 && (secret[n - 1] == '\n' || secret[n - 1] == '\r'))
+		secret[--n] = '\0';
+	if (n <= 0)
+		perr(c, line, "kafka", "sasl.password.file",
+		     "%s: empty (the first line is the password)", path);
+	else if (kafka_has(c->conf, "sasl.password"))
+		perr(c, line, "kafka", "sasl.password.file",
+		     "sasl.password is given already; use one");
+	else
+		kv_append(&c->conf->kafka, &c->conf->n_kafka, "sasl.password", secret, line);
+out:
+	if (secret)
+		explicit_bzero(secret, cap);
+	free(secret);
+	free(path);
+}
+
 /* libinih's callback: one key = value at a time. */
 static int on_key(void *user, const char *section, const char *key, const char *value)
 {
@@ -388,6 +438,15 @@ static int on_key(void *user, const char *section, const char *key, const char *
 		if (strcmp(key, "bootstrap.servers") == 0) {
 			free(conf->bootstrap);
 			conf->bootstrap = strdup(value);
+		}
+		if (strcmp(key, "sasl.password.file") == 0) {
+			read_secret(c, line, value);
+			return 1;
+		}
+		if (strcmp(key, "sasl.password") == 0 && kafka_has(conf, key)) {
+			perr(c, line, "kafka", key,
+			     "given already (here or by sasl.password.file); use one");
+			return 1;
 		}
 		kv_append(&conf->kafka, &conf->n_kafka, key, value, line);
 		return 1;
@@ -747,6 +806,13 @@ void kp_conf_print_options(void)
 	for (size_t i = 0; i < N_POOL; i++)
 		printf("%-18s %-10s %s\n", pool_opts[i].key,
 		       pool_opts[i].def ? pool_opts[i].def : "-", pool_opts[i].desc);
+	printf("\n[kafka]\n");
+	printf("%-18s %-10s %s\n", "bootstrap.servers", "-",
+	       "host:port,... or 'embedded' for the built-in broker");
+	printf("%-18s %-10s %s\n", "sasl.password.file", "-",
+	       "a file whose first line is sasl.password, kept out of the conf");
+	printf("%-18s %-10s %s\n", "*", "-",
+	       "any other key is librdkafka's (security.protocol, sasl.*, ssl.*, ...)");
 	printf("\n[worker:NAME]\n");
 	for (size_t i = 0; i < N_WORKER; i++)
 		printf("%-18s %-10s %s\n", worker_opts[i].key,
