@@ -8,7 +8,7 @@ require_tools
 plugins "$T/plugins"
 pool_conf "$T/crash.conf" 'metrics_listen = 127.0.0.1:0' <<EOF2
 [worker:c]
-topic = crashy
+topic = crashy$R
 handler = probe
 record = $T/record
 EOF2
@@ -22,11 +22,11 @@ check "worker joined its group" wait_for 30 log_has "$T/kpoold.log" "assigned pa
 	i=1; while [ $i -le 20 ]; do printf '{"eventId":"ok-%d"}\n' $i; i=$((i + 1)); done
 	printf '{"eventId":"boom","do":"crash"}\n'
 	while [ $i -le 40 ]; do printf '{"eventId":"ok-%d"}\n' $i; i=$((i + 1)); done
-} | "$KPOOL" -c "$T/crash.conf" send crashy --key same 2>/dev/null
+} | "$KPOOL" -c "$T/crash.conf" send "crashy$R" --key same 2>/dev/null
 
 check "the crashing job reaches the dead-letter topic" wait_for 90 sh -c \
-	"'$KCAT' -C -b '$B' -t crashy.dlq -e -q | grep -q boom"
-dlq_json "$B" crashy.dlq | "$PYTHON3" "$top_srcdir/tests/integration/dlq_dump.py" >"$T/dlq.tsv"
+	"'$KCAT' -C -b '$B' -t 'crashy$R.dlq' -e -q | grep -q boom"
+dlq_json "$B" "crashy$R.dlq" | "$PYTHON3" "$top_srcdir/tests/integration/dlq_dump.py" >"$T/dlq.tsv"
 field() { awk -F'\t' -v id="$1" -v f="$2" '$1 == id { print $f }' "$T/dlq.tsv"; }
 check "class crash" test "$(field boom 2)" = crash
 check "kpool.error names the signal" test "$(field boom 9)" = SIGSEGV
@@ -37,7 +37,7 @@ check "no good job handled twice" test -z "$(grep '^ok-' "$T/record" | cut -d' '
 check "the supervisor restarted the worker 3 times" \
 	test "$(metric "$U" kpool_worker_restarts_total 'worker="c"')" = 3
 check "the death was logged with the job in hand" \
-	log_has "$T/kpoold.log" "killed by SIGSEGV with a job in hand: topic=crashy"
+	log_has "$T/kpoold.log" "killed by SIGSEGV with a job in hand: topic=crashy$R"
 check "crashes table counted it" test "$("$SQLITE3" "$T/state/c.db" \
 	"SELECT count, last_signal FROM crashes WHERE event_id = 'boom'")" = "3|SIGSEGV"
 stop_kpoold "$KPID"

@@ -10,7 +10,7 @@ KILLS=5
 plugins "$T/plugins"
 pool_conf "$T/pool.conf" <<EOF2
 [worker:k]
-topic = killed
+topic = killed$R
 handler = probe
 record = $T/record
 processes = 2
@@ -19,7 +19,7 @@ start_kpoold "$T/pool.conf" "$T/kpoold.log"
 bootstrap "$T/state" >/dev/null || { not_ok "embedded broker started"; exit 1; }
 "$PYTHON3" -c "
 for i in range($N): print('{\"eventId\":\"k%d\",\"do\":\"sleep\",\"ms\":1}' % i)" |
-	"$KPOOL" -c "$T/pool.conf" send killed 2>/dev/null
+	"$KPOOL" -c "$T/pool.conf" send "killed$R" 2>/dev/null
 check "$N jobs queued" test $? -eq 0
 
 kills=0

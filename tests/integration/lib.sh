@@ -11,11 +11,20 @@ KCAT=${KCAT:-$(command -v kcat || true)}
 PYTHON3=${PYTHON3:-$(command -v python3 || true)}
 T=$(mktemp -d "${TMPDIR:-/tmp}/kpool-test.XXXXXX")
 PIDS=""
+KDIRS=""
+# The broker: KPOOL_TEST_BROKERS=host:port runs the scenarios on that Kafka
+# (the real tier: scripts/test starts one with scripts/kafka-dev), else each
+# test runs its own embedded broker.  A real broker is shared by the tests and
+# keeps what earlier runs left, so there topic names carry the suffix R.
+REAL=${KPOOL_TEST_BROKERS:-}
+R=""
+[ -n "$REAL" ] && R="-$(date +%s)-$$"
 tap_n=0
 tap_failed=0
 
 cleanup() {
 	for p in $PIDS; do kill -TERM "$p" 2>/dev/null; done
+	for d in $KDIRS; do KAFKA_DEV_DIR=$d "$top_srcdir/scripts/kafka-dev" stop; done
 	for p in $PIDS; do
 		i=0
 		while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
@@ -56,6 +65,19 @@ wait_for() {
 	return 0
 }
 
+# need_real: skips the test unless the real tier runs.
+need_real() {
+	[ -n "$REAL" ] || skip_all "needs a real Kafka broker: KPOOL_TEST_BROKERS=host:port (scripts/test starts one with scripts/kafka-dev)"
+}
+
+# kafka_dev DIR [ARGS]: a broker of the test's own (scripts/kafka-dev start
+# ARGS, state in DIR), stopped when the test ends; prints its address.
+kafka_dev() {
+	d=$1; shift
+	KDIRS="$KDIRS $d"
+	KAFKA_DEV_DIR=$d "$top_srcdir/scripts/kafka-dev" start "$@" 2>>"$T/kafka-dev.log"
+}
+
 require_tools() {
 	[ -n "$KCAT" ] || skip_all "kcat not found (Debian: kcat; scripts/setup installs it)"
 	[ -n "$PYTHON3" ] || skip_all "python3 not found"
@@ -70,24 +92,39 @@ plugins() {
 	return 0
 }
 
+# make_topic PARTITIONS TOPIC...: on the real tier, creates the topics, as the
+# applications' deploy would (the embedded broker makes them on first use).
+make_topic() {
+	[ -n "$REAL" ] || return 0
+	"$top_builddir/tests/helpers/mktopic" "$REAL" "$@"
+}
+
 # pool_conf FILE [LINE...]: writes a conf to FILE: the embedded broker (or
-# $BOOTSTRAP), plugin_dir $T/plugins, state_dir $T/state, no metrics; each LINE
-# ("key = value") is added to [pool] and wins over those; stdin follows (the
-# [worker:NAME] sections).
+# $BOOTSTRAP, or the real tier's), plugin_dir $T/plugins, state_dir $T/state,
+# no metrics; each LINE ("key = value") is added to [pool] and wins over
+# those; stdin follows (the [worker:NAME] sections), whose topics are made.
 pool_conf() {
 	f=$1; shift
 	{
 		printf '[kafka]\nbootstrap.servers = %s\n[pool]\nplugin_dir = %s\nstate_dir = %s\nmetrics_listen =\n' \
-			"${BOOTSTRAP:-embedded}" "$T/plugins" "$T/state"
+			"${BOOTSTRAP:-${REAL:-embedded}}" "$T/plugins" "$T/state"
 		for line in "$@"; do printf '%s\n' "$line"; done
 		cat
 	} >"$f"
+	# shellcheck disable=SC2046
+	make_topic 4 $(sed -n 's/^topic *= *//p' "$f" | tr ',' ' ')
 }
 
 # start_broker DIR: a kpoold with the embedded broker and no workers, whose
 # state is DIR, so that the broker outlives the pools under test; sets B to
 # its address once it listens (1 if it does not).  $T/broker.conf is its conf.
+# On the real tier, B is that broker.
 start_broker() {
+	if [ -n "$REAL" ]; then
+		printf '[kafka]\nbootstrap.servers = %s\n[pool]\nstate_dir = %s\nmetrics_listen =\n' "$REAL" "$1" >"$T/broker.conf"
+		B=$REAL
+		return 0
+	fi
 	printf '[kafka]\nbootstrap.servers = embedded\n[pool]\nstate_dir = %s\nmetrics_listen =\n' "$1" >"$T/broker.conf"
 	start_kpoold "$T/broker.conf" "$T/broker.log"
 	B=$(bootstrap "$1")
@@ -109,8 +146,9 @@ stop_kpoold() {
 	wait "$1"
 }
 
-# bootstrap STATE_DIR: the embedded broker's address, once it is written.
+# bootstrap STATE_DIR: the embedded broker's address, once it is written (the real tier's broker there).
 bootstrap() {
+	[ -n "$REAL" ] && { echo "$REAL"; return 0; }
 	wait_for 20 test -s "$1/embedded.bootstrap" && cat "$1/embedded.bootstrap"
 }
 
@@ -153,4 +191,3 @@ dlq_json() {
 	"$KCAT" -C -b "$1" -t "$2" -e -J -q 2>/dev/null
 }
 
-# conf_worker ...: writes a conf with one probe worker to $T/NAME.conf; see callers.

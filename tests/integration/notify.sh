@@ -8,7 +8,7 @@ require_tools
 plugins "$T/plugins"
 pool_conf "$T/pool.conf" <<EOF2
 [worker:n]
-topic = notified
+topic = notified$R
 handler = probe
 EOF2
 "$PYTHON3" "$top_srcdir/tests/integration/notify_listen.py" "$T/notify.sock" "$T/notify.log" &

@@ -65,36 +65,24 @@ EOF2
 # shellcheck disable=SC2086
 "$CC" -shared -fPIC -Wall -Werror $CFLAGS_PLUGIN -o "$T/plugins/hello.so" "$T/src/hello.c" 2>"$T/cc.log"
 check "the plugin compiles against the installed header alone" test $? -eq 0
-cat >"$T/pool.conf" <<EOF2
-[kafka]
-bootstrap.servers = embedded
-[pool]
-plugin_dir = $T/plugins
-state_dir = $T/state
-metrics_listen =
+pool_conf "$T/pool.conf" <<EOF2
 [worker:hello]
-topic = greetings
+topic = greetings$R
 handler = hello
 out = $T/out
 EOF2
 check "kpoold -t accepts it" "$KPOOLD" -t -c "$T/pool.conf"
 start_kpoold "$T/pool.conf" "$T/pool.log"
 bootstrap "$T/state" >/dev/null || { not_ok "embedded broker started"; exit 1; }
-printf '{"eventId":"g1","name":"world"}\n' | "$KPOOL" -c "$T/pool.conf" send greetings 2>/dev/null
+printf '{"eventId":"g1","name":"world"}\n' | "$KPOOL" -c "$T/pool.conf" send "greetings$R" 2>/dev/null
 check "it runs a job" wait_for 30 grep -q '^hello g1 {"eventId":"g1","name":"world"}$' "$T/out"
 check "its log lines carry the worker" log_has "$T/pool.log" "worker=hello#0 hello plugin ready for hello#0"
 
 # A plugin built against a shorter struct: handle_batch lies past its
 # struct_size, so it must never be called (the fixture's aborts).
-cat >"$T/old.conf" <<EOF2
-[kafka]
-bootstrap.servers = $(cat "$T/state/embedded.bootstrap")
-[pool]
-plugin_dir = $T/plugins
-state_dir = $T/old
-metrics_listen =
+BOOTSTRAP=$(bootstrap "$T/state") pool_conf "$T/old.conf" "state_dir = $T/old" <<EOF2
 [worker:old]
-topic = greetings
+topic = greetings$R
 handler = oldsize
 EOF2
 ln -sf "$top_builddir/tests/plugins/.libs/oldsize.so" "$T/plugins/"

@@ -10,7 +10,7 @@ chmod 755 "$T/plugins"
 chmod 644 "$T/plugins/probe.so"
 pool_conf "$T/pool.conf" 'metrics_listen = 127.0.0.1:0' <<EOF2
 [worker:p]
-topic = perms
+topic = perms$R
 handler = probe
 EOF2
 check "a plugin only its owner can write is accepted" "$KPOOLD" -t -c "$T/pool.conf"

@@ -9,16 +9,18 @@ plugins "$T/plugins"
 # conf NAME...: writes $T/pool.conf with one probe binding per NAME (NAME:KEY=VALUE adds a key).
 conf() {
 	{
-		printf '[kafka]\nbootstrap.servers = embedded\n[pool]\nplugin_dir = %s\nstate_dir = %s\nmetrics_listen =\nshutdown_timeout = 10s\n' "$T/plugins" "$T/state"
+		printf '[kafka]\nbootstrap.servers = %s\n[pool]\nplugin_dir = %s\nstate_dir = %s\nmetrics_listen =\nshutdown_timeout = 10s\n' "${REAL:-embedded}" "$T/plugins" "$T/state"
 		for spec in "$@"; do
 			name=${spec%%:*}
-			printf '[worker:%s]\ntopic = %s-jobs\nhandler = probe\nrecord = %s/record-%s\n' "$name" "$name" "$T" "$name"
+			printf '[worker:%s]\ntopic = %s-jobs%s\nhandler = probe\nrecord = %s/record-%s\n' "$name" "$name" "$R" "$T" "$name"
 			case $spec in *:*) printf '%s\n' "${spec#*:}" ;; esac
 		done
 	} >"$T/pool.conf"
+	# shellcheck disable=SC2046
+	make_topic 4 $(sed -n 's/^topic *= *//p' "$T/pool.conf")
 }
 pids_of() { pgrep "^worker $1" | sort | tr '\n' ' '; }
-send() { printf '{"eventId":"%s"}\n' "$@" | "$KPOOL" -c "$T/pool.conf" send "${topic}" 2>/dev/null; }
+send() { printf '{"eventId":"%s"}\n' "$@" | "$KPOOL" -c "$T/pool.conf" send "${topic}$R" 2>/dev/null; }
 
 conf keep gone changing
 start_kpoold "$T/pool.conf" "$T/kpoold.log"

@@ -8,23 +8,16 @@ N=3000
 
 plugins "$T/plugins"
 start_broker "$T/broker" || { not_ok "embedded broker started"; exit 1; }
-cat >"$T/pool.conf" <<EOF2
-[kafka]
-bootstrap.servers = $B
-[pool]
-plugin_dir = $T/plugins
-state_dir = $T/state
-metrics_listen =
-shutdown_timeout = 20s
+BOOTSTRAP=$B pool_conf "$T/pool.conf" 'shutdown_timeout = 20s' <<EOF2
 [worker:s]
-topic = stream
+topic = stream$R
 handler = probe
 record = $T/record
 processes = 2
 EOF2
 "$PYTHON3" -c "
 for i in range($N): print('{\"eventId\":\"j%d\",\"do\":\"sleep\",\"ms\":1}' % i)" |
-	"$KPOOL" -c "$T/pool.conf" send stream 2>/dev/null
+	"$KPOOL" -c "$T/pool.conf" send "stream$R" 2>/dev/null
 check "$N jobs queued" test $? -eq 0
 
 start_kpoold "$T/pool.conf" "$T/pool1.log"
@@ -53,7 +46,7 @@ if [ -z "${KPOOLD_WRAPPER:-}" ]; then # a wrapper owns argv: no titles then
 	check "process titles: worker" sh -c "pgrep -f '^kpoold: worker s#0$' >/dev/null"
 	check "process titles: broker" sh -c "pgrep -f '^kpoold: broker$' >/dev/null"
 fi
-printf '{"eventId":"slow","do":"sleep","ms":8000,"announce":true}\n' | "$KPOOL" -c "$T/pool.conf" send stream 2>/dev/null
+printf '{"eventId":"slow","do":"sleep","ms":8000,"announce":true}\n' | "$KPOOL" -c "$T/pool.conf" send "stream$R" 2>/dev/null
 check "the slow job is in hand" wait_for 60 grep -q '^slow 1 start' "$T/record"
 sleep_started=$(date +%s)
 stop_kpoold "$KPID"

@@ -7,11 +7,11 @@ require_tools
 plugins "$T/plugins"
 pool_conf "$T/pool.conf" 'metrics_listen = 127.0.0.1:0' <<EOF2
 [worker:loop]
-topic = loop-jobs
+topic = loop-jobs$R
 handler = probe
 broken = on
 [worker:fine]
-topic = fine-jobs
+topic = fine-jobs$R
 handler = probe
 record = $T/record
 EOF2
@@ -23,7 +23,7 @@ check "restarts back off: 1s, 2s, 4s" wait_for 30 sh -c \
 	"grep -o 'worker=loop#0 restarting in [0-9]*s' '$T/kpoold.log' | head -3 | tr '\n' ' ' | grep -q 'in 1s .*in 2s .*in 4s'"
 check "the throttle is logged once, not per restart" test "$(grep -c 'worker=loop throttled' "$T/kpoold.log")" -eq 1
 check "the plugin's reason is logged" log_has "$T/kpoold.log" "probe: broken, as asked"
-printf '{"eventId":"f%d"}\n' 1 2 3 | "$KPOOL" -c "$T/pool.conf" send fine-jobs 2>/dev/null
+printf '{"eventId":"f%d"}\n' 1 2 3 | "$KPOOL" -c "$T/pool.conf" send "fine-jobs$R" 2>/dev/null
 check "the other binding is not starved" wait_for 30 at_least 3 lines_in "$T/record"
 http "$U/healthz" >"$T/healthz"
 check "/healthz: 503, the binding throttled" sh -c "[ \"\$(cat '$T/http.code')\" = 503 ] && grep -q '\"loop\":{[^}]*\"throttled\":true' '$T/healthz'"

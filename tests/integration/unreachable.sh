@@ -6,15 +6,9 @@ require_tools
 
 plugins "$T/plugins"
 P=$("$PYTHON3" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$T/pool.conf" <<EOF2
-[kafka]
-bootstrap.servers = 127.0.0.1:$P
-[pool]
-plugin_dir = $T/plugins
-state_dir = $T/state
-metrics_listen = 127.0.0.1:0
+BOOTSTRAP=127.0.0.1:$P pool_conf "$T/pool.conf" 'metrics_listen = 127.0.0.1:0' <<EOF2
 [worker:u]
-topic = later
+topic = later$R
 handler = probe
 record = $T/record
 EOF2
@@ -31,7 +25,7 @@ check "kpoold keeps running" kill -0 "$POOL"
 start_broker "$T/broker" || { not_ok "embedded broker started"; exit 1; }
 "$PYTHON3" "$top_srcdir/tests/integration/tcpfwd.py" "$P" "$B" &
 PIDS="$PIDS $!"
-printf '{"eventId":"late-%d"}\n' 1 2 3 4 5 | "$KPOOL" -c "$T/broker.conf" send later 2>/dev/null
+printf '{"eventId":"late-%d"}\n' 1 2 3 4 5 | "$KPOOL" -c "$T/broker.conf" send "later$R" 2>/dev/null
 check "jobs flow once the broker is there" wait_for 90 at_least 5 lines_in "$T/record"
 healthy() { http "$U/healthz" >"$T/healthz"; [ "$(cat "$T/http.code")" = 200 ]; }
 check "/healthz answers 200 again" wait_for 30 healthy
