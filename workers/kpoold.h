@@ -44,7 +44,8 @@ extern char **kp_moved_environ;
 void kp_log_who(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void kp_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 struct rd_kafka_s;
-void kp_rdkafka_log(const struct rd_kafka_s *rk, int syslog_level, const char *fac, const char *buf);
+void kp_rdkafka_log(const struct rd_kafka_s *rk, int syslog_level, const char *fac,
+		    const char *buf);
 void kp_vlog(int level, const char *fmt, va_list ap);
 void kp_plugin_log(int syslog_level, const char *fmt, ...);
 int kp_level_parse(const char *s);

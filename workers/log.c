@@ -104,10 +104,15 @@ void kp_plugin_log(int syslog_level, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* librdkafka's own log lines (syslog levels), as kpool's: "kafka FACILITY: message". */
+/*
+ * librdkafka's own log lines (syslog levels), as kpool's: "kafka FACILITY:
+ * message".  FAIL lines are left out: the same failure comes as an error too.
+ */
 void kp_rdkafka_log(const struct rd_kafka_s *rk, int syslog_level, const char *fac, const char *buf)
 {
 	(void)rk;
+	if (strcmp(fac, "FAIL") == 0)
+		return;
 	kp_plugin_log(syslog_level, "kafka %s: %s", fac, buf);
 }
 
