@@ -81,7 +81,9 @@ static int cmd_send(const struct kp_conf *conf, int argc, char **argv)
 	if (kp_conf_kafka_apply(conf, rc, err, sizeof(err)) < 0 ||
 	    rd_kafka_conf_set(rc, "acks", "all", err, sizeof(err)) ||
 	    rd_kafka_conf_set(rc, "enable.idempotence", "true", err, sizeof(err)) ||
-	    rd_kafka_conf_set(rc, "linger.ms", "5", err, sizeof(err))) {
+	    rd_kafka_conf_set(rc, "linger.ms", "5", err, sizeof(err)) ||
+	    /* jobs without a key go to every partition, for every worker to share */
+	    rd_kafka_conf_set(rc, "sticky.partitioning.linger.ms", "0", err, sizeof(err))) {
 		fprintf(stderr, "kpool: %s\n", err);
 		goto out;
 	}
