@@ -805,7 +805,8 @@ static rd_kafka_t *consumer_new(struct worker *w, const char *bootstrap, char *e
 	static const char *const defaults[][2] = {
 	    {"auto.offset.reset", "earliest"},
 	    {"queued.max.messages.kbytes", "4096"}, /* bounds prefetch, and so RSS */
-	    {"auto.commit.interval.ms", "1000"},
+	    /* as often as ids are written, so another host repeats little of a dead one's */
+	    {"auto.commit.interval.ms", "200"},
 	    {"session.timeout.ms", "10000"},
 	    {"heartbeat.interval.ms", "1000"},
 	    {"fetch.wait.max.ms", "100"}, /* jobs are waited for: fetch again soon */
