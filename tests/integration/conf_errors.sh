@@ -35,6 +35,30 @@ max_job_bytes = 64KiB
 EOF2
 check "a good conf passes -t" sh -c "'$KPOOLD' -t -c '$T/good.conf' | grep -q ': ok'"
 
+# secret NAME [KAFKA LINE...]: a conf whose [kafka] has these lines after bootstrap.servers.
+secret() {
+	name=$1; shift
+	{
+		printf '[kafka]\nbootstrap.servers = embedded\n'
+		for line in "$@"; do printf '%s\n' "$line"; done
+		printf '[pool]\nplugin_dir = %s\nstate_dir = %s\n[worker:w]\ntopic = t\nhandler = probe\n' \
+			"$T/plugins" "$T/state-$name"
+	} >"$T/$name.conf"
+}
+printf 's3cret\n' >"$T/password"
+: >"$T/empty-password"
+secret withsecret 'sasl.mechanisms = PLAIN' 'sasl.username = u' 'sasl.password.file = password'
+check "sasl.password.file, relative to the conf, passes -t" sh -c "'$KPOOLD' -t -c '$T/withsecret.conf' | grep -q ': ok'"
+secret nosecret 'sasl.password.file = nowhere'
+check "a missing sasl.password.file names key and path" \
+	refused nosecret "$T/nosecret.conf:3: [kafka] sasl.password.file: $T/nowhere: No such file or directory"
+secret emptysecret 'sasl.password.file = empty-password'
+check "an empty sasl.password.file is refused" \
+	refused emptysecret "$T/emptysecret.conf:3: [kafka] sasl.password.file: $T/empty-password: empty"
+secret twosecrets 'sasl.password = inline' 'sasl.password.file = password'
+check "sasl.password and sasl.password.file together are refused" \
+	refused twosecrets "$T/twosecrets.conf:4: [kafka] sasl.password.file: sasl.password is given already"
+
 write section <<'EOF2'
 [worker:w]
 topic = t
