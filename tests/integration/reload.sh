@@ -55,6 +55,8 @@ mv "$T/plugins/probe2.so.new" "$T/plugins/probe2.so"
 kill -HUP "$KPID"
 check "a changed plugin file restarts its binding" wait_for 20 sh -c "p=\$(pgrep '^worker plugged'); [ -n \"\$p\" ] && [ \"\$p \" != '$plugged' ]"
 check "but not the others" test "$(pids_of keep)" = "$keep_pids"
+one_plugged() { [ "$(pgrep '^worker plugged' | wc -l)" -eq 1 ]; }
+check "and its old worker drains" wait_for 20 one_plugged
 
 cp "$T/pool.conf" "$T/good.conf"
 printf '[worker:broken]\ntopic = x\nhandler = probe\nretry_backoff = soon\n' >>"$T/pool.conf"
