@@ -1,0 +1,1126 @@
+/*
+ * email.c - the email handler: a job {"to","subject","template","data"}
+ * (bare, or as the "data" of a {"type","data","metadata"} envelope) becomes
+ * a MIME message, rendered from template_dir/NAME.txt and/or NAME.html, and
+ * goes out over SMTP with libesmtp, or into a directory as NAME.eml files.
+ *
+ * Everything a job says is checked before any connection: an address or a
+ * header value with CR or LF, an invalid address, no recipient, a missing
+ * template or value fail the job.  Nothing a job contains can add a header.
+ * The Message-ID is derived from the event id, so a redelivered job produces
+ * the same Message-ID and the receiving side can drop it.
+ *
+ * handle_batch sends the jobs of one batch in one SMTP session.
+ */
+#include "config.h"
+
+/* before libesmtp.h, which declares what needs them only when they are there */
+#include <auth-client.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libesmtp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kpool_plugin.h"
+
+#define MAX_RCPT     100
+#define MAX_TEMPLATE (1024 * 1024)
+#define MAX_BATCH    64
+
+enum starttls { TLS_IF_AVAILABLE, TLS_REQUIRED, TLS_NEVER };
+
+struct tmpl {
+	char *name;
+	char *txt, *html; /* either may be NULL */
+	char *subject;	  /* from the .txt's first line "Subject: ...", or NULL */
+};
+
+struct email {
+	const struct kpool_host *host;
+	char *server;	/* host:port, or NULL with file_dir */
+	char *file_dir; /* file:// transport */
+	enum starttls starttls;
+	char *username, *password;
+	char *from;
+	char *template_dir;
+	long timeout_ms;
+	struct tmpl *t;
+	size_t n_t;
+	SSL_CTX *ssl;
+};
+
+/* A growing string. */
+struct buf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void buf_add(struct buf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 1024;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (p == NULL) {
+			b->oom = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void buf_str(struct buf *b, const char *s)
+{
+	buf_add(b, s, strlen(s));
+}
+
+static void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void buf_printf(struct buf *b, const char *fmt, ...)
+{
+	char tmp[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		buf_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+/* One outgoing message: the text, the envelope, and what became of it. */
+struct mail {
+	struct buf msg;
+	char *from;	      /* envelope sender */
+	char *rcpt[MAX_RCPT]; /* envelope recipients: to, cc, bcc */
+	size_t n_rcpt;
+	char id[33]; /* hex, from the event id */
+	smtp_message_t m;
+	smtp_recipient_t r[MAX_RCPT];
+};
+
+static void mail_free(struct mail *ml)
+{
+	free(ml->msg.p);
+	free(ml->from);
+	for (size_t i = 0; i < ml->n_rcpt; i++)
+		free(ml->rcpt[i]);
+	memset(ml, 0, sizeof(*ml));
+}
+
+static char *read_file(const char *path, size_t max, char *err, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	struct buf b = {0};
+	char chunk[4096];
+	size_t n;
+
+	if (f == NULL) {
+		snprintf(err, len, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && b.len <= max)
+		buf_add(&b, chunk, n);
+	fclose(f);
+	if (b.len > max || b.oom) {
+		snprintf(err, len, "%s: larger than %zu bytes", path, max);
+		free(b.p);
+		return NULL;
+	}
+	if (b.p == NULL)
+		b.p = strdup("");
+	return b.p;
+}
+
+/* ---- templates ------------------------------------------------------- */
+
+static bool name_ok(const char *s)
+{
+	if (*s == '\0' || strlen(s) > 64)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' && *s != '.')
+			return false;
+	return true;
+}
+
+static struct tmpl *tmpl_get(struct email *e, const char *name, bool create)
+{
+	for (size_t i = 0; i < e->n_t; i++)
+		if (strcmp(e->t[i].name, name) == 0)
+			return &e->t[i];
+	if (!create)
+		return NULL;
+	struct tmpl *t = realloc(e->t, (e->n_t + 1) * sizeof(*t));
+	if (t == NULL)
+		return NULL;
+	e->t = t;
+	t = &e->t[e->n_t++];
+	memset(t, 0, sizeof(*t));
+	t->name = strdup(name);
+	return t;
+}
+
+/* Reads every NAME.txt and NAME.html of template_dir, once. */
+static int templates_load(struct email *e, char *err, size_t len)
+{
+	DIR *d = opendir(e->template_dir);
+	struct dirent *de;
+	int rc = 0;
+
+	if (d == NULL) {
+		snprintf(err, len, "template_dir %s: %s", e->template_dir, strerror(errno));
+		return -1;
+	}
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		char name[128], path[4096];
+		const char *dot = strrchr(de->d_name, '.');
+		bool html;
+
+		if (dot == NULL || (strcmp(dot, ".txt") != 0 && strcmp(dot, ".html") != 0))
+			continue;
+		html = strcmp(dot, ".html") == 0;
+		snprintf(name, sizeof(name), "%.*s", (int)(dot - de->d_name), de->d_name);
+		if (!name_ok(name))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", e->template_dir, de->d_name);
+		char *text = read_file(path, MAX_TEMPLATE, err, len);
+		struct tmpl *t = text ? tmpl_get(e, name, true) : NULL;
+		if (t == NULL) {
+			free(text);
+			rc = -1;
+			break;
+		}
+		if (html) {
+			t->html = text;
+			continue;
+		}
+		if (strncmp(text, "Subject:", 8) == 0) { /* the default subject, then the body */
+			char *nl = strchr(text, '\n'), *subj = text + 8;
+			const char *body = nl ? nl + 1 : "";
+			size_t n = nl ? (size_t)(nl - subj) : strlen(subj);
+			while (n > 0 && (*subj == ' ' || *subj == '\t'))
+				subj++, n--;
+			while (n > 0 && (subj[n - 1] == '\r' || subj[n - 1] == ' '))
+				n--;
+			t->subject = strndup(subj, n);
+			memmove(text, body, strlen(body) + 1);
+		}
+		t->txt = text;
+	}
+	closedir(d);
+	return rc;
+}
+
+/* The value at a dotted path of data, as text; false if there is none. */
+static bool lookup(json_t *data, const char *path, size_t n, struct buf *out)
+{
+	char key[256];
+	json_t *v = data;
+
+	while (n > 0 && v) {
+		size_t k = 0;
+		while (k < n && path[k] != '.')
+			k++;
+		if (k == 0 || k >= sizeof(key))
+			return false;
+		memcpy(key, path, k);
+		key[k] = '\0';
+		v = json_is_object(v) ? json_object_get(v, key) : NULL;
+		path += k;
+		n -= k;
+		if (n > 0) {
+			path++;
+			n--;
+		}
+	}
+	if (json_is_string(v))
+		buf_add(out, json_string_value(v), json_string_length(v));
+	else if (json_is_integer(v))
+		buf_printf(out, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+	else if (json_is_real(v))
+		buf_printf(out, "%g", json_real_value(v));
+	else if (json_is_boolean(v))
+		buf_str(out, json_is_true(v) ? "true" : "false");
+	else
+		return false;
+	return true;
+}
+
+static void html_escape(struct buf *out, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		switch (s[i]) {
+		case '&':
+			buf_str(out, "&amp;");
+			break;
+		case '<':
+			buf_str(out, "&lt;");
+			break;
+		case '>':
+			buf_str(out, "&gt;");
+			break;
+		case '"':
+			buf_str(out, "&quot;");
+			break;
+		case '\'':
+			buf_str(out, "&#39;");
+			break;
+		default:
+			buf_add(out, &s[i], 1);
+		}
+	}
+}
+
+/* Fills {{path}} placeholders; values HTML-escaped when html.  NULL + reason on a missing value. */
+static char *render(const char *tname, const char *ext, const char *src, json_t *data, bool html,
+		    char *reason)
+{
+	struct buf out = {0}, val = {0};
+	const char *p = src, *open;
+
+	while ((open = strstr(p, "{{")) != NULL) {
+		const char *close = strstr(open + 2, "}}"), *a = open + 2, *z;
+		buf_add(&out, p, (size_t)(open - p));
+		if (close == NULL) {
+			snprintf(reason, KPOOL_REASON_MAX, "template %s.%s: '{{' without '}}'",
+				 tname, ext);
+			goto fail;
+		}
+		z = close;
+		while (a < z && isspace((unsigned char)*a))
+			a++;
+		while (z > a && isspace((unsigned char)z[-1]))
+			z--;
+		val.len = 0;
+		if (!lookup(data, a, (size_t)(z - a), &val)) {
+			snprintf(reason, KPOOL_REASON_MAX, "template %s.%s: no value for {{%.*s}}",
+				 tname, ext, (int)(z - a), a);
+			goto fail;
+		}
+		if (html)
+			html_escape(&out, val.p ? val.p : "", val.len);
+		else
+			buf_add(&out, val.p ? val.p : "", val.len);
+		p = close + 2;
+	}
+	buf_str(&out, p);
+	free(val.p);
+	if (out.oom) {
+		snprintf(reason, KPOOL_REASON_MAX, "out of memory");
+		free(out.p);
+		return NULL;
+	}
+	return out.p ? out.p : strdup("");
+fail:
+	free(val.p);
+	free(out.p);
+	return NULL;
+}
+
+/* ---- MIME ----------------------------------------------------------- */
+
+static bool has_crlf(const char *s)
+{
+	return strpbrk(s, "\r\n") != NULL;
+}
+
+static bool ascii_printable(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+			return false;
+	return true;
+}
+
+/* RFC 2047: non-ASCII text as UTF-8 "B" encoded words of at most 75 chars, folded. */
+static void encode_words(struct buf *out, const char *s)
+{
+	size_t n = strlen(s), i = 0;
+	unsigned char b64[128];
+
+	if (ascii_printable(s)) {
+		buf_str(out, s);
+		return;
+	}
+	while (i < n) {
+		size_t k = n - i > 45 ? 45 : n - i;
+		while (i + k < n && k > 0 && ((unsigned char)s[i + k] & 0xc0) == 0x80)
+			k--; /* never split a UTF-8 sequence */
+		if (k == 0)
+			k = n - i > 45 ? 45 : n - i;
+		EVP_EncodeBlock(b64, (const unsigned char *)s + i, (int)k);
+		if (i > 0)
+			buf_str(out, "\r\n ");
+		buf_printf(out, "=?UTF-8?B?%s?=", b64);
+		i += k;
+	}
+}
+
+/* Quoted-printable (RFC 2045) of UTF-8 text, lines ending CRLF, none over 76. */
+static void encode_qp(struct buf *out, const char *s)
+{
+	int col = 0;
+
+	for (const char *p = s; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		char enc[4];
+		int w;
+
+		if (c == '\r' && p[1] == '\n')
+			continue;
+		if (c == '\n') {
+			buf_str(out, "\r\n");
+			col = 0;
+			continue;
+		}
+		bool at_eol = p[1] == '\0' || p[1] == '\n' || (p[1] == '\r' && p[2] == '\n');
+		if ((c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !at_eol) ||
+		    (c == '.' && col > 0)) {
+			enc[0] = (char)c;
+			enc[1] = '\0';
+			w = 1;
+		} else {
+			snprintf(enc, sizeof(enc), "=%02X", c);
+			w = 3;
+		}
+		if (col + w > 75) {
+			buf_str(out, "=\r\n");
+			col = 0;
+		}
+		buf_add(out, enc, (size_t)w);
+		col += w;
+	}
+	if (col > 0)
+		buf_str(out, "\r\n");
+}
+
+/*
+ * Checks one address, "user@example.com" or "Name <user@example.com>", and
+ * writes it for a header to out and its bare address to *addr.  false with
+ * reason if it is not one.
+ */
+static bool address(const char *field, const char *in, struct buf *out, char **addr, char *reason)
+{
+	const char *lt = strchr(in, '<'), *a = in, *z;
+	char name[512] = "";
+
+	if (has_crlf(in)) {
+		snprintf(reason, KPOOL_REASON_MAX, "%s: CR or LF in an address (header injection)",
+			 field);
+		return false;
+	}
+	if (lt) {
+		const char *n = in, *ne = lt;
+		while (n < ne && isspace((unsigned char)*n))
+			n++;
+		while (ne > n && isspace((unsigned char)ne[-1]))
+			ne--;
+		if (ne - n >= 2 && *n == '"' && ne[-1] == '"') /* "Name" <addr> */
+			n++, ne--;
+		if (ne - n >= (long)sizeof(name) || memchr(n, '"', (size_t)(ne - n)) ||
+		    memchr(n, '\\', (size_t)(ne - n))) {
+			snprintf(reason, KPOOL_REASON_MAX, "%s: bad display name", field);
+			return false;
+		}
+		snprintf(name, sizeof(name), "%.*s", (int)(ne - n), n);
+		a = lt + 1;
+		z = strchr(a, '>');
+		if (z == NULL || z[1] != '\0') {
+			snprintf(reason, KPOOL_REASON_MAX, "%s: invalid address '%.100s'", field,
+				 in);
+			return false;
+		}
+	} else {
+		z = a + strlen(a);
+	}
+	const char *at = memchr(a, '@', (size_t)(z - a));
+	bool ok = at && at > a && z - at > 1 && z - a <= 254;
+	for (const char *p = a; ok && p < z; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (p < at)
+			ok = isalnum(c) || strchr(".!#$%&'*+/=?^_`{|}~-", c);
+		else if (p > at)
+			ok = isalnum(c) || c == '.' || c == '-';
+	}
+	if (ok)
+		ok = a[0] != '.' && at[-1] != '.' && at[1] != '.' && z[-1] != '.' &&
+		     !strstr(at, "..");
+	if (!ok) {
+		snprintf(reason, KPOOL_REASON_MAX, "%s: invalid address '%.100s'", field, in);
+		return false;
+	}
+	*addr = strndup(a, (size_t)(z - a));
+	if (*name) {
+		if (ascii_printable(name)) {
+			buf_str(out, "\"");
+			buf_str(out, name);
+			buf_str(out, "\"");
+		} else {
+			encode_words(out, name);
+		}
+		buf_str(out, " <");
+		buf_str(out, *addr);
+		buf_str(out, ">");
+	} else {
+		buf_str(out, *addr);
+	}
+	return *addr != NULL;
+}
+
+/* A header of addresses from a string or an array; recipients go to the envelope. */
+static bool addresses(struct mail *ml, const char *hname, json_t *v, bool header, char *reason)
+{
+	struct buf line = {0};
+	size_t n = json_is_array(v) ? json_array_size(v) : 1;
+	bool ok = true;
+
+	if (v == NULL || json_is_null(v))
+		return true;
+	if (!json_is_string(v) && !json_is_array(v)) {
+		snprintf(reason, KPOOL_REASON_MAX, "%s: not a string or an array", hname);
+		return false;
+	}
+	for (size_t i = 0; i < n && ok; i++) {
+		json_t *x = json_is_array(v) ? json_array_get(v, i) : v;
+		char *addr = NULL;
+		if (!json_is_string(x)) {
+			snprintf(reason, KPOOL_REASON_MAX, "%s: not a string", hname);
+			ok = false;
+			break;
+		}
+		if (i > 0)
+			buf_str(&line, ",\r\n ");
+		ok = address(hname, json_string_value(x), &line, &addr, reason);
+		if (ok && ml->n_rcpt == MAX_RCPT) {
+			snprintf(reason, KPOOL_REASON_MAX, "more than %d recipients", MAX_RCPT);
+			ok = false;
+		}
+		if (ok)
+			ml->rcpt[ml->n_rcpt++] = addr;
+		else
+			free(addr);
+	}
+	if (ok && header && line.len)
+		buf_printf(&ml->msg, "%s: %s\r\n", hname, line.p);
+	free(line.p);
+	return ok;
+}
+
+static const char *str_field(json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+/* The event id as the Message-ID's left part: hex SHA-256, the same for a redelivery. */
+static void message_id(const char *event_id, char out[33])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+
+	EVP_Digest(event_id, strlen(event_id), md, &n, EVP_sha256(), NULL);
+	for (int i = 0; i < 16; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* Builds the message of one job; false with reason if the job cannot be one. */
+static bool build(struct email *e, const struct kpool_job *job, struct mail *ml, char *reason)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(job->value, job->value_len, 0, &jerr), *j, *data;
+	char *text = NULL, *html = NULL, *from_addr = NULL;
+	const char *subject, *from, *tname;
+	struct buf hdr = {0};
+	bool ok = false;
+
+	if (!json_is_object(root)) {
+		snprintf(reason, KPOOL_REASON_MAX, "job is not a JSON object");
+		goto out;
+	}
+	j = root; /* the envelope form: the email is its data */
+	if (json_is_object(json_object_get(root, "data")) &&
+	    (json_object_get(root, "type") || json_object_get(root, "eventType") ||
+	     json_object_get(root, "metadata")))
+		j = json_object_get(root, "data");
+	data = json_object_get(j, "data");
+	if (data == NULL)
+		data = json_object();
+	else
+		json_incref(data);
+
+	/* Content first: the template, or literal text/html. */
+	tname = str_field(j, "template");
+	subject = str_field(j, "subject");
+	if (tname) {
+		struct tmpl *t = name_ok(tname) ? tmpl_get(e, tname, false) : NULL;
+		if (t == NULL) {
+			snprintf(reason, KPOOL_REASON_MAX, "template %.64s: not in %s", tname,
+				 e->template_dir ? e->template_dir : "(no template_dir)");
+			goto out_data;
+		}
+		if ((t->txt && !(text = render(tname, "txt", t->txt, data, false, reason))) ||
+		    (t->html && !(html = render(tname, "html", t->html, data, true, reason))))
+			goto out_data;
+		if (subject == NULL && t->subject) {
+			char *s = render(tname, "txt", t->subject, data, false, reason);
+			if (s == NULL)
+				goto out_data;
+			buf_str(&hdr, s); /* kept in hdr until the Subject header is written */
+			free(s);
+			subject = hdr.p;
+		}
+	} else {
+		const char *t = str_field(j, "text"), *h = str_field(j, "html");
+		text = t ? strdup(t) : NULL;
+		html = h ? strdup(h) : NULL;
+		if (text == NULL && html == NULL) {
+			snprintf(reason, KPOOL_REASON_MAX, "no template, text or html");
+			goto out_data;
+		}
+	}
+	if (subject == NULL) {
+		snprintf(reason, KPOOL_REASON_MAX, "no subject");
+		goto out_data;
+	}
+	if (has_crlf(subject)) {
+		snprintf(reason, KPOOL_REASON_MAX,
+			 "subject: CR or LF in a header value (header injection)");
+		goto out_data;
+	}
+
+	/* Headers.  Each value is checked or encoded; none comes from the job as is. */
+	from = str_field(j, "from") ? str_field(j, "from") : e->from;
+	if (from == NULL) {
+		snprintf(reason, KPOOL_REASON_MAX, "no from (and no 'from' option)");
+		goto out_data;
+	}
+	if (!address("from", from, &ml->msg, &from_addr, reason))
+		goto out_data;
+	{ /* "From: " goes in front of what address() wrote */
+		struct buf f = {0};
+		buf_str(&f, "From: ");
+		buf_add(&f, ml->msg.p, ml->msg.len);
+		buf_str(&f, "\r\n");
+		free(ml->msg.p);
+		ml->msg = f;
+	}
+	ml->from = from_addr;
+	if (!addresses(ml, "To", json_object_get(j, "to"), true, reason) ||
+	    !addresses(ml, "Cc", json_object_get(j, "cc"), true, reason) ||
+	    !addresses(ml, "Bcc", json_object_get(j, "bcc"), false, reason))
+		goto out_data;
+	if (ml->n_rcpt == 0) {
+		snprintf(reason, KPOOL_REASON_MAX, "no recipient (to, cc or bcc)");
+		goto out_data;
+	}
+	if (json_object_get(j, "replyTo")) {
+		size_t before = ml->n_rcpt;
+		if (!addresses(ml, "Reply-To", json_object_get(j, "replyTo"), true, reason))
+			goto out_data;
+		while (ml->n_rcpt > before) /* a reply address is not a recipient */
+			free(ml->rcpt[--ml->n_rcpt]);
+	}
+	buf_str(&ml->msg, "Subject: ");
+	encode_words(&ml->msg, subject);
+	buf_str(&ml->msg, "\r\n");
+
+	char date[64];
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	message_id(job->event_id, ml->id);
+	buf_printf(&ml->msg, "Date: %s\r\nMessage-ID: <%s.kpool@%s>\r\nMIME-Version: 1.0\r\n", date,
+		   ml->id, strchr(from_addr, '@') + 1);
+
+	/* The body: one part, or multipart/alternative with text first. */
+	if (text && html) {
+		buf_printf(&ml->msg,
+			   "Content-Type: multipart/alternative; boundary=\"=_kpool_%s\"\r\n\r\n"
+			   "This is a MIME message.\r\n\r\n--=_kpool_%s\r\n",
+			   ml->id, ml->id);
+	}
+	if (text) {
+		buf_str(&ml->msg, "Content-Type: text/plain; charset=UTF-8\r\n"
+				  "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
+		encode_qp(&ml->msg, text);
+	}
+	if (text && html)
+		buf_printf(&ml->msg, "\r\n--=_kpool_%s\r\n", ml->id);
+	if (html) {
+		buf_str(&ml->msg, "Content-Type: text/html; charset=UTF-8\r\n"
+				  "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
+		encode_qp(&ml->msg, html);
+	}
+	if (text && html)
+		buf_printf(&ml->msg, "\r\n--=_kpool_%s--\r\n", ml->id);
+	if (ml->msg.oom) {
+		snprintf(reason, KPOOL_REASON_MAX, "out of memory");
+		goto out_data;
+	}
+	ok = true;
+out_data:
+	json_decref(data);
+out:
+	json_decref(root);
+	free(text);
+	free(html);
+	free(hdr.p);
+	return ok;
+}
+
+/* ---- transports -------------------------------------------------------- */
+
+static int mkdir_p(const char *dir)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s", dir);
+	for (char *p = path + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0750) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	return mkdir(path, 0750) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* file://: DIR/ID.eml, written whole (temp file, fsync, rename); a redelivery overwrites it. */
+static kpool_status write_file(struct email *e, struct mail *ml, char *reason)
+{
+	char tmp[4096], path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s.eml", e->file_dir, ml->id);
+	snprintf(tmp, sizeof(tmp), "%s/.%s.eml.tmp", e->file_dir, ml->id);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0 && errno == ENOENT && mkdir_p(e->file_dir) == 0)
+		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		snprintf(reason, KPOOL_REASON_MAX, "%s: %s", tmp, strerror(errno));
+		return KPOOL_RETRY;
+	}
+	char env[1024];
+	int n = snprintf(env, sizeof(env), "X-Kpool-Envelope-From: %s\r\n", ml->from);
+	bool ok = write(fd, env, (size_t)n) == n;
+	for (size_t i = 0; ok && i < ml->n_rcpt; i++) {
+		n = snprintf(env, sizeof(env), "X-Kpool-Envelope-To: %s\r\n", ml->rcpt[i]);
+		ok = write(fd, env, (size_t)n) == n;
+	}
+	ok = ok && write(fd, ml->msg.p, ml->msg.len) == (ssize_t)ml->msg.len && fsync(fd) == 0;
+	if (close(fd) < 0 || !ok || rename(tmp, path) < 0) {
+		snprintf(reason, KPOOL_REASON_MAX, "%s: %s", path, strerror(errno));
+		unlink(tmp);
+		return KPOOL_RETRY;
+	}
+	return KPOOL_DONE;
+}
+
+struct session_info {
+	bool no_starttls;
+	bool bad_certificate;
+};
+
+static void on_event(smtp_session_t s, int ev, void *arg, ...)
+{
+	struct session_info *si = arg;
+	va_list ap;
+
+	(void)s;
+	va_start(ap, arg);
+	if (ev == SMTP_EV_EXTNA_STARTTLS)
+		si->no_starttls = true;
+	else if (ev == SMTP_EV_INVALID_PEER_CERTIFICATE || ev == SMTP_EV_NO_PEER_CERTIFICATE ||
+		 ev == SMTP_EV_WRONG_PEER_CERTIFICATE) {
+		if (ev == SMTP_EV_INVALID_PEER_CERTIFICATE)
+			(void)va_arg(ap, long);
+		int *ok = va_arg(ap, int *);
+		if (ok)
+			*ok = 0; /* never deliver to a server we cannot verify */
+		si->bad_certificate = true;
+	}
+	va_end(ap);
+}
+
+static int on_auth(auth_client_request_t req, char **result, int fields, void *arg)
+{
+	struct email *e = arg;
+
+	for (int i = 0; i < fields; i++) {
+		if (req[i].flags & AUTH_USER)
+			result[i] = e->username;
+		else if (req[i].flags & AUTH_PASS)
+			result[i] = e->password;
+		else
+			return 0;
+	}
+	return 1;
+}
+
+/* The outcome of one message from its SMTP statuses: the worst answer decides. */
+static kpool_status outcome(struct mail *ml, const char *session_err, char *reason)
+{
+	const smtp_status_t *st = smtp_reverse_path_status(ml->m), *worst = NULL;
+	const char *who = NULL;
+
+	if (st && st->code >= 400)
+		worst = st;
+	for (size_t i = 0; i < ml->n_rcpt; i++) {
+		st = smtp_recipient_status(ml->r[i]);
+		if (st && st->code >= 400 &&
+		    (worst == NULL || st->code / 100 > worst->code / 100)) {
+			worst = st;
+			who = ml->rcpt[i];
+		}
+	}
+	if (worst == NULL) {
+		st = smtp_message_transfer_status(ml->m);
+		if (st && st->code >= 200 && st->code < 300)
+			return KPOOL_DONE;
+		if (st && st->code >= 400)
+			worst = st;
+	}
+	if (worst == NULL) { /* no answer at all: the session failed */
+		snprintf(reason, KPOOL_REASON_MAX, "%s", session_err);
+		return KPOOL_RETRY;
+	}
+	snprintf(reason, KPOOL_REASON_MAX, "%s%s%d %s", who ? who : "", who ? ": " : "",
+		 worst->code, worst->text ? worst->text : "");
+	reason[strcspn(reason, "\r\n")] = '\0'; /* a reply ends with CRLF */
+	return worst->code >= 500 ? KPOOL_FAIL : KPOOL_RETRY;
+}
+
+/* Sends the messages in one SMTP session; sets each job's status and reason. */
+static void send_session(struct email *e, struct mail **ml, size_t n, kpool_status *status,
+			 char (*reason)[KPOOL_REASON_MAX])
+{
+	smtp_session_t s = smtp_create_session();
+	struct session_info si = {0};
+	auth_context_t auth = NULL;
+	char err[256] = "";
+
+	if (s == NULL || smtp_set_server(s, e->server) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			status[i] = KPOOL_RETRY;
+			snprintf(reason[i], KPOOL_REASON_MAX, "smtp: cannot start a session");
+		}
+		if (s)
+			smtp_destroy_session(s);
+		return;
+	}
+	smtp_set_eventcb(s, on_event, &si);
+	for (int w = Timeout_GREETING; w <= Timeout_DATA2; w++)
+		smtp_set_timeout(s, w | Timeout_OVERRIDE_RFC2822_MINIMUM, e->timeout_ms);
+	smtp_starttls_enable(s, e->starttls == TLS_REQUIRED ? Starttls_REQUIRED
+				: e->starttls == TLS_NEVER  ? Starttls_DISABLED
+							    : Starttls_ENABLED);
+	if (e->ssl)
+		smtp_starttls_set_ctx(s, e->ssl);
+	if (e->username) {
+		auth = auth_create_context();
+		auth_set_mechanism_flags(auth, AUTH_PLUGIN_PLAIN, 0);
+		auth_set_interact_cb(auth, on_auth, e);
+		smtp_auth_set_context(s, auth);
+	}
+	for (size_t i = 0; i < n; i++) {
+		ml[i]->m = smtp_add_message(s);
+		smtp_set_reverse_path(ml[i]->m, ml[i]->from);
+		for (size_t r = 0; r < ml[i]->n_rcpt; r++)
+			ml[i]->r[r] = smtp_add_recipient(ml[i]->m, ml[i]->rcpt[r]);
+		smtp_set_message_str(ml[i]->m, ml[i]->msg.p);
+	}
+	if (!smtp_start_session(s)) {
+		char b[200];
+		snprintf(err, sizeof(err), "smtp %s: %s", e->server,
+			 smtp_strerror(smtp_errno(), b, sizeof(b)));
+	} else {
+		snprintf(err, sizeof(err), "smtp %s: no answer", e->server);
+	}
+	if (si.no_starttls && e->starttls == TLS_REQUIRED)
+		snprintf(err, sizeof(err),
+			 "smtp %s: the server does not offer STARTTLS (starttls = required)",
+			 e->server);
+	else if (si.bad_certificate)
+		snprintf(err, sizeof(err), "smtp %s: the server's certificate does not verify",
+			 e->server);
+	for (size_t i = 0; i < n; i++) {
+		reason[i][0] = '\0';
+		status[i] = outcome(ml[i], err, reason[i]);
+	}
+	smtp_destroy_session(s);
+	if (auth)
+		auth_destroy_context(auth);
+}
+
+static void handle_batch(void *state, const struct kpool_job *const *jobs, size_t n,
+			 kpool_status *status, char (*reason)[KPOOL_REASON_MAX])
+{
+	struct email *e = state;
+	struct mail mails[MAX_BATCH], *ok[MAX_BATCH];
+	size_t n_ok = 0, idx[MAX_BATCH];
+	kpool_status st[MAX_BATCH];
+	char(*why)[KPOOL_REASON_MAX] = calloc(MAX_BATCH, KPOOL_REASON_MAX);
+
+	for (size_t base = 0; base < n; base += MAX_BATCH) {
+		size_t m = n - base < MAX_BATCH ? n - base : MAX_BATCH;
+		n_ok = 0;
+		memset(mails, 0, sizeof(mails));
+		for (size_t i = 0; i < m; i++) {
+			reason[base + i][0] = '\0';
+			if (!build(e, jobs[base + i], &mails[i], reason[base + i])) {
+				status[base + i] = KPOOL_FAIL; /* before any connection */
+				continue;
+			}
+			if (e->file_dir) {
+				status[base + i] = write_file(e, &mails[i], reason[base + i]);
+				continue;
+			}
+			idx[n_ok] = base + i;
+			ok[n_ok++] = &mails[i];
+		}
+		if (n_ok > 0 && why) {
+			send_session(e, ok, n_ok, st, why);
+			for (size_t k = 0; k < n_ok; k++) {
+				status[idx[k]] = st[k];
+				memcpy(reason[idx[k]], why[k], KPOOL_REASON_MAX);
+			}
+		} else if (n_ok > 0) {
+			for (size_t k = 0; k < n_ok; k++) {
+				status[idx[k]] = KPOOL_RETRY;
+				snprintf(reason[idx[k]], KPOOL_REASON_MAX, "out of memory");
+			}
+		}
+		for (size_t i = 0; i < m; i++)
+			mail_free(&mails[i]);
+	}
+	free(why);
+}
+
+static kpool_status handle(void *state, const struct kpool_job *job, char reason[KPOOL_REASON_MAX])
+{
+	kpool_status st = KPOOL_FAIL;
+	const struct kpool_job *jobs[1] = {job};
+
+	handle_batch(state, jobs, 1, &st, (char(*)[KPOOL_REASON_MAX])reason);
+	return st;
+}
+
+/* ---- options ------------------------------------------------------------ */
+
+static void email_free(struct email *e)
+{
+	if (e == NULL)
+		return;
+	for (size_t i = 0; i < e->n_t; i++) {
+		free(e->t[i].name);
+		free(e->t[i].txt);
+		free(e->t[i].html);
+		free(e->t[i].subject);
+	}
+	free(e->t);
+	free(e->server);
+	free(e->file_dir);
+	free(e->username);
+	if (e->password) {
+		explicit_bzero(e->password, strlen(e->password));
+		free(e->password);
+	}
+	free(e->from);
+	free(e->template_dir);
+	if (e->ssl)
+		SSL_CTX_free(e->ssl);
+	free(e);
+}
+
+static long duration_ms(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || v <= 0)
+		return -1;
+	if (strcmp(end, "ms") == 0)
+		return (long)v;
+	if (strcmp(end, "s") == 0 || *end == '\0')
+		return (long)(v * 1000);
+	if (strcmp(end, "m") == 0)
+		return (long)(v * 60000);
+	return -1;
+}
+
+static int set_url(struct email *e, const struct kpool_host *host, const char *url, char *err,
+		   size_t len)
+{
+	if (strncmp(url, "smtp://", 7) == 0) {
+		const char *hp = url + 7;
+		size_t n = strcspn(hp, "/");
+		if (n == 0) {
+			snprintf(err, len, "smtp_url %s: no host", url);
+			return -1;
+		}
+		e->server = strndup(hp, n);
+		if (e->server && strchr(e->server, ':') == NULL) {
+			char *with = NULL;
+			if (asprintf(&with, "%s:25", e->server) < 0)
+				return -1;
+			free(e->server);
+			e->server = with;
+		}
+		return e->server ? 0 : -1;
+	}
+	if (strncmp(url, "smtps://", 8) == 0) {
+		snprintf(err, len,
+			 "smtp_url %s: implicit TLS (smtps://) is not something libesmtp 1.1 does; "
+			 "use smtp://HOST:587 with starttls = required",
+			 url);
+		return -1;
+	}
+	if (strncmp(url, "file://", 7) == 0) {
+		const char *p = url + 7;
+		if (*p == '/')
+			e->file_dir = strdup(p);
+		else if (asprintf(&e->file_dir, "%s/%s", host->state_dir, p) < 0)
+			e->file_dir = NULL;
+		if (e->file_dir == NULL)
+			return -1;
+		struct stat st; /* made at the first message: kpoold -t creates nothing */
+		if (stat(e->file_dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+			snprintf(err, len, "smtp_url %s: %s is not a directory", url, e->file_dir);
+			return -1;
+		}
+		return 0;
+	}
+	snprintf(err, len, "smtp_url %s: use smtp://HOST[:PORT] or file:///DIR", url);
+	return -1;
+}
+
+static void *init(const struct kpool_host *host, const struct kpool_option *opts, size_t n_opts,
+		  char *err, size_t len)
+{
+	struct email *e = calloc(1, sizeof(*e));
+	const char *url = NULL, *password_file = NULL, *starttls = "if-available";
+
+	if (e == NULL) {
+		snprintf(err, len, "out of memory");
+		return NULL;
+	}
+	e->host = host;
+	e->timeout_ms = 30000;
+	for (size_t i = 0; i < n_opts; i++) {
+		const char *k = opts[i].key, *v = opts[i].value;
+		if (strcmp(k, "smtp_url") == 0)
+			url = v;
+		else if (strcmp(k, "starttls") == 0)
+			starttls = v;
+		else if (strcmp(k, "username") == 0)
+			e->username = strdup(v);
+		else if (strcmp(k, "password_file") == 0)
+			password_file = v;
+		else if (strcmp(k, "from") == 0)
+			e->from = strdup(v);
+		else if (strcmp(k, "template_dir") == 0)
+			e->template_dir = strdup(v);
+		else if (strcmp(k, "timeout") == 0) {
+			if ((e->timeout_ms = duration_ms(v)) <= 0) {
+				snprintf(err, len, "timeout: bad duration '%s' (ms, s or m)", v);
+				goto fail;
+			}
+		} else {
+			snprintf(
+			    err, len,
+			    "unknown option '%s' (smtp_url, starttls, username, password_file, "
+			    "from, template_dir, timeout)",
+			    k);
+			goto fail;
+		}
+	}
+	if (url == NULL) {
+		snprintf(err, len, "smtp_url: missing (smtp://HOST:PORT or file:///DIR)");
+		goto fail;
+	}
+	if (set_url(e, host, url, err, len) < 0)
+		goto fail;
+	if (strcmp(starttls, "required") == 0)
+		e->starttls = TLS_REQUIRED;
+	else if (strcmp(starttls, "never") == 0)
+		e->starttls = TLS_NEVER;
+	else if (strcmp(starttls, "if-available") == 0)
+		e->starttls = TLS_IF_AVAILABLE;
+	else {
+		snprintf(err, len, "starttls: '%s' (required, if-available or never)", starttls);
+		goto fail;
+	}
+	if (e->from) {
+		struct buf b = {0};
+		char *a = NULL, why[KPOOL_REASON_MAX];
+		bool ok = address("from", e->from, &b, &a, why);
+		free(b.p);
+		free(a);
+		if (!ok) {
+			snprintf(err, len, "%s", why);
+			goto fail;
+		}
+	}
+	if (password_file) {
+		char *p = read_file(password_file, 4096, err, len);
+		if (p == NULL)
+			goto fail;
+		p[strcspn(p, "\r\n")] = '\0';
+		e->password = p;
+		if (e->username == NULL) {
+			snprintf(err, len, "password_file without username");
+			goto fail;
+		}
+	}
+	if (e->template_dir && templates_load(e, err, len) < 0)
+		goto fail;
+	if (e->server && e->starttls != TLS_NEVER) {
+		e->ssl = SSL_CTX_new(TLS_client_method());
+		if (e->ssl == NULL || SSL_CTX_set_default_verify_paths(e->ssl) != 1) {
+			snprintf(err, len, "cannot set up TLS");
+			goto fail;
+		}
+		SSL_CTX_set_verify(e->ssl, SSL_VERIFY_PEER, NULL);
+	}
+	auth_client_init();
+	host->log(LOG_INFO, "email: %s%s, %zu templates", e->server ? "smtp " : "files in ",
+		  e->server ? e->server : e->file_dir, e->n_t);
+	return e;
+fail:
+	email_free(e);
+	return NULL;
+}
+
+static void fini(void *state)
+{
+	email_free(state);
+}
+
+const struct kpool_plugin kpool_plugin = {
+    KPOOL_PLUGIN_HEADER, .name = "email", .version = PACKAGE_VERSION,	.init = init,
+    .handle = handle,	 .fini = fini,	  .handle_batch = handle_batch,
+};

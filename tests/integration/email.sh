@@ -1,0 +1,124 @@
+#!/bin/sh
+# The email handler against a real SMTP server (aiosmtpd on a free loopback
+# port): templates with non-ASCII data, text+html, the envelope form, 4xx then
+# success, 5xx dead-lettered with the reply, CR/LF in subject and address
+# dead-lettered with nothing reaching the server, STARTTLS required against a
+# server without it, one SMTP session per batch, and the file:// transport.
+. "$(dirname "$0")/lib.sh"
+require_tools
+SMTPD_PYTHON=""
+for p in /usr/bin/python3 "$PYTHON3"; do
+	"$p" -c 'import aiosmtpd' 2>/dev/null && { SMTPD_PYTHON=$p; break; }
+done
+[ -n "$SMTPD_PYTHON" ] || skip_all "aiosmtpd not found (Debian: python3-aiosmtpd; scripts/setup installs it)"
+
+mkdir -p "$T/smtp" "$T/tpl"
+"$SMTPD_PYTHON" "$top_srcdir/tests/integration/smtp_server.py" "$T/smtp" \
+	--reject 'nobody@example.com=550 5.1.1 no such user here' --tempfail-once flaky@example.com &
+PIDS="$PIDS $!"
+wait_for 20 test -s "$T/smtp/port" || { not_ok "the SMTP server started"; exit 1; }
+SMTP=127.0.0.1:$(cat "$T/smtp/port")
+
+printf 'Subject: Welcome, {{name}}!\nHello {{name}},\nyour plan is {{plan.name}}.\n' >"$T/tpl/welcome.txt"
+printf '<p>Hello <b>{{name}}</b>, plan {{plan.name}}</p>\n' >"$T/tpl/welcome.html"
+printf 'Hi {{user.first}}, nothing but text.\n' >"$T/tpl/plain.txt"
+
+plugins "$T/plugins"
+pool_conf "$T/pool.conf" 'metrics_listen = 127.0.0.1:0' <<EOF2
+[worker:mail]
+topic = email-queue$R
+handler = email
+smtp_url = smtp://$SMTP
+from = "Example App" <noreply@example.com>
+template_dir = $T/tpl
+max_attempts = 3
+retry_backoff = 200ms
+retry_backoff_max = 400ms
+[worker:tlsmail]
+topic = tls-queue$R
+handler = email
+smtp_url = smtp://$SMTP
+starttls = required
+from = noreply@example.com
+max_attempts = 2
+retry_backoff = 100ms
+[worker:files]
+topic = file-queue$R
+handler = email
+smtp_url = file://mail
+from = noreply@example.com
+template_dir = $T/tpl
+EOF2
+check "kpoold -t accepts the email bindings" "$KPOOLD" -t -c "$T/pool.conf"
+start_kpoold "$T/pool.conf" "$T/kpoold.log"
+B=$(bootstrap "$T/state") || { not_ok "embedded broker started"; exit 1; }
+send() { t=$1; shift; "$KPOOL" -c "$T/pool.conf" send "$t$R" "$@" 2>>"$T/send.log"; }
+
+# One key: every job on one partition, so they come in batches.
+send email-queue --key k <<'EOF2'
+{"eventId":"m-welcome","to":"user@example.com","template":"welcome","data":{"name":"Zoë <admin>","plan":{"name":"Pro"}}}
+{"eventId":"m-literal","to":["a@example.com","Jürgen Groß <j@example.com>"],"cc":"c@example.com","bcc":"hidden@example.com","replyTo":"help@example.com","subject":"Ihre Bestellung – danke","text":"Danke!","html":"<p>Danke!</p>"}
+{"type":"user.registered","data":{"to":"env@example.com","template":"plain","data":{"user":{"first":"Ana"}},"subject":"Envelope"},"metadata":{"eventId":"m-envelope","source":"web"}}
+{"eventId":"m-flaky","to":"flaky@example.com","subject":"Flaky","text":"eventually"}
+{"eventId":"m-nobody","to":"nobody@example.com","subject":"Bounce","text":"never"}
+{"eventId":"m-crlf-subject","to":"x@example.com","subject":"Hi\r\nBcc: evil@example.com","text":"injected"}
+{"eventId":"m-crlf-to","to":"x@example.com\r\nBcc: evil@example.com","subject":"Hi","text":"injected"}
+{"eventId":"m-bad-address","to":"not an address","subject":"Hi","text":"x"}
+{"eventId":"m-no-rcpt","subject":"Hi","text":"x"}
+{"eventId":"m-no-template","to":"x@example.com","template":"missing","data":{}}
+{"eventId":"m-no-value","to":"x@example.com","template":"welcome","data":{"name":"X"}}
+{"eventId":"m-last","to":"last@example.com","subject":"Last","text":"the end"}
+EOF2
+check "jobs queued" test $? -eq 0
+dump() { "$SMTPD_PYTHON" "$top_srcdir/tests/integration/mail_dump.py" "$1"; }
+delivered() { [ "$(dump "$T/smtp" | wc -l)" -ge "$1" ]; }
+check "the deliverable ones arrive" wait_for 60 delivered 5
+check "seven jobs are dead-lettered" wait_for 60 sh -c "[ \$('$KCAT' -C -b '$B' -t 'email-queue$R.dlq' -e -q | wc -l) -ge 7 ]"
+dump "$T/smtp" >"$T/mail.tsv"
+dlq_json "$B" "email-queue$R.dlq" | "$PYTHON3" "$top_srcdir/tests/integration/dlq_dump.py" >"$T/dlq.tsv"
+mail() { awk -F'\t' -v to="$1" -v f="$2" '$1 ~ to { print $f }' "$T/mail.tsv"; }
+field() { awk -F'\t' -v id="$1" -v f="$2" '$1 == id { print $f }' "$T/dlq.tsv"; }
+
+check "template: subject from the .txt, non-ASCII value" test "$(mail '^user@' 2)" = "Welcome, Zoë <admin>!"
+check "template: the subject is RFC 2047 encoded" sh -c "awk -F'\t' '\$1 ~ /^user@/ { print \$7 }' '$T/mail.tsv' | grep -q '^=?UTF-8?B?'"
+check "template: text and html make multipart/alternative" \
+	test "$(mail '^user@' 3)" = "multipart/alternative,text/plain,text/html"
+check "template: values filled, dotted paths too" sh -c "awk -F'\t' '\$1 ~ /^user@/ { print \$6 }' '$T/mail.tsv' | grep -qF 'Hello Zoë <admin>,\\nyour plan is Pro.'"
+check "template: values HTML-escaped in the .html" sh -c "awk -F'\t' '\$1 ~ /^user@/ { print \$6 }' '$T/mail.tsv' | grep -qF '<b>Zoë &lt;admin&gt;</b>, plan Pro'"
+check "literal text+html, to, cc and bcc all in the envelope" \
+	test "$(mail '^a@' 1)" = "a@example.com,j@example.com,c@example.com,hidden@example.com"
+check "bcc is not a header" sh -c "! awk -F'\t' '\$1 ~ /^a@/ { print \$5 }' '$T/mail.tsv' | grep -q bcc"
+check "non-ASCII subject and display name" sh -c "[ \"\$(awk -F'\t' '\$1 ~ /^a@/ { print \$2 }' '$T/mail.tsv')\" = 'Ihre Bestellung – danke' ]"
+check "the envelope form: fields from data" test "$(mail '^env@' 2)|$(mail '^env@' 6)" = "Envelope|Hi Ana, nothing but text.\\n"
+mid=$("$PYTHON3" -c 'import hashlib; print(hashlib.sha256(b"m-welcome").hexdigest()[:32])')
+check "Message-ID derived from the event id" test "$(mail '^user@' 4)" = "<$mid.kpool@example.com>"
+check "4xx then success: delivered once" test "$(awk -F'\t' '$1 == "flaky@example.com"' "$T/mail.tsv" | wc -l)" -eq 1
+check "4xx: the job was retried, with the server's reply" grep -q 'event=m-flaky: flaky@example.com: 451 4.3.0 try again later (retry 1/' "$T/kpoold.log"
+check "5xx: dead-lettered as fail" test "$(field m-nobody 2)" = fail
+check "5xx: the server's reply is the reason" test "$(field m-nobody 9)" = "nobody@example.com: 550 5.1.1 no such user here"
+check "CR/LF in subject: dead-lettered" sh -c "[ \"\$(awk -F'\t' '\$1 == \"m-crlf-subject\" { print \$2, \$9 }' '$T/dlq.tsv')\" = 'fail subject: CR or LF in a header value (header injection)' ]"
+check "CR/LF in to: dead-lettered" sh -c "awk -F'\t' '\$1 == \"m-crlf-to\" { print \$9 }' '$T/dlq.tsv' | grep -q 'CR or LF in an address (header injection)'"
+check "no injected header or recipient reached the server" sh -c "! grep -rq 'evil@' '$T/smtp'"
+check "an invalid address fails" sh -c "awk -F'\t' '\$1 == \"m-bad-address\" { print \$9 }' '$T/dlq.tsv' | grep -q \"invalid address 'not an address'\""
+check "no recipient fails" test "$(field m-no-rcpt 9)" = "no recipient (to, cc or bcc)"
+check "a missing template fails, naming it" sh -c "awk -F'\t' '\$1 == \"m-no-template\" { print \$9 }' '$T/dlq.tsv' | grep -q '^template missing: not in'"
+check "a missing value fails, naming template and placeholder" test "$(field m-no-value 9)" = "template welcome.txt: no value for {{plan.name}}"
+check "the job after them is delivered" wait_for 30 sh -c "dump() { '$SMTPD_PYTHON' '$top_srcdir/tests/integration/mail_dump.py' \"\$1\"; }; dump '$T/smtp' | grep -q '^last@'"
+sessions=$(lines_in "$T/smtp/sessions")
+diag "SMTP sessions for 12 jobs on one partition: $sessions"
+check "jobs of a batch share SMTP sessions ($sessions sessions for 6 deliveries and a retry)" test "$sessions" -lt 7
+
+# STARTTLS required, the server without it: retried, and the reason says why.
+printf '{"eventId":"t1","to":"t@example.com","subject":"TLS","text":"secret"}\n' | send tls-queue
+check "STARTTLS required but not offered: dead-lettered after retries" wait_for 60 sh -c \
+	"'$KCAT' -C -b '$B' -t 'tls-queue$R.dlq' -e -q -f '%h\n' | grep -q 'kpool.error.class=retries-exhausted'"
+check "the reason says why" sh -c "'$KCAT' -C -b '$B' -t 'tls-queue$R.dlq' -e -q -f '%h\n' | grep -q 'does not offer STARTTLS (starttls = required)'"
+check "nothing was sent in clear" sh -c "! grep -rq secret '$T/smtp'"
+
+# file:// transport: a .eml file per message, named by the Message-ID.
+printf '{"eventId":"f1","to":"file@example.com","template":"welcome","data":{"name":"Ana","plan":{"name":"Pro"}}}\n' | send file-queue
+fid=$("$PYTHON3" -c 'import hashlib; print(hashlib.sha256(b"f1").hexdigest()[:32])')
+check "file://: the message is written to state_dir/mail" wait_for 30 test -f "$T/state/mail/$fid.eml"
+check "file://: it is the whole message" sh -c "'$SMTPD_PYTHON' '$top_srcdir/tests/integration/mail_dump.py' '$T/state/mail' | grep -q 'Welcome, Ana!'"
+stop_kpoold "$KPID"
+check "kpoold stops with status 0" test $? -eq 0

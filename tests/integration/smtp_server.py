@@ -1,0 +1,99 @@
+"""A real SMTP server (aiosmtpd) for the email tests, on a free loopback port.
+
+smtp_server.py DIR [--reject ADDR=CODE TEXT]... [--tempfail-once ADDR]...
+               [--starttls CERT KEY]
+
+Writes its port to DIR/port once it listens; each message it accepts goes to
+DIR/N.json ({"from", "to", "data"}), and each EHLO/HELO (one per session) is
+a line of DIR/sessions.  --reject answers RCPT TO for ADDR with CODE TEXT
+every time, --tempfail-once answers 451 the first time only.  Without
+--starttls the server does not offer STARTTLS.
+"""
+import json
+import os
+import signal
+import socket
+import ssl
+import sys
+import threading
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
+
+
+def main():
+    args = sys.argv[1:]
+    out = args.pop(0)
+    reject, tempfail, tls = {}, set(), None
+    while args:
+        a = args.pop(0)
+        if a == "--reject":
+            addr, reply = args.pop(0).split("=", 1)
+            reject[addr] = reply
+        elif a == "--tempfail-once":
+            tempfail.add(args.pop(0))
+        elif a == "--starttls":
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(args.pop(0), args.pop(0))
+        else:
+            sys.exit("unknown argument " + a)
+    lock = threading.Lock()
+    count = [0]
+
+    class Handler:
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):
+            with open(os.path.join(out, "sessions"), "a") as f:
+                f.write(hostname + "\n")
+            session.host_name = hostname
+            return responses
+
+        async def handle_HELO(self, server, session, envelope, hostname):
+            with open(os.path.join(out, "sessions"), "a") as f:
+                f.write(hostname + "\n")
+            session.host_name = hostname
+            return "250 " + server.hostname
+
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+            if address in reject:
+                return reject[address]
+            if address in tempfail:
+                tempfail.discard(address)
+                return "451 4.3.0 try again later"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+        async def handle_DATA(self, server, session, envelope):
+            with lock:
+                count[0] += 1
+                n = count[0]
+            path = os.path.join(out, "%d.json" % n)
+            with open(path + ".tmp", "w") as f:
+                json.dump({"from": envelope.mail_from, "to": envelope.rcpt_tos,
+                           "data": envelope.original_content.decode("utf-8", "replace")}, f)
+            os.rename(path + ".tmp", path)
+            return "250 OK queued as %d" % n
+
+    class Ctl(Controller):
+        def factory(self):
+            return SMTP(self.handler, tls_context=tls, require_starttls=False,
+                        hostname="kpool-test", ident="kpool test SMTP",
+                        decode_data=False, enable_SMTPUTF8=False)
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    ctl = Ctl(Handler(), hostname="127.0.0.1", port=port, ready_timeout=10)
+    ctl.start()
+    with open(os.path.join(out, "port.tmp"), "w") as f:
+        f.write(str(port))
+    os.rename(os.path.join(out, "port.tmp"), os.path.join(out, "port"))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    ctl.stop()
+
+
+if __name__ == "__main__":
+    main()
