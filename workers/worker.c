@@ -542,6 +542,14 @@ static int64_t run_due(struct worker *w)
  * After a job that must wait for a retry, the partition is paused: jobs behind
  * it that also want a retry go to its backlog, to be run one by one after it.
  */
+static bool batch_has(struct job *const *ready, size_t n, const char *event_id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(ready[i]->event_id, event_id) == 0)
+			return true;
+	return false;
+}
+
 static void run_batch(struct worker *w, struct part *p)
 {
 	struct kp_slot *s = w->slot;
@@ -553,16 +561,31 @@ static void run_batch(struct worker *w, struct part *p)
 	struct timespec t0, t1;
 	size_t n = 0, i;
 
-	for (i = 0; i < p->n_batch && !p->parked; i++)
-		if (prepare(w, p, &w->bjobs[n], p->batch[i])) {
-			ready[n] = &w->bjobs[n];
-			n++;
+again:
+	n = 0;
+	for (i = 0; i < p->n_batch && !p->parked; i++) {
+		struct job *j = &w->bjobs[n];
+		if (!prepare(w, p, j, p->batch[i]))
+			continue;
+		if (w->b->idempotency && batch_has(ready, n, j->event_id)) {
+			/* The same event twice in one batch: the second waits for the
+			 * first to finish, then is a duplicate (or not, if it failed). */
+			j->m = NULL;
+			job_free(j);
+			break;
 		}
-	for (; i < p->n_batch; i++) /* a dead-letter send failed and parked the partition */
-		backlog_push(p, p->batch[i]);
-	p->n_batch = 0;
-	if (n == 0)
+		ready[n++] = j;
+	}
+	size_t rest = i;
+	if (p->parked) { /* a dead-letter send failed and parked the partition */
+		for (; i < p->n_batch; i++)
+			backlog_push(p, p->batch[i]);
+		rest = p->n_batch;
+	}
+	if (n == 0) {
+		p->n_batch = 0;
 		return;
+	}
 	for (i = 0; i < n; i++) {
 		struct job *j = ready[i];
 		kj[i] = (struct kpool_job){
@@ -610,6 +633,18 @@ static void run_batch(struct worker *w, struct part *p)
 		}
 		settle(w, p, j, st[i]);
 	}
+	/* What a duplicate held back: hand it over after these. */
+	if (rest < p->n_batch) {
+		if (p->parked) {
+			for (i = rest; i < p->n_batch; i++)
+				backlog_push(p, p->batch[i]);
+		} else {
+			memmove(p->batch, p->batch + rest, (p->n_batch - rest) * sizeof(*p->batch));
+			p->n_batch -= rest;
+			goto again;
+		}
+	}
+	p->n_batch = 0;
 }
 
 /* Runs what each partition has taken, for plugins with handle_batch. */
