@@ -632,6 +632,10 @@ static void reload(struct kp_supervisor *sv)
 			same->b = b;
 			conf->refs++;
 			free(sig);
+			/* and have its plugin read its files (templates, secrets) again */
+			for (int k = 0; k < same->b->processes; k++)
+				if (same->slots[k] && same->slots[k]->pid > 0)
+					kill(same->slots[k]->pid, SIGHUP);
 			continue;
 		}
 		kp_log(KP_NOTICE, "worker=%s %s", b->name,

@@ -40,6 +40,7 @@
 _Static_assert(KP_RING_MAX < UINT16_MAX, "ring indices are kept in uint16_t");
 
 static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t reinit; /* SIGHUP: the supervisor reloaded, our binding unchanged */
 
 /* A job taken from Kafka and not finished yet. */
 struct job {
@@ -97,6 +98,34 @@ static void on_stop(int sig)
 {
 	(void)sig;
 	stopping = 1;
+}
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	reinit = 1;
+}
+
+/*
+ * After a reload that kept this binding: a second instance of the plugin is
+ * made with the same options, so that it reads its files again; it replaces
+ * the first only if its init() succeeds.
+ */
+static void plugin_reinit(struct worker *w)
+{
+	struct kp_plugin fresh = w->pl;
+	char err[512];
+
+	reinit = 0;
+	if (kp_plugin_init(&fresh, &w->host, w->b->opts, w->b->n_opts, err, sizeof(err)) < 0) {
+		kp_log(KP_ERROR, "handler %s: reload refused, keeping the running one: %s",
+		       w->b->handler, err);
+		return;
+	}
+	if (w->pl.p.init && w->pl.p.fini)
+		w->pl.p.fini(w->pl.state);
+	w->pl.state = fresh.state;
+	kp_log(KP_INFO, "handler %s: reloaded", w->b->handler);
 }
 
 static int topic_index(const struct worker *w, const char *name)
@@ -970,7 +999,9 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	signal(SIGHUP, SIG_IGN);
+	struct sigaction hup = {.sa_handler = on_hup, .sa_flags = SA_RESTART};
+	sigemptyset(&hup.sa_mask);
+	sigaction(SIGHUP, &hup, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	prctl(PR_SET_PDEATHSIG, SIGTERM); /* a supervisor gone is a graceful stop */
 	kp_log_who("worker=%s#%d", b->name, slot->index);
@@ -1040,6 +1071,8 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 				on_message(&w, m);
 			run_batches(&w);
 		}
+		if (reinit)
+			plugin_reinit(&w);
 		now = kp_mono_ms();
 		if (w.topics_due && now >= w.topics_due && watch_topics(&w, err, sizeof(err)) < 0)
 			kp_log(KP_ERROR, "kafka: %s", err);
