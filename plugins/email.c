@@ -58,6 +58,7 @@ struct email {
 	char *from;
 	char *template_dir;
 	long timeout_ms;
+	bool batch; /* the jobs of a batch share one SMTP session */
 	struct tmpl *t;
 	size_t n_t;
 	SSL_CTX *ssl;
@@ -902,7 +903,13 @@ static void handle_batch(void *state, const struct kpool_job *const *jobs, size_
 			idx[n_ok] = base + i;
 			ok[n_ok++] = &mails[i];
 		}
-		if (n_ok > 0 && why) {
+		if (n_ok > 0 && why && !e->batch) {
+			for (size_t k = 0; k < n_ok; k++) {
+				send_session(e, &ok[k], 1, &st[k], &why[k]);
+				status[idx[k]] = st[k];
+				memcpy(reason[idx[k]], why[k], KPOOL_REASON_MAX);
+			}
+		} else if (n_ok > 0 && why) {
 			send_session(e, ok, n_ok, st, why);
 			for (size_t k = 0; k < n_ok; k++) {
 				status[idx[k]] = st[k];
@@ -1030,6 +1037,7 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 	}
 	e->host = host;
 	e->timeout_ms = 30000;
+	e->batch = true;
 	for (size_t i = 0; i < n_opts; i++) {
 		const char *k = opts[i].key, *v = opts[i].value;
 		if (strcmp(k, "smtp_url") == 0)
@@ -1044,7 +1052,13 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 			e->from = strdup(v);
 		else if (strcmp(k, "template_dir") == 0)
 			e->template_dir = strdup(v);
-		else if (strcmp(k, "timeout") == 0) {
+		else if (strcmp(k, "batch") == 0) {
+			if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+				snprintf(err, len, "batch: '%s' (on or off)", v);
+				goto fail;
+			}
+			e->batch = strcmp(v, "on") == 0;
+		} else if (strcmp(k, "timeout") == 0) {
 			if ((e->timeout_ms = duration_ms(v)) <= 0) {
 				snprintf(err, len, "timeout: bad duration '%s' (ms, s or m)", v);
 				goto fail;
@@ -1053,7 +1067,7 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 			snprintf(
 			    err, len,
 			    "unknown option '%s' (smtp_url, starttls, username, password_file, "
-			    "from, template_dir, timeout)",
+			    "from, template_dir, timeout, batch)",
 			    k);
 			goto fail;
 		}

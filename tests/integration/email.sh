@@ -120,5 +120,12 @@ printf '{"eventId":"f1","to":"file@example.com","template":"welcome","data":{"na
 fid=$("$PYTHON3" -c 'import hashlib; print(hashlib.sha256(b"f1").hexdigest()[:32])')
 check "file://: the message is written to state_dir/mail" wait_for 30 test -f "$T/state/mail/$fid.eml"
 check "file://: it is the whole message" sh -c "'$SMTPD_PYTHON' '$top_srcdir/tests/integration/mail_dump.py' '$T/state/mail' | grep -q 'Welcome, Ana!'"
+
+# Templates are read once; SIGHUP reads them again (the binding is unchanged).
+printf 'Hello again {{user.first}}, from the new template.\n' >"$T/tpl/plain.txt"
+kill -HUP "$KPID"
+check "SIGHUP: the handlers read their templates again" wait_for 20 sh -c "[ \$(grep -c 'worker=mail#0 handler email: reloaded' '$T/kpoold.log') -ge 1 ]"
+printf '{"eventId":"m-reloaded","to":"again@example.com","template":"plain","subject":"Again","data":{"user":{"first":"Ana"}}}\n' | send email-queue
+check "SIGHUP: the new template is used" wait_for 30 sh -c "'$SMTPD_PYTHON' '$top_srcdir/tests/integration/mail_dump.py' '$T/smtp' | grep -q 'Hello again Ana, from the new template'"
 stop_kpoold "$KPID"
 check "kpoold stops with status 0" test $? -eq 0
