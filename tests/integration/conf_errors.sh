@@ -203,4 +203,4 @@ check "no -c is a usage error (exit 2)" test $? -eq 2
 "$KPOOL" -c "$T/good.conf" frobnicate >/dev/null 2>&1
 check "kpool with an unknown command exits 2" test $? -eq 2
 check "the shipped conf/kpool.conf passes -t" "$KPOOLD" -t -c "$top_srcdir/conf/kpool.conf"
-check "the shipped conf/demo.conf passes -t" "$KPOOLD" -t -c "$top_srcdir/conf/demo.conf"
+check "the shipped conf/demo.conf passes -t (from the top of the tree)" sh -c "cd '$top_srcdir' && '$KPOOLD' -t -c conf/demo.conf"
