@@ -18,6 +18,7 @@
 #include <auth-client.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include <ctype.h>
 #include <dirent.h>
@@ -57,6 +58,7 @@ struct email {
 	char *username, *password;
 	char *from;
 	char *template_dir;
+	char *ca_file;
 	long timeout_ms;
 	bool batch; /* the jobs of a batch share one SMTP session */
 	struct tmpl *t;
@@ -744,7 +746,40 @@ static kpool_status write_file(struct email *e, struct mail *ml, char *reason)
 struct session_info {
 	bool no_starttls;
 	bool bad_certificate;
+	char last_error[200]; /* the server's last 4xx or 5xx reply */
+	bool auth_sent, auth_ok;
 };
+
+/* The protocol as it goes: keeps the server's last error reply, for a session that fails. */
+static void on_monitor(const char *buf, int len, int writing, void *arg)
+{
+	struct session_info *si = arg;
+
+	if (writing != SMTP_CB_READING) {
+		if (len >= 5 && strncmp(buf, "AUTH ", 5) == 0)
+			si->auth_sent = true;
+		return;
+	}
+	if (len >= 3 && strncmp(buf, "235", 3) == 0)
+		si->auth_ok = true;
+	if (len >= 3 && (buf[0] == '4' || buf[0] == '5') && isdigit((unsigned char)buf[1]) &&
+	    isdigit((unsigned char)buf[2])) {
+		const char *nl = memchr(buf, '\r', (size_t)len);
+		int n = nl ? (int)(nl - buf) : len;
+		snprintf(si->last_error, sizeof(si->last_error), "%.*s", n, buf);
+	}
+}
+
+/* Why OpenSSL refused the server's certificate in this session (one worker, one thread). */
+static char verify_error[160];
+
+static int on_verify(int ok, X509_STORE_CTX *ctx)
+{
+	if (!ok && verify_error[0] == '\0')
+		snprintf(verify_error, sizeof(verify_error), "%s",
+			 X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+	return ok;
+}
 
 static void on_event(smtp_session_t s, int ev, void *arg, ...)
 {
@@ -755,8 +790,13 @@ static void on_event(smtp_session_t s, int ev, void *arg, ...)
 	va_start(ap, arg);
 	if (ev == SMTP_EV_EXTNA_STARTTLS)
 		si->no_starttls = true;
-	else if (ev == SMTP_EV_INVALID_PEER_CERTIFICATE || ev == SMTP_EV_NO_PEER_CERTIFICATE ||
-		 ev == SMTP_EV_WRONG_PEER_CERTIFICATE) {
+	else if (ev == SMTP_EV_WRONG_PEER_CERTIFICATE) {
+		/* OpenSSL checked the name (or IP address) in the handshake already;
+		 * libesmtp's own check knows no IP addresses. */
+		int *ok = va_arg(ap, int *);
+		if (ok)
+			*ok = 1;
+	} else if (ev == SMTP_EV_INVALID_PEER_CERTIFICATE || ev == SMTP_EV_NO_PEER_CERTIFICATE) {
 		if (ev == SMTP_EV_INVALID_PEER_CERTIFICATE)
 			(void)va_arg(ap, long);
 		int *ok = va_arg(ap, int *);
@@ -834,6 +874,7 @@ static void send_session(struct email *e, struct mail **ml, size_t n, kpool_stat
 		return;
 	}
 	smtp_set_eventcb(s, on_event, &si);
+	smtp_set_monitorcb(s, on_monitor, &si, 0);
 	for (int w = Timeout_GREETING; w <= Timeout_DATA2; w++)
 		smtp_set_timeout(s, w | Timeout_OVERRIDE_RFC2822_MINIMUM, e->timeout_ms);
 	smtp_starttls_enable(s, e->starttls == TLS_REQUIRED ? Starttls_REQUIRED
@@ -854,20 +895,26 @@ static void send_session(struct email *e, struct mail **ml, size_t n, kpool_stat
 			ml[i]->r[r] = smtp_add_recipient(ml[i]->m, ml[i]->rcpt[r]);
 		smtp_set_message_str(ml[i]->m, ml[i]->msg.p);
 	}
+	verify_error[0] = '\0';
 	if (!smtp_start_session(s)) {
 		char b[200];
 		snprintf(err, sizeof(err), "smtp %s: %s", e->server,
 			 smtp_strerror(smtp_errno(), b, sizeof(b)));
+	} else if (si.auth_sent && !si.auth_ok) {
+		snprintf(err, sizeof(err), "smtp %s: authentication as %s failed", e->server,
+			 e->username);
+	} else if (si.last_error[0]) {
+		snprintf(err, sizeof(err), "smtp %s: %s", e->server, si.last_error);
 	} else {
-		snprintf(err, sizeof(err), "smtp %s: no answer", e->server);
+		snprintf(err, sizeof(err), "smtp %s: the session ended early", e->server);
 	}
 	if (si.no_starttls && e->starttls == TLS_REQUIRED)
 		snprintf(err, sizeof(err),
 			 "smtp %s: the server does not offer STARTTLS (starttls = required)",
 			 e->server);
-	else if (si.bad_certificate)
-		snprintf(err, sizeof(err), "smtp %s: the server's certificate does not verify",
-			 e->server);
+	else if (si.bad_certificate || verify_error[0])
+		snprintf(err, sizeof(err), "smtp %s: the server's certificate does not verify: %s",
+			 e->server, verify_error[0] ? verify_error : "no certificate");
 	for (size_t i = 0; i < n; i++) {
 		reason[i][0] = '\0';
 		status[i] = outcome(ml[i], err, reason[i]);
@@ -958,6 +1005,7 @@ static void email_free(struct email *e)
 	}
 	free(e->from);
 	free(e->template_dir);
+	free(e->ca_file);
 	if (e->ssl)
 		SSL_CTX_free(e->ssl);
 	free(e);
@@ -1052,6 +1100,8 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 			e->from = strdup(v);
 		else if (strcmp(k, "template_dir") == 0)
 			e->template_dir = strdup(v);
+		else if (strcmp(k, "ca_file") == 0)
+			e->ca_file = strdup(v);
 		else if (strcmp(k, "batch") == 0) {
 			if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
 				snprintf(err, len, "batch: '%s' (on or off)", v);
@@ -1067,7 +1117,7 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 			snprintf(
 			    err, len,
 			    "unknown option '%s' (smtp_url, starttls, username, password_file, "
-			    "from, template_dir, timeout, batch)",
+			    "from, template_dir, timeout, batch, ca_file)",
 			    k);
 			goto fail;
 		}
@@ -1118,7 +1168,25 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 			snprintf(err, len, "cannot set up TLS");
 			goto fail;
 		}
-		SSL_CTX_set_verify(e->ssl, SSL_VERIFY_PEER, NULL);
+		if (e->ca_file && SSL_CTX_load_verify_locations(e->ssl, e->ca_file, NULL) != 1) {
+			snprintf(err, len, "ca_file %s: not a readable PEM certificate",
+				 e->ca_file);
+			goto fail;
+		}
+		/* libesmtp 1.1 takes a TLS 1.3 record without data (a session ticket
+		 * that comes after the handshake) for a dropped connection, at random:
+		 * TLS 1.2 has none. */
+		SSL_CTX_set_max_proto_version(e->ssl, TLS1_2_VERSION);
+		SSL_CTX_set_verify(e->ssl, SSL_VERIFY_PEER, on_verify);
+		/* the certificate must name the server: its host name or IP address */
+		char name[256];
+		snprintf(name, sizeof(name), "%.*s", (int)strcspn(e->server, ":"), e->server);
+		X509_VERIFY_PARAM *vp = SSL_CTX_get0_param(e->ssl);
+		if (!X509_VERIFY_PARAM_set1_ip_asc(vp, name) &&
+		    !X509_VERIFY_PARAM_set1_host(vp, name, 0)) {
+			snprintf(err, len, "cannot set up TLS for %s", name);
+			goto fail;
+		}
 	}
 	auth_client_init();
 	host->log(LOG_INFO, "email: %s%s, %zu templates", e->server ? "smtp " : "files in ",

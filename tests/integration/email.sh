@@ -3,7 +3,8 @@
 # port): templates with non-ASCII data, text+html, the envelope form, 4xx then
 # success, 5xx dead-lettered with the reply, CR/LF in subject and address
 # dead-lettered with nothing reaching the server, STARTTLS required against a
-# server without it, one SMTP session per batch, and the file:// transport.
+# server without it, one SMTP session per batch, the file:// transport, and
+# STARTTLS with AUTH against a server with a certificate made here.
 . "$(dirname "$0")/lib.sh"
 require_tools
 SMTPD_PYTHON=""
@@ -18,6 +19,24 @@ mkdir -p "$T/smtp" "$T/tpl"
 PIDS="$PIDS $!"
 wait_for 20 test -s "$T/smtp/port" || { not_ok "the SMTP server started"; exit 1; }
 SMTP=127.0.0.1:$(cat "$T/smtp/port")
+
+# A second server: STARTTLS with a certificate of a CA made here, AUTH required.
+mkdir -p "$T/tls" "$T/smtps"
+(
+	cd "$T/tls" || exit 1
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=kpool-test-ca &&
+		openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost &&
+		printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.ext &&
+		openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+			-extfile san.ext -out server.pem
+) >"$T/openssl.log" 2>&1
+"$SMTPD_PYTHON" "$top_srcdir/tests/integration/smtp_server.py" "$T/smtps" \
+	--starttls "$T/tls/server.pem" "$T/tls/server.key" --auth kpool:s3cret &
+PIDS="$PIDS $!"
+wait_for 20 test -s "$T/smtps/port" || { not_ok "the STARTTLS SMTP server started"; exit 1; }
+SMTPS=127.0.0.1:$(cat "$T/smtps/port")
+printf 's3cret\n' >"$T/smtp-password"
+printf 'wrong\n' >"$T/wrong-password"
 
 printf 'Subject: Welcome, {{name}}!\nHello {{name}},\nyour plan is {{plan.name}}.\n' >"$T/tpl/welcome.txt"
 printf '<p>Hello <b>{{name}}</b>, plan {{plan.name}}</p>\n' >"$T/tpl/welcome.html"
@@ -39,6 +58,36 @@ topic = tls-queue$R
 handler = email
 smtp_url = smtp://$SMTP
 starttls = required
+from = noreply@example.com
+max_attempts = 2
+retry_backoff = 100ms
+[worker:secure]
+topic = secure-queue$R
+handler = email
+smtp_url = smtp://$SMTPS
+starttls = required
+ca_file = $T/tls/ca.pem
+username = kpool
+password_file = $T/smtp-password
+from = noreply@example.com
+[worker:untrusted]
+topic = untrusted-queue$R
+handler = email
+smtp_url = smtp://$SMTPS
+starttls = required
+username = kpool
+password_file = $T/smtp-password
+from = noreply@example.com
+max_attempts = 2
+retry_backoff = 100ms
+[worker:badauth]
+topic = badauth-queue$R
+handler = email
+smtp_url = smtp://$SMTPS
+starttls = required
+ca_file = $T/tls/ca.pem
+username = kpool
+password_file = $T/wrong-password
 from = noreply@example.com
 max_attempts = 2
 retry_backoff = 100ms
@@ -114,6 +163,21 @@ check "STARTTLS required but not offered: dead-lettered after retries" wait_for 
 	"'$KCAT' -C -b '$B' -t 'tls-queue$R.dlq' -e -q -f '%h\n' | grep -q 'kpool.error.class=retries-exhausted'"
 check "the reason says why" sh -c "'$KCAT' -C -b '$B' -t 'tls-queue$R.dlq' -e -q -f '%h\n' | grep -q 'does not offer STARTTLS (starttls = required)'"
 check "nothing was sent in clear" sh -c "! grep -rq secret '$T/smtp'"
+
+# STARTTLS and AUTH: delivered over TLS, logged in; a certificate the system
+# CAs do not vouch for, and a wrong password, are not.
+printf '{"eventId":"s1","to":"secure@example.com","subject":"Over TLS","text":"private"}\n' | send secure-queue
+printf '{"eventId":"s2","to":"untrusted@example.com","subject":"Untrusted","text":"private"}\n' | send untrusted-queue
+printf '{"eventId":"s3","to":"badauth@example.com","subject":"Bad auth","text":"private"}\n' | send badauth-queue
+tls_json() { cat "$T"/smtps/*.json 2>/dev/null; }
+check "STARTTLS + AUTH: delivered" wait_for 30 sh -c "cat '$T'/smtps/*.json 2>/dev/null | grep -q secure@example.com"
+check "STARTTLS + AUTH: over TLS, as the user" sh -c "cat '$T'/smtps/*.json | grep secure@example.com | grep -q '\"tls\": true, \"auth\": \"kpool\"'"
+check "an unverifiable certificate: dead-lettered after retries" wait_for 60 sh -c \
+	"'$KCAT' -C -b '$B' -t 'untrusted-queue$R.dlq' -e -q -f '%h\n' | grep -q 'kpool.error.class=retries-exhausted'"
+check "an unverifiable certificate: the reason says why" sh -c "'$KCAT' -C -b '$B' -t 'untrusted-queue$R.dlq' -e -q -f '%h\n' | grep -q \"certificate does not verify: unable to get local issuer certificate\""
+check "a wrong password: dead-lettered" wait_for 60 sh -c "'$KCAT' -C -b '$B' -t 'badauth-queue$R.dlq' -e -q | grep -q s3"
+check "a wrong password: the reason says so" sh -c "'$KCAT' -C -b '$B' -t 'badauth-queue$R.dlq' -e -q -f '%h\n' | grep -q 'authentication as kpool failed'"
+check "neither reached the server" sh -c "! cat '$T'/smtps/*.json | grep -q 'untrusted@\|badauth@'"
 
 # file:// transport: a .eml file per message, named by the Message-ID.
 printf '{"eventId":"f1","to":"file@example.com","template":"welcome","data":{"name":"Ana","plan":{"name":"Pro"}}}\n' | send file-queue

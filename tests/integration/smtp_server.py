@@ -1,13 +1,14 @@
 """A real SMTP server (aiosmtpd) for the email tests, on a free loopback port.
 
 smtp_server.py DIR [--reject ADDR=CODE TEXT]... [--tempfail-once ADDR]...
-               [--starttls CERT KEY]
+               [--starttls CERT KEY] [--auth USER:PASSWORD]
 
 Writes its port to DIR/port once it listens; each message it accepts goes to
 DIR/N.json ({"from", "to", "data"}), and each EHLO/HELO (one per session) is
 a line of DIR/sessions.  --reject answers RCPT TO for ADDR with CODE TEXT
 every time, --tempfail-once answers 451 the first time only.  Without
---starttls the server does not offer STARTTLS.
+--starttls the server does not offer STARTTLS; with --auth it requires AUTH
+(over TLS when it offers STARTTLS).  Each message records "tls" and "auth".
 """
 import json
 import os
@@ -18,13 +19,13 @@ import sys
 import threading
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 def main():
     args = sys.argv[1:]
     out = args.pop(0)
-    reject, tempfail, tls = {}, set(), None
+    reject, tempfail, tls, auth = {}, set(), None, None
     while args:
         a = args.pop(0)
         if a == "--reject":
@@ -32,6 +33,8 @@ def main():
             reject[addr] = reply
         elif a == "--tempfail-once":
             tempfail.add(args.pop(0))
+        elif a == "--auth":
+            auth = args.pop(0).split(":", 1)
         elif a == "--starttls":
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(args.pop(0), args.pop(0))
@@ -69,15 +72,25 @@ def main():
             path = os.path.join(out, "%d.json" % n)
             with open(path + ".tmp", "w") as f:
                 json.dump({"from": envelope.mail_from, "to": envelope.rcpt_tos,
+                           "tls": session.ssl is not None,
+                           "auth": session.auth_data.login.decode() if session.authenticated else None,
                            "data": envelope.original_content.decode("utf-8", "replace")}, f)
             os.rename(path + ".tmp", path)
             return "250 OK queued as %d" % n
 
+    def authenticator(server, session, envelope, mechanism, data):
+        ok = isinstance(data, LoginPassword) and [data.login.decode(), data.password.decode()] == auth
+        return AuthResult(success=ok, auth_data=data)
+
     class Ctl(Controller):
         def factory(self):
-            return SMTP(self.handler, tls_context=tls, require_starttls=False,
+            extra = {}
+            if auth:
+                extra = dict(authenticator=authenticator, auth_required=True,
+                             auth_require_tls=tls is not None)
+            return SMTP(self.handler, tls_context=tls, require_starttls=tls is not None,
                         hostname="kpool-test", ident="kpool test SMTP",
-                        decode_data=False, enable_SMTPUTF8=False)
+                        decode_data=False, enable_SMTPUTF8=False, **extra)
 
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
