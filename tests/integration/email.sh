@@ -35,6 +35,7 @@ mkdir -p "$T/tls" "$T/smtps"
 PIDS="$PIDS $!"
 wait_for 20 test -s "$T/smtps/port" || { not_ok "the STARTTLS SMTP server started"; exit 1; }
 SMTPS=127.0.0.1:$(cat "$T/smtps/port")
+CLOSED=$("$PYTHON3" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 printf 's3cret\n' >"$T/smtp-password"
 printf 'wrong\n' >"$T/wrong-password"
 
@@ -88,6 +89,13 @@ starttls = required
 ca_file = $T/tls/ca.pem
 username = kpool
 password_file = $T/wrong-password
+from = noreply@example.com
+max_attempts = 2
+retry_backoff = 100ms
+[worker:down]
+topic = down-queue$R
+handler = email
+smtp_url = smtp://127.0.0.1:$CLOSED
 from = noreply@example.com
 max_attempts = 2
 retry_backoff = 100ms
@@ -178,6 +186,12 @@ check "an unverifiable certificate: the reason says why" sh -c "'$KCAT' -C -b '$
 check "a wrong password: dead-lettered" wait_for 60 sh -c "'$KCAT' -C -b '$B' -t 'badauth-queue$R.dlq' -e -q | grep -q s3"
 check "a wrong password: the reason says so" sh -c "'$KCAT' -C -b '$B' -t 'badauth-queue$R.dlq' -e -q -f '%h\n' | grep -q 'authentication as kpool failed'"
 check "neither reached the server" sh -c "! cat '$T'/smtps/*.json | grep -q 'untrusted@\|badauth@'"
+
+# No server at all: retried, then dead-lettered saying so.
+printf '{"eventId":"d1","to":"down@example.com","subject":"Down","text":"x"}\n' | send down-queue
+check "connection refused: retried, then dead-lettered" wait_for 60 sh -c \
+	"'$KCAT' -C -b '$B' -t 'down-queue$R.dlq' -e -q -f '%h\n' | grep -q 'kpool.error.class=retries-exhausted'"
+check "connection refused: the reason says so" sh -c "'$KCAT' -C -b '$B' -t 'down-queue$R.dlq' -e -q -f '%h\n' | grep -q 'kpool.error=smtp 127.0.0.1:$CLOSED: Connection refused'"
 
 # file:// transport: a .eml file per message, named by the Message-ID.
 printf '{"eventId":"f1","to":"file@example.com","template":"welcome","data":{"name":"Ana","plan":{"name":"Pro"}}}\n' | send file-queue
