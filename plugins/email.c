@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "kpool_plugin.h"
+#include "mime.h"
 
 #define MAX_RCPT     100
 #define MAX_TEMPLATE (1024 * 1024)
@@ -65,53 +66,6 @@ struct email {
 	size_t n_t;
 	SSL_CTX *ssl;
 };
-
-/* A growing string. */
-struct buf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 1024;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (p == NULL) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void buf_str(struct buf *b, const char *s)
-{
-	buf_add(b, s, strlen(s));
-}
-
-static void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(struct buf *b, const char *fmt, ...)
-{
-	char tmp[512];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		buf_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
 
 /* One outgoing message: the text, the envelope, and what became of it. */
 struct mail {
@@ -237,262 +191,6 @@ static int templates_load(struct email *e, char *err, size_t len)
 	return rc;
 }
 
-/* The value at a dotted path of data, as text; false if there is none. */
-static bool lookup(json_t *data, const char *path, size_t n, struct buf *out)
-{
-	char key[256];
-	json_t *v = data;
-
-	while (n > 0 && v) {
-		size_t k = 0;
-		while (k < n && path[k] != '.')
-			k++;
-		if (k == 0 || k >= sizeof(key))
-			return false;
-		memcpy(key, path, k);
-		key[k] = '\0';
-		v = json_is_object(v) ? json_object_get(v, key) : NULL;
-		path += k;
-		n -= k;
-		if (n > 0) {
-			path++;
-			n--;
-		}
-	}
-	if (json_is_string(v))
-		buf_add(out, json_string_value(v), json_string_length(v));
-	else if (json_is_integer(v))
-		buf_printf(out, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-	else if (json_is_real(v))
-		buf_printf(out, "%g", json_real_value(v));
-	else if (json_is_boolean(v))
-		buf_str(out, json_is_true(v) ? "true" : "false");
-	else
-		return false;
-	return true;
-}
-
-static void html_escape(struct buf *out, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		switch (s[i]) {
-		case '&':
-			buf_str(out, "&amp;");
-			break;
-		case '<':
-			buf_str(out, "&lt;");
-			break;
-		case '>':
-			buf_str(out, "&gt;");
-			break;
-		case '"':
-			buf_str(out, "&quot;");
-			break;
-		case '\'':
-			buf_str(out, "&#39;");
-			break;
-		default:
-			buf_add(out, &s[i], 1);
-		}
-	}
-}
-
-/* Fills {{path}} placeholders; values HTML-escaped when html.  NULL + reason on a missing value. */
-static char *render(const char *tname, const char *ext, const char *src, json_t *data, bool html,
-		    char *reason)
-{
-	struct buf out = {0}, val = {0};
-	const char *p = src, *open;
-
-	while ((open = strstr(p, "{{")) != NULL) {
-		const char *close = strstr(open + 2, "}}"), *a = open + 2, *z;
-		buf_add(&out, p, (size_t)(open - p));
-		if (close == NULL) {
-			snprintf(reason, KPOOL_REASON_MAX, "template %s.%s: '{{' without '}}'",
-				 tname, ext);
-			goto fail;
-		}
-		z = close;
-		while (a < z && isspace((unsigned char)*a))
-			a++;
-		while (z > a && isspace((unsigned char)z[-1]))
-			z--;
-		val.len = 0;
-		if (!lookup(data, a, (size_t)(z - a), &val)) {
-			snprintf(reason, KPOOL_REASON_MAX, "template %s.%s: no value for {{%.*s}}",
-				 tname, ext, (int)(z - a), a);
-			goto fail;
-		}
-		if (html)
-			html_escape(&out, val.p ? val.p : "", val.len);
-		else
-			buf_add(&out, val.p ? val.p : "", val.len);
-		p = close + 2;
-	}
-	buf_str(&out, p);
-	free(val.p);
-	if (out.oom) {
-		snprintf(reason, KPOOL_REASON_MAX, "out of memory");
-		free(out.p);
-		return NULL;
-	}
-	return out.p ? out.p : strdup("");
-fail:
-	free(val.p);
-	free(out.p);
-	return NULL;
-}
-
-/* ---- MIME ----------------------------------------------------------- */
-
-static bool has_crlf(const char *s)
-{
-	return strpbrk(s, "\r\n") != NULL;
-}
-
-static bool ascii_printable(const char *s)
-{
-	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
-			return false;
-	return true;
-}
-
-/* RFC 2047: non-ASCII text as UTF-8 "B" encoded words of at most 75 chars, folded. */
-static void encode_words(struct buf *out, const char *s)
-{
-	size_t n = strlen(s), i = 0;
-	unsigned char b64[128];
-
-	if (ascii_printable(s)) {
-		buf_str(out, s);
-		return;
-	}
-	while (i < n) {
-		size_t k = n - i > 45 ? 45 : n - i;
-		while (i + k < n && k > 0 && ((unsigned char)s[i + k] & 0xc0) == 0x80)
-			k--; /* never split a UTF-8 sequence */
-		if (k == 0)
-			k = n - i > 45 ? 45 : n - i;
-		EVP_EncodeBlock(b64, (const unsigned char *)s + i, (int)k);
-		if (i > 0)
-			buf_str(out, "\r\n ");
-		buf_printf(out, "=?UTF-8?B?%s?=", b64);
-		i += k;
-	}
-}
-
-/* Quoted-printable (RFC 2045) of UTF-8 text, lines ending CRLF, none over 76. */
-static void encode_qp(struct buf *out, const char *s)
-{
-	int col = 0;
-
-	for (const char *p = s; *p; p++) {
-		unsigned char c = (unsigned char)*p;
-		char enc[4];
-		int w;
-
-		if (c == '\r' && p[1] == '\n')
-			continue;
-		if (c == '\n') {
-			buf_str(out, "\r\n");
-			col = 0;
-			continue;
-		}
-		bool at_eol = p[1] == '\0' || p[1] == '\n' || (p[1] == '\r' && p[2] == '\n');
-		if ((c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !at_eol) ||
-		    (c == '.' && col > 0)) {
-			enc[0] = (char)c;
-			enc[1] = '\0';
-			w = 1;
-		} else {
-			snprintf(enc, sizeof(enc), "=%02X", c);
-			w = 3;
-		}
-		if (col + w > 75) {
-			buf_str(out, "=\r\n");
-			col = 0;
-		}
-		buf_add(out, enc, (size_t)w);
-		col += w;
-	}
-	if (col > 0)
-		buf_str(out, "\r\n");
-}
-
-/*
- * Checks one address, "user@example.com" or "Name <user@example.com>", and
- * writes it for a header to out and its bare address to *addr.  false with
- * reason if it is not one.
- */
-static bool address(const char *field, const char *in, struct buf *out, char **addr, char *reason)
-{
-	const char *lt = strchr(in, '<'), *a = in, *z;
-	char name[512] = "";
-
-	if (has_crlf(in)) {
-		snprintf(reason, KPOOL_REASON_MAX, "%s: CR or LF in an address (header injection)",
-			 field);
-		return false;
-	}
-	if (lt) {
-		const char *n = in, *ne = lt;
-		while (n < ne && isspace((unsigned char)*n))
-			n++;
-		while (ne > n && isspace((unsigned char)ne[-1]))
-			ne--;
-		if (ne - n >= 2 && *n == '"' && ne[-1] == '"') /* "Name" <addr> */
-			n++, ne--;
-		if (ne - n >= (long)sizeof(name) || memchr(n, '"', (size_t)(ne - n)) ||
-		    memchr(n, '\\', (size_t)(ne - n))) {
-			snprintf(reason, KPOOL_REASON_MAX, "%s: bad display name", field);
-			return false;
-		}
-		snprintf(name, sizeof(name), "%.*s", (int)(ne - n), n);
-		a = lt + 1;
-		z = strchr(a, '>');
-		if (z == NULL || z[1] != '\0') {
-			snprintf(reason, KPOOL_REASON_MAX, "%s: invalid address '%.100s'", field,
-				 in);
-			return false;
-		}
-	} else {
-		z = a + strlen(a);
-	}
-	const char *at = memchr(a, '@', (size_t)(z - a));
-	bool ok = at && at > a && z - at > 1 && z - a <= 254;
-	for (const char *p = a; ok && p < z; p++) {
-		unsigned char c = (unsigned char)*p;
-		if (p < at)
-			ok = isalnum(c) || strchr(".!#$%&'*+/=?^_`{|}~-", c);
-		else if (p > at)
-			ok = isalnum(c) || c == '.' || c == '-';
-	}
-	if (ok)
-		ok = a[0] != '.' && at[-1] != '.' && at[1] != '.' && z[-1] != '.' &&
-		     !strstr(at, "..");
-	if (!ok) {
-		snprintf(reason, KPOOL_REASON_MAX, "%s: invalid address '%.100s'", field, in);
-		return false;
-	}
-	*addr = strndup(a, (size_t)(z - a));
-	if (*name) {
-		if (ascii_printable(name)) {
-			buf_str(out, "\"");
-			buf_str(out, name);
-			buf_str(out, "\"");
-		} else {
-			encode_words(out, name);
-		}
-		buf_str(out, " <");
-		buf_str(out, *addr);
-		buf_str(out, ">");
-	} else {
-		buf_str(out, *addr);
-	}
-	return *addr != NULL;
-}
-
 /* A header of addresses from a string or an array; recipients go to the envelope. */
 static bool addresses(struct mail *ml, const char *hname, json_t *v, bool header, char *reason)
 {
@@ -516,7 +214,7 @@ static bool addresses(struct mail *ml, const char *hname, json_t *v, bool header
 		}
 		if (i > 0)
 			buf_str(&line, ",\r\n ");
-		ok = address(hname, json_string_value(x), &line, &addr, reason);
+		ok = mime_address(hname, json_string_value(x), &line, &addr, reason);
 		if (ok && ml->n_rcpt == MAX_RCPT) {
 			snprintf(reason, KPOOL_REASON_MAX, "more than %d recipients", MAX_RCPT);
 			ok = false;
@@ -583,11 +281,11 @@ static bool build(struct email *e, const struct kpool_job *job, struct mail *ml,
 				 e->template_dir ? e->template_dir : "(no template_dir)");
 			goto out_data;
 		}
-		if ((t->txt && !(text = render(tname, "txt", t->txt, data, false, reason))) ||
-		    (t->html && !(html = render(tname, "html", t->html, data, true, reason))))
+		if ((t->txt && !(text = mime_render(tname, "txt", t->txt, data, false, reason))) ||
+		    (t->html && !(html = mime_render(tname, "html", t->html, data, true, reason))))
 			goto out_data;
 		if (subject == NULL && t->subject) {
-			char *s = render(tname, "txt", t->subject, data, false, reason);
+			char *s = mime_render(tname, "txt", t->subject, data, false, reason);
 			if (s == NULL)
 				goto out_data;
 			buf_str(&hdr, s); /* kept in hdr until the Subject header is written */
@@ -607,7 +305,7 @@ static bool build(struct email *e, const struct kpool_job *job, struct mail *ml,
 		snprintf(reason, KPOOL_REASON_MAX, "no subject");
 		goto out_data;
 	}
-	if (has_crlf(subject)) {
+	if (mime_has_crlf(subject)) {
 		snprintf(reason, KPOOL_REASON_MAX,
 			 "subject: CR or LF in a header value (header injection)");
 		goto out_data;
@@ -619,9 +317,9 @@ static bool build(struct email *e, const struct kpool_job *job, struct mail *ml,
 		snprintf(reason, KPOOL_REASON_MAX, "no from (and no 'from' option)");
 		goto out_data;
 	}
-	if (!address("from", from, &ml->msg, &from_addr, reason))
+	if (!mime_address("from", from, &ml->msg, &from_addr, reason))
 		goto out_data;
-	{ /* "From: " goes in front of what address() wrote */
+	{ /* "From: " goes in front of what mime_address() wrote */
 		struct buf f = {0};
 		buf_str(&f, "From: ");
 		buf_add(&f, ml->msg.p, ml->msg.len);
@@ -646,7 +344,7 @@ static bool build(struct email *e, const struct kpool_job *job, struct mail *ml,
 			free(ml->rcpt[--ml->n_rcpt]);
 	}
 	buf_str(&ml->msg, "Subject: ");
-	encode_words(&ml->msg, subject);
+	mime_encode_words(&ml->msg, subject);
 	buf_str(&ml->msg, "\r\n");
 
 	char date[64];
@@ -668,14 +366,14 @@ static bool build(struct email *e, const struct kpool_job *job, struct mail *ml,
 	if (text) {
 		buf_str(&ml->msg, "Content-Type: text/plain; charset=UTF-8\r\n"
 				  "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
-		encode_qp(&ml->msg, text);
+		mime_encode_qp(&ml->msg, text);
 	}
 	if (text && html)
 		buf_printf(&ml->msg, "\r\n--=_kpool_%s\r\n", ml->id);
 	if (html) {
 		buf_str(&ml->msg, "Content-Type: text/html; charset=UTF-8\r\n"
 				  "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
-		encode_qp(&ml->msg, html);
+		mime_encode_qp(&ml->msg, html);
 	}
 	if (text && html)
 		buf_printf(&ml->msg, "\r\n--=_kpool_%s--\r\n", ml->id);
@@ -1141,7 +839,7 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 	if (e->from) {
 		struct buf b = {0};
 		char *a = NULL, why[KPOOL_REASON_MAX];
-		bool ok = address("from", e->from, &b, &a, why);
+		bool ok = mime_address("from", e->from, &b, &a, why);
 		free(b.p);
 		free(a);
 		if (!ok) {
