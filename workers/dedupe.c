@@ -37,6 +37,27 @@ static const char schema[] =
     "CREATE INDEX IF NOT EXISTS processed_at ON processed (processed_at);\n";
 
 /* Opens (creating if needed) a binding's database; NULL with err on failure. */
+/*
+ * WAL mode and the tables.  The workers of a binding open its file at the
+ * same moment when they start; switching a new file to WAL answers BUSY at
+ * once, without the busy handler, so that step is tried again for a while.
+ */
+static int setup(sqlite3 *db)
+{
+	int rc = SQLITE_BUSY;
+
+	for (int64_t until = kp_mono_ms() + BUSY_TIMEOUT_MS;
+	     (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) && kp_mono_ms() < until;) {
+		rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL,
+				  NULL, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(db, schema, NULL, NULL, NULL);
+		if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+			sqlite3_sleep(20);
+	}
+	return rc;
+}
+
 struct kp_dedupe *kp_dedupe_open(const char *path, char *err, size_t len)
 {
 	struct kp_dedupe *d = calloc(1, sizeof(*d));
@@ -50,9 +71,7 @@ struct kp_dedupe *kp_dedupe_open(const char *path, char *err, size_t len)
 	    SQLITE_OK)
 		goto fail;
 	sqlite3_busy_timeout(d->db, BUSY_TIMEOUT_MS);
-	if (sqlite3_exec(d->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
-			 NULL) != SQLITE_OK ||
-	    sqlite3_exec(d->db, schema, NULL, NULL, NULL) != SQLITE_OK)
+	if (setup(d->db) != SQLITE_OK)
 		goto fail;
 #define PREP(s, sql)                                                                               \
 	if (sqlite3_prepare_v3(d->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &d->s, NULL) !=          \

@@ -118,12 +118,38 @@ static void bad_path(void **state)
 	assert_non_null(strstr(err, "/nonexistent/dir/w.db"));
 }
 
+/* The workers of a binding open its new file at the same moment: none may fail. */
+static void concurrent_first_open(void **state)
+{
+	int failed = 0;
+
+	(void)state;
+	for (int round = 0; round < 40; round++) {
+		char fresh[300];
+		snprintf(fresh, sizeof(fresh), "%s/fresh-%d.db", dir, round);
+		for (int i = 0; i < 6; i++) {
+			if (fork() == 0) {
+				char err[256];
+				struct kp_dedupe *d = kp_dedupe_open(fresh, err, sizeof(err));
+				if (d == NULL)
+					fprintf(stderr, "%s\n", err);
+				kp_dedupe_close(d);
+				_exit(d ? 0 : 1);
+			}
+		}
+		int st;
+		while (wait(&st) > 0)
+			failed += !WIFEXITED(st) || WEXITSTATUS(st) != 0;
+	}
+	assert_int_equal(failed, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(record_and_seen), cmocka_unit_test(uncommitted_rows_are_lost),
 	    cmocka_unit_test(crashes),	       cmocka_unit_test(prune),
-	    cmocka_unit_test(bad_path),
+	    cmocka_unit_test(bad_path),	       cmocka_unit_test(concurrent_first_open),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
