@@ -445,6 +445,7 @@ struct session_info {
 	bool no_starttls;
 	bool bad_certificate;
 	char last_error[200]; /* the server's last 4xx or 5xx reply */
+	char auth_error[200]; /* its answer to AUTH, when it refused */
 	bool auth_sent, auth_ok;
 };
 
@@ -465,6 +466,8 @@ static void on_monitor(const char *buf, int len, int writing, void *arg)
 		const char *nl = memchr(buf, '\r', (size_t)len);
 		int n = nl ? (int)(nl - buf) : len;
 		snprintf(si->last_error, sizeof(si->last_error), "%.*s", n, buf);
+		if (si->auth_sent && !si->auth_ok && si->auth_error[0] == '\0')
+			snprintf(si->auth_error, sizeof(si->auth_error), "%.*s", n, buf);
 	}
 }
 
@@ -598,9 +601,6 @@ static void send_session(struct email *e, struct mail **ml, size_t n, kpool_stat
 		char b[200];
 		snprintf(err, sizeof(err), "smtp %s: %s", e->server,
 			 smtp_strerror(smtp_errno(), b, sizeof(b)));
-	} else if (si.auth_sent && !si.auth_ok) {
-		snprintf(err, sizeof(err), "smtp %s: authentication as %s failed", e->server,
-			 e->username);
 	} else if (si.last_error[0]) {
 		snprintf(err, sizeof(err), "smtp %s: %s", e->server, si.last_error);
 	} else {
@@ -616,6 +616,15 @@ static void send_session(struct email *e, struct mail **ml, size_t n, kpool_stat
 	for (size_t i = 0; i < n; i++) {
 		reason[i][0] = '\0';
 		status[i] = outcome(ml[i], err, reason[i]);
+		/* libesmtp goes on without AUTH when it fails; what the server then
+		 * refused was refused for want of it: a matter of the credentials,
+		 * not of the job, so it is retried. */
+		if (status[i] != KPOOL_DONE && si.auth_sent && !si.auth_ok) {
+			status[i] = KPOOL_RETRY;
+			snprintf(reason[i], KPOOL_REASON_MAX,
+				 "smtp %s: authentication as %s failed: %s", e->server, e->username,
+				 si.auth_error[0] ? si.auth_error : "no answer from the server");
+		}
 	}
 	smtp_destroy_session(s);
 	if (auth)

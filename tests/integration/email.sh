@@ -183,8 +183,9 @@ check "STARTTLS + AUTH: over TLS, as the user" sh -c "cat '$T'/smtps/*.json | gr
 check "an unverifiable certificate: dead-lettered after retries" wait_for 60 sh -c \
 	"'$KCAT' -C -b '$B' -t 'untrusted-queue$R.dlq' -e -q -f '%h\n' | grep -q 'kpool.error.class=retries-exhausted'"
 check "an unverifiable certificate: the reason says why" sh -c "'$KCAT' -C -b '$B' -t 'untrusted-queue$R.dlq' -e -q -f '%h\n' | grep -q \"certificate does not verify: unable to get local issuer certificate\""
-check "a wrong password: dead-lettered" wait_for 60 sh -c "'$KCAT' -C -b '$B' -t 'badauth-queue$R.dlq' -e -q | grep -q s3"
-check "a wrong password: the reason says so" sh -c "'$KCAT' -C -b '$B' -t 'badauth-queue$R.dlq' -e -q -f '%h\n' | grep -q 'authentication as kpool failed'"
+check "a wrong password: dead-lettered after retries" wait_for 60 sh -c \
+	"'$KCAT' -C -b '$B' -t 'badauth-queue$R.dlq' -e -q -f '%h %s\n' | grep 'kpool.error.class=retries-exhausted' | grep -q s3"
+check "a wrong password: the reason says so" sh -c "'$KCAT' -C -b '$B' -t 'badauth-queue$R.dlq' -e -q -f '%h\n' | grep -q 'authentication as kpool failed: 535 5.7.8 Authentication credentials invalid'"
 check "neither reached the server" sh -c "! cat '$T'/smtps/*.json | grep -q 'untrusted@\|badauth@'"
 
 # No server at all: retried, then dead-lettered saying so.

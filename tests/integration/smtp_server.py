@@ -80,7 +80,8 @@ def main():
 
     def authenticator(server, session, envelope, mechanism, data):
         ok = isinstance(data, LoginPassword) and [data.login.decode(), data.password.decode()] == auth
-        return AuthResult(success=ok, auth_data=data)
+        # handled=False: aiosmtpd answers a failure itself (535)
+        return AuthResult(success=ok, handled=False, auth_data=data)
 
     class Ctl(Controller):
         def factory(self):
