@@ -87,30 +87,6 @@ static void mail_free(struct mail *ml)
 	memset(ml, 0, sizeof(*ml));
 }
 
-static char *read_file(const char *path, size_t max, char *err, size_t len)
-{
-	FILE *f = fopen(path, "r");
-	struct buf b = {0};
-	char chunk[4096];
-	size_t n;
-
-	if (f == NULL) {
-		snprintf(err, len, "%s: %s", path, strerror(errno));
-		return NULL;
-	}
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && b.len <= max)
-		buf_add(&b, chunk, n);
-	fclose(f);
-	if (b.len > max || b.oom) {
-		snprintf(err, len, "%s: larger than %zu bytes", path, max);
-		free(b.p);
-		return NULL;
-	}
-	if (b.p == NULL)
-		b.p = strdup("");
-	return b.p;
-}
-
 /* ---- templates ------------------------------------------------------- */
 
 static bool name_ok(const char *s)
@@ -163,7 +139,7 @@ static int templates_load(struct email *e, char *err, size_t len)
 		if (!name_ok(name))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", e->template_dir, de->d_name);
-		char *text = read_file(path, MAX_TEMPLATE, err, len);
+		char *text = util_read_file(path, MAX_TEMPLATE, err, len);
 		struct tmpl *t = text ? tmpl_get(e, name, true) : NULL;
 		if (t == NULL) {
 			free(text);
@@ -260,11 +236,7 @@ static bool build(struct email *e, const struct kpool_job *job, struct mail *ml,
 		snprintf(reason, KPOOL_REASON_MAX, "job is not a JSON object");
 		goto out;
 	}
-	j = root; /* the envelope form: the email is its data */
-	if (json_is_object(json_object_get(root, "data")) &&
-	    (json_object_get(root, "type") || json_object_get(root, "eventType") ||
-	     json_object_get(root, "metadata")))
-		j = json_object_get(root, "data");
+	j = util_job_body(root); /* the envelope form: the email is its data */
 	data = json_object_get(j, "data");
 	if (data == NULL)
 		data = json_object();
@@ -718,22 +690,6 @@ static void email_free(struct email *e)
 	free(e);
 }
 
-static long duration_ms(const char *s)
-{
-	char *end;
-	double v = strtod(s, &end);
-
-	if (end == s || v <= 0)
-		return -1;
-	if (strcmp(end, "ms") == 0)
-		return (long)v;
-	if (strcmp(end, "s") == 0 || *end == '\0')
-		return (long)(v * 1000);
-	if (strcmp(end, "m") == 0)
-		return (long)(v * 60000);
-	return -1;
-}
-
 static int set_url(struct email *e, const struct kpool_host *host, const char *url, char *err,
 		   size_t len)
 {
@@ -816,7 +772,7 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 			}
 			e->batch = strcmp(v, "on") == 0;
 		} else if (strcmp(k, "timeout") == 0) {
-			if ((e->timeout_ms = duration_ms(v)) <= 0) {
+			if ((e->timeout_ms = util_duration_ms(v)) <= 0) {
 				snprintf(err, len, "timeout: bad duration '%s' (ms, s or m)", v);
 				goto fail;
 			}
@@ -857,7 +813,7 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 		}
 	}
 	if (password_file) {
-		char *p = read_file(password_file, 4096, err, len);
+		char *p = util_read_file(password_file, 4096, err, len);
 		if (p == NULL)
 			goto fail;
 		p[strcspn(p, "\r\n")] = '\0';

@@ -79,6 +79,16 @@ struct kpool_plugin {
 
 extern const struct kpool_plugin kpool_plugin; /* the one symbol a plugin exports */
 
+/*
+ * Offered by kpoold, for a handler that knows when to try again (an HTTP
+ * Retry-After, say): called during handle() or handle_batch() for a job it
+ * answers KPOOL_RETRY, the next attempt waits at least ms, within the
+ * binding's retry_backoff_max.  Weak, so that a plugin also loads where no
+ * host offers it; then it is NULL:
+ *     if (kpool_retry_after) kpool_retry_after(job, 30000);
+ */
+extern void kpool_retry_after(const struct kpool_job *job, int64_t ms) __attribute__((weak));
+
 #define KPOOL_PLUGIN_HEADER                                                                        \
 	.abi_version = KPOOL_PLUGIN_ABI_VERSION, .struct_size = sizeof(struct kpool_plugin)
 

@@ -5,86 +5,11 @@
 
 #include <ctype.h>
 #include <openssl/evp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mime.h"
-
-void buf_add(struct buf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 1024;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (p == NULL) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-void buf_str(struct buf *b, const char *s)
-{
-	buf_add(b, s, strlen(s));
-}
-
-void buf_printf(struct buf *b, const char *fmt, ...)
-{
-	char tmp[512];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		buf_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
-/* The value at a dotted path of data, as text; false if there is none. */
-bool mime_lookup(json_t *data, const char *path, size_t n, struct buf *out)
-{
-	char key[256];
-	json_t *v = data;
-
-	while (n > 0 && v) {
-		size_t k = 0;
-		while (k < n && path[k] != '.')
-			k++;
-		if (k == 0 || k >= sizeof(key))
-			return false;
-		memcpy(key, path, k);
-		key[k] = '\0';
-		v = json_is_object(v) ? json_object_get(v, key) : NULL;
-		path += k;
-		n -= k;
-		if (n > 0) {
-			path++;
-			n--;
-		}
-	}
-	if (json_is_string(v))
-		buf_add(out, json_string_value(v), json_string_length(v));
-	else if (json_is_integer(v))
-		buf_printf(out, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-	else if (json_is_real(v))
-		buf_printf(out, "%g", json_real_value(v));
-	else if (json_is_boolean(v))
-		buf_str(out, json_is_true(v) ? "true" : "false");
-	else
-		return false;
-	return true;
-}
 
 void mime_html_escape(struct buf *out, const char *s, size_t n)
 {
@@ -132,7 +57,7 @@ char *mime_render(const char *tname, const char *ext, const char *src, json_t *d
 		while (z > a && isspace((unsigned char)z[-1]))
 			z--;
 		val.len = 0;
-		if (!mime_lookup(data, a, (size_t)(z - a), &val)) {
+		if (!util_lookup(data, a, (size_t)(z - a), &val)) {
 			snprintf(reason, KPOOL_REASON_MAX, "template %s.%s: no value for {{%.*s}}",
 				 tname, ext, (int)(z - a), a);
 			goto fail;

@@ -53,7 +53,8 @@ struct job {
 	int attempts;	     /* handler calls so far */
 	enum kp_class class; /* set once it is to be dead-lettered */
 	char reason[KPOOL_REASON_MAX];
-	int64_t due_ms; /* when parked: when to try again */
+	int64_t due_ms;		/* when parked: when to try again */
+	int64_t retry_after_ms; /* the handler's wish for the next retry (kpool_retry_after) */
 };
 
 /* One assigned partition. */
@@ -93,6 +94,26 @@ struct worker {
 	int n_subscribed;
 	int64_t topics_due; /* when to look again; 0 once everything is there */
 };
+
+/* The jobs handed to the plugin in the call under way, for kpool_retry_after(). */
+static struct {
+	const struct kpool_job *kj;
+	struct job *const *jobs;
+	size_t n;
+} in_call;
+
+/*
+ * Offered to plugins (kpool_plugin.h): with KPOOL_RETRY, the next attempt at
+ * job waits at least ms, within retry_backoff_max.  kpoold exports it; a
+ * plugin finds it at load time.
+ */
+__attribute__((visibility("default"))) void kpool_retry_after(const struct kpool_job *job,
+							      int64_t ms)
+{
+	for (size_t i = 0; i < in_call.n; i++)
+		if (&in_call.kj[i] == job && ms > in_call.jobs[i]->retry_after_ms)
+			in_call.jobs[i]->retry_after_ms = ms;
+}
 
 static void on_stop(int sig)
 {
@@ -454,9 +475,15 @@ static bool settle(struct worker *w, struct part *p, struct job *j, kpool_status
 			int64_t d =
 			    kp_backoff_ms(w->b->retry_backoff_ms, w->b->retry_backoff_max_ms,
 					  j->attempts, (uint32_t)rand_r(&w->rnd));
-			job_log(KP_NOTICE, j, "%s (retry %d/%d in %" PRId64 "ms)",
+			int64_t asked = j->retry_after_ms < w->b->retry_backoff_max_ms
+					    ? j->retry_after_ms
+					    : w->b->retry_backoff_max_ms;
+			if (asked > d)
+				d = asked;
+			job_log(KP_NOTICE, j, "%s (retry %d/%d in %" PRId64 "ms%s)",
 				j->reason[0] ? j->reason : "retry", j->attempts,
-				w->b->max_attempts - 1, d);
+				w->b->max_attempts - 1, d,
+				j->retry_after_ms > 0 ? ", as the handler asked" : "");
 			park(w, p, j, d);
 			return false;
 		}
@@ -503,6 +530,7 @@ static bool run(struct worker *w, struct part *p, struct job *j)
 	kj.event_id = j->event_id;
 	kj.attempt = ++j->attempts;
 	j->reason[0] = '\0';
+	j->retry_after_ms = 0;
 
 	/* The job in hand, for the crash guard should the handler kill us. */
 	s->hand_topic = p->topic;
@@ -511,7 +539,11 @@ static bool run(struct worker *w, struct part *p, struct job *j)
 	memcpy(s->hand_event_id, j->event_id, sizeof(s->hand_event_id));
 	__atomic_store_n(&s->in_hand, 1, __ATOMIC_RELEASE);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	in_call.kj = &kj;
+	in_call.jobs = &j;
+	in_call.n = 1;
 	st = w->pl.p.handle(w->pl.state, &kj, j->reason);
+	in_call.n = 0;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	__atomic_store_n(&s->in_hand, 0, __ATOMIC_RELEASE);
 	kp_stats_observe(s, (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000);
@@ -634,6 +666,7 @@ again:
 		kjs[i] = &kj[i];
 		st[i] = KPOOL_FAIL; /* what a plugin that sets no status meant */
 		w->breasons[i][0] = '\0';
+		j->retry_after_ms = 0;
 	}
 	s->hand_topic = p->topic;
 	s->hand_partition = p->partition;
@@ -641,7 +674,11 @@ again:
 	memcpy(s->hand_event_id, ready[0]->event_id, sizeof(s->hand_event_id));
 	__atomic_store_n(&s->in_hand, 1, __ATOMIC_RELEASE);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	in_call.kj = kj;
+	in_call.jobs = ready;
+	in_call.n = n;
 	w->pl.p.handle_batch(w->pl.state, kjs, n, st, w->breasons);
+	in_call.n = 0;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	__atomic_store_n(&s->in_hand, 0, __ATOMIC_RELEASE);
 	int64_t us =

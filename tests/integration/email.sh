@@ -21,15 +21,8 @@ wait_for 20 test -s "$T/smtp/port" || { not_ok "the SMTP server started"; exit 1
 SMTP=127.0.0.1:$(cat "$T/smtp/port")
 
 # A second server: STARTTLS with a certificate of a CA made here, AUTH required.
-mkdir -p "$T/tls" "$T/smtps"
-(
-	cd "$T/tls" || exit 1
-	openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=kpool-test-ca &&
-		openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost &&
-		printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.ext &&
-		openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-			-extfile san.ext -out server.pem
-) >"$T/openssl.log" 2>&1
+mkdir -p "$T/smtps"
+make_certs "$T/tls"
 "$SMTPD_PYTHON" "$top_srcdir/tests/integration/smtp_server.py" "$T/smtps" \
 	--starttls "$T/tls/server.pem" "$T/tls/server.key" --auth kpool:s3cret &
 PIDS="$PIDS $!"

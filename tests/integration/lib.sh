@@ -92,6 +92,21 @@ plugins() {
 	return 0
 }
 
+# make_certs DIR: a test CA (DIR/ca.pem) and a server certificate it signed
+# for 127.0.0.1 and localhost (DIR/server.pem, DIR/server.key), with openssl;
+# its output goes to DIR/openssl.log.  1 if openssl fails.
+make_certs() {
+	mkdir -p "$1"
+	(
+		cd "$1" || exit 1
+		openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=kpool-test-ca &&
+			openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost &&
+			printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.ext &&
+			openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+				-extfile san.ext -out server.pem
+	) >"$1/openssl.log" 2>&1
+}
+
 # make_topic PARTITIONS TOPIC...: on the real tier, creates the topics, as the
 # applications' deploy would (the embedded broker makes them on first use).
 make_topic() {

@@ -10,16 +10,7 @@ need_real
 command -v openssl >/dev/null || skip_all "openssl not found (Debian: openssl)"
 
 # A CA, and a broker certificate for 127.0.0.1 signed by it.
-mkdir -p "$T/tls"
-(
-	cd "$T/tls" || exit 1
-	openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=kpool-test-ca &&
-		openssl req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr -subj /CN=localhost &&
-		printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.ext &&
-		openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-			-extfile san.ext -out broker.pem &&
-		cat broker.key broker.pem >keystore.pem
-) >"$T/openssl.log" 2>&1
+make_certs "$T/tls" && cat "$T/tls/server.key" "$T/tls/server.pem" >"$T/tls/keystore.pem"
 check "certificates made with openssl" test -s "$T/tls/keystore.pem"
 
 KB=$(kafka_dev "$T/kafka" --sasl-ssl "$T/tls/keystore.pem" --scram-user alice:alice-secret)

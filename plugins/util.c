@@ -1,0 +1,140 @@
+/*
+ * util.c - see util.h.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+void buf_add(struct buf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 1024;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (p == NULL) {
+			b->oom = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+void buf_str(struct buf *b, const char *s)
+{
+	buf_add(b, s, strlen(s));
+}
+
+void buf_printf(struct buf *b, const char *fmt, ...)
+{
+	char tmp[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		buf_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+/* The value at a dotted path of data, as text; false if there is none. */
+bool util_lookup(json_t *data, const char *path, size_t n, struct buf *out)
+{
+	char key[256];
+	json_t *v = data;
+
+	while (n > 0 && v) {
+		size_t k = 0;
+		while (k < n && path[k] != '.')
+			k++;
+		if (k == 0 || k >= sizeof(key))
+			return false;
+		memcpy(key, path, k);
+		key[k] = '\0';
+		v = json_is_object(v) ? json_object_get(v, key) : NULL;
+		path += k;
+		n -= k;
+		if (n > 0) {
+			path++;
+			n--;
+		}
+	}
+	if (json_is_string(v))
+		buf_add(out, json_string_value(v), json_string_length(v));
+	else if (json_is_integer(v))
+		buf_printf(out, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+	else if (json_is_real(v))
+		buf_printf(out, "%g", json_real_value(v));
+	else if (json_is_boolean(v))
+		buf_str(out, json_is_true(v) ? "true" : "false");
+	else
+		return false;
+	return true;
+}
+
+/* A whole file, up to max bytes, as a string; NULL with err if it cannot be read. */
+char *util_read_file(const char *path, size_t max, char *err, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	struct buf b = {0};
+	char chunk[4096];
+	size_t n;
+
+	if (f == NULL) {
+		snprintf(err, len, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && b.len <= max)
+		buf_add(&b, chunk, n);
+	fclose(f);
+	if (b.len > max || b.oom) {
+		snprintf(err, len, "%s: larger than %zu bytes", path, max);
+		free(b.p);
+		return NULL;
+	}
+	if (b.p == NULL)
+		b.p = strdup("");
+	return b.p;
+}
+
+/* "250ms", "10s", "10" (seconds) or "2m" in milliseconds; -1 if it is none. */
+long util_duration_ms(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || v <= 0)
+		return -1;
+	if (strcmp(end, "ms") == 0)
+		return (long)v;
+	if (strcmp(end, "s") == 0 || *end == '\0')
+		return (long)(v * 1000);
+	if (strcmp(end, "m") == 0)
+		return (long)(v * 60000);
+	return -1;
+}
+
+/* The job itself, or the "data" of a {"type"|"eventType"|"metadata", "data"} envelope. */
+json_t *util_job_body(json_t *root)
+{
+	json_t *data = json_object_get(root, "data");
+
+	if (json_is_object(data) &&
+	    (json_object_get(root, "type") || json_object_get(root, "eventType") ||
+	     json_object_get(root, "metadata")))
+		return data;
+	return root;
+}

@@ -1,0 +1,28 @@
+/*
+ * util.h - what the shipped plugins share: a growing string, values at a
+ * dotted path of a JSON job, the envelope's data, files and durations.
+ */
+#ifndef KPOOL_UTIL_H
+#define KPOOL_UTIL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* A growing string; oom is set, and further adds ignored, if memory runs out. */
+struct buf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+void buf_add(struct buf *b, const char *s, size_t n);
+void buf_str(struct buf *b, const char *s);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+bool util_lookup(json_t *data, const char *path, size_t n, struct buf *out);
+json_t *util_job_body(json_t *root);
+char *util_read_file(const char *path, size_t max, char *err, size_t len);
+long util_duration_ms(const char *s);
+
+#endif

@@ -1,0 +1,874 @@
+/*
+ * webhook.c - the notifications handler: each job goes to an HTTP endpoint
+ * with libcurl, the way push gateways, Slack-style incoming webhooks and
+ * in-house notification services take them.
+ *
+ * Every request carries Idempotency-Key: <event id>, and with secret_file
+ * Kpool-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">.  2xx is
+ * done; 408, 429, 5xx, connection errors and timeouts are retried, after
+ * Retry-After if the server sent one; other answers fail the job with the
+ * status and the start of the body.
+ *
+ * A job can put values into the URL ({{field}}), so it could point kpool at
+ * loopback or a private network: the address each connection goes to is
+ * checked, after name resolution, against allow_hosts (by default: public
+ * addresses only).  Redirects are not followed; only http and https are spoken.
+ *
+ * Connections are kept and reused by one curl multi handle; handle_batch sends
+ * the jobs of a batch concurrently when their keys differ, in order when they
+ * share one.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kpool_plugin.h"
+#include "util.h"
+
+#define MAX_BATCH	64
+#define MAX_CONCURRENCY 64
+#define BODY_KEEP	200 /* bytes of an answer's body kept for the reason */
+#define LINE_MAX_	512 /* a header line kpool makes */
+
+/* An allow_hosts entry: a network (CIDR or address) or a host name. */
+struct allow {
+	char *name; /* NULL for a network; "*.example.com" matches below example.com */
+	int family;
+	unsigned char addr[16];
+	int bits;
+};
+
+struct hook {
+	const struct kpool_host *host;
+	char *url; /* may hold {{field}} */
+	char *method;
+	struct curl_slist *hdrs; /* the header options and Content-Type */
+	bool body_data;		 /* body = data: the envelope's data, not the whole job */
+	unsigned char *secret;
+	size_t secret_len;
+	EVP_MAC *mac;
+	long timeout_ms;
+	struct allow *allow;
+	size_t n_allow;
+	bool allow_public;
+	bool tls_verify;
+	char *ca_file;
+	bool keepalive;
+	int concurrency;
+	CURLM *multi;
+	struct req *reqs; /* concurrency of them, each with its easy handle */
+};
+
+/* One request in flight. */
+struct req {
+	struct hook *h;
+	CURL *easy;
+	size_t idx; /* the job's place in the batch */
+	const struct kpool_job *job;
+	json_t *root;
+	char *url, *body;
+	size_t body_len;
+	bool body_owned;
+	struct curl_slist *hdrs;
+	char host[256];	 /* as the URL names it, for allow_hosts and reasons */
+	bool host_named; /* allowed by name */
+	char refused[160];
+	char errbuf[CURL_ERROR_SIZE];
+	char resp[BODY_KEEP + 1];
+	size_t resp_len;
+};
+
+/* ---- the SSRF guard ----------------------------------------------------- */
+
+static bool in_net(const unsigned char *a, const unsigned char *net, int bits)
+{
+	int bytes = bits / 8, rest = bits % 8;
+
+	if (memcmp(a, net, (size_t)bytes) != 0)
+		return false;
+	return rest == 0 || ((a[bytes] ^ net[bytes]) & (0xff << (8 - rest))) == 0;
+}
+
+struct net {
+	const char *cidr;
+	unsigned char addr[16];
+	int bits;
+};
+
+/* Addresses that are not the public Internet's (IANA special-purpose registries). */
+static const char *const special_v4[] = {
+    "0.0.0.0/8",     "10.0.0.0/8",	"100.64.0.0/10",  "127.0.0.0/8",    "169.254.0.0/16",
+    "172.16.0.0/12", "192.0.0.0/24",	"192.0.2.0/24",	  "192.88.99.0/24", "192.168.0.0/16",
+    "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4",    "240.0.0.0/4",
+};
+static const char *const special_v6[] = {
+    "::/127", "100::/64", "2001:db8::/32", "fc00::/7", "fe80::/10", "ff00::/8",
+};
+
+static int parse_cidr(const char *s, int *family, unsigned char *addr, int *bits)
+{
+	char a[INET6_ADDRSTRLEN + 8];
+	const char *slash = strchr(s, '/');
+	size_t n = slash ? (size_t)(slash - s) : strlen(s);
+	char *end;
+
+	if (n >= sizeof(a))
+		return -1;
+	memcpy(a, s, n);
+	a[n] = '\0';
+	memset(addr, 0, 16);
+	if (inet_pton(AF_INET, a, addr) == 1)
+		*family = AF_INET, *bits = 32;
+	else if (inet_pton(AF_INET6, a, addr) == 1)
+		*family = AF_INET6, *bits = 128;
+	else
+		return -1;
+	if (slash) {
+		long b = strtol(slash + 1, &end, 10);
+		if (end == slash + 1 || *end || b < 0 || b > *bits)
+			return -1;
+		*bits = (int)b;
+	}
+	return 0;
+}
+
+static bool special(int family, const unsigned char *a)
+{
+	const char *const *list = family == AF_INET ? special_v4 : special_v6;
+	size_t n = family == AF_INET ? sizeof(special_v4) / sizeof(*special_v4)
+				     : sizeof(special_v6) / sizeof(*special_v6);
+	unsigned char net[16];
+	int f, bits;
+
+	for (size_t i = 0; i < n; i++)
+		if (parse_cidr(list[i], &f, net, &bits) == 0 && in_net(a, net, bits))
+			return true;
+	return false;
+}
+
+/* Whether an address is on the public Internet; IPv4 inside IPv6 is judged as IPv4. */
+static bool is_public(int family, const unsigned char *a)
+{
+	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b};
+
+	if (family == AF_INET6 &&
+	    (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0)) /* ::ffff:a.b.c.d */
+		return !special(AF_INET, a + 12);
+	if (family == AF_INET6 && a[0] == 0x20 && a[1] == 0x02) /* 6to4: 2002:AABB:CCDD:: */
+		return !special(AF_INET, a + 2);
+	return !special(family, a);
+}
+
+static bool name_allowed(const struct hook *h, const char *host)
+{
+	for (size_t i = 0; i < h->n_allow; i++) {
+		const char *n = h->allow[i].name;
+		if (n == NULL)
+			continue;
+		if (strncmp(n, "*.", 2) == 0) {
+			size_t hl = strlen(host), nl = strlen(n + 1); /* ".example.com" */
+			if (hl > nl && strcasecmp(host + hl - nl, n + 1) == 0)
+				return true;
+		} else if (strcasecmp(n, host) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool addr_allowed(const struct hook *h, int family, const unsigned char *a)
+{
+	for (size_t i = 0; i < h->n_allow; i++)
+		if (h->allow[i].name == NULL && h->allow[i].family == family &&
+		    in_net(a, h->allow[i].addr, h->allow[i].bits))
+			return true;
+	return h->allow_public && is_public(family, a);
+}
+
+/* curl asks for each socket it connects: here the resolved address is checked. */
+static curl_socket_t on_open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *sa)
+{
+	struct req *r = arg;
+	const unsigned char *a = NULL;
+	char text[INET6_ADDRSTRLEN] = "?";
+
+	(void)purpose;
+	if (sa->family == AF_INET)
+		a = (const unsigned char *)&((struct sockaddr_in *)&sa->addr)->sin_addr;
+	else if (sa->family == AF_INET6)
+		a = (const unsigned char *)&((struct sockaddr_in6 *)&sa->addr)->sin6_addr;
+	if (!r->host_named && (a == NULL || !addr_allowed(r->h, sa->family, a))) {
+		if (a)
+			inet_ntop(sa->family, a, text, sizeof(text));
+		snprintf(r->refused, sizeof(r->refused),
+			 "%s resolves to %s, which allow_hosts does not allow (%s)", r->host, text,
+			 r->h->n_allow ? "see allow_hosts" : "public addresses only");
+		return CURL_SOCKET_BAD;
+	}
+	return socket(sa->family, sa->socktype | SOCK_CLOEXEC, sa->protocol);
+}
+
+/* ---- one request ---------------------------------------------------------- */
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+	struct req *r = arg;
+	size_t len = size * n, take = BODY_KEEP - r->resp_len;
+
+	if (take > len)
+		take = len;
+	memcpy(r->resp + r->resp_len, p, take);
+	r->resp_len += take;
+	r->resp[r->resp_len] = '\0';
+	return len;
+}
+
+/* The URL with its {{placeholders}} filled from the job, URL-encoded. */
+static char *fill_url(const struct hook *h, json_t *body, json_t *root, char *reason)
+{
+	struct buf out = {0};
+	const char *s = h->url, *a, *z;
+
+	while ((a = strstr(s, "{{")) != NULL && (z = strstr(a + 2, "}}")) != NULL) {
+		struct buf val = {0};
+		buf_add(&out, s, (size_t)(a - s));
+		a += 2;
+		if (!util_lookup(body, a, (size_t)(z - a), &val) &&
+		    (body == root || !util_lookup(root, a, (size_t)(z - a), &val))) {
+			snprintf(reason, KPOOL_REASON_MAX, "url: no value for {{%.*s}} in the job",
+				 (int)(z - a > 64 ? 64 : z - a), a);
+			free(val.p);
+			free(out.p);
+			return NULL;
+		}
+		char *enc = curl_easy_escape(NULL, val.p ? val.p : "", (int)val.len);
+		buf_str(&out, enc ? enc : "");
+		curl_free(enc);
+		free(val.p);
+		s = z + 2;
+	}
+	buf_str(&out, s);
+	if (out.oom) {
+		free(out.p);
+		snprintf(reason, KPOOL_REASON_MAX, "out of memory");
+		return NULL;
+	}
+	return out.p;
+}
+
+/* The host a URL names, and that its scheme is http or https; -1 with reason if not. */
+static int url_host(const char *url, char *host, size_t len, char *reason)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *hp = NULL;
+	int rc = -1;
+
+	if (u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
+		snprintf(reason, KPOOL_REASON_MAX, "url: not a URL: %.200s", url);
+	} else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+		   (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
+		snprintf(reason, KPOOL_REASON_MAX, "url: only http:// and https://, not %.200s",
+			 url);
+	} else if (curl_url_get(u, CURLUPART_HOST, &hp, 0) != CURLUE_OK) {
+		snprintf(reason, KPOOL_REASON_MAX, "url: no host in %.200s", url);
+	} else {
+		size_t n = strlen(hp);
+		if (hp[0] == '[' && n > 1 && hp[n - 1] == ']') /* an IPv6 literal */
+			snprintf(host, len, "%.*s", (int)(n - 2), hp + 1);
+		else
+			snprintf(host, len, "%s", hp);
+		rc = 0;
+	}
+	curl_free(scheme);
+	curl_free(hp);
+	curl_url_cleanup(u);
+	return rc;
+}
+
+static void hex(const unsigned char *p, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", p[i]);
+}
+
+/* Kpool-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">. */
+static int sign(const struct hook *h, const char *body, size_t len, char *out, size_t out_len)
+{
+	char t[24];
+	unsigned char md[EVP_MAX_MD_SIZE];
+	char mdhex[2 * EVP_MAX_MD_SIZE + 1];
+	size_t mdlen = 0;
+	OSSL_PARAM params[] = {
+	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+	    OSSL_PARAM_construct_end(),
+	};
+	EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(h->mac);
+	int rc = -1;
+
+	snprintf(t, sizeof(t), "%lld", (long long)time(NULL));
+	if (ctx && EVP_MAC_init(ctx, h->secret, h->secret_len, params) == 1 &&
+	    EVP_MAC_update(ctx, (const unsigned char *)t, strlen(t)) == 1 &&
+	    EVP_MAC_update(ctx, (const unsigned char *)".", 1) == 1 &&
+	    EVP_MAC_update(ctx, (const unsigned char *)body, len) == 1 &&
+	    EVP_MAC_final(ctx, md, &mdlen, sizeof(md)) == 1) {
+		hex(md, mdlen, mdhex);
+		snprintf(out, out_len, "Kpool-Signature: t=%s,v1=%s", t, mdhex);
+		rc = 0;
+	}
+	EVP_MAC_CTX_free(ctx);
+	return rc;
+}
+
+static void req_clear(struct req *r)
+{
+	if (r->body_owned)
+		free(r->body);
+	free(r->url);
+	json_decref(r->root);
+	curl_slist_free_all(r->hdrs);
+	CURL *easy = r->easy;
+	struct hook *h = r->h;
+	memset(r, 0, sizeof(*r));
+	r->easy = easy;
+	r->h = h;
+}
+
+/* Makes the request for a job ready to go; false with reason if the job cannot be sent. */
+static bool req_prepare(struct req *r, const struct kpool_job *job, char *reason)
+{
+	struct hook *h = r->h;
+	json_error_t jerr;
+	char line[LINE_MAX_];
+	json_t *body;
+
+	r->job = job;
+	r->root = json_loadb(job->value, job->value_len, 0, &jerr);
+	if (!json_is_object(r->root)) {
+		snprintf(reason, KPOOL_REASON_MAX, "job is not a JSON object");
+		return false;
+	}
+	body = util_job_body(r->root);
+	if (h->body_data && body != r->root) {
+		r->body = json_dumps(body, JSON_COMPACT);
+		r->body_owned = true;
+		r->body_len = r->body ? strlen(r->body) : 0;
+	} else {
+		r->body = (char *)job->value; /* the job's bytes as they came, signed as sent */
+		r->body_len = job->value_len;
+	}
+	if (r->body == NULL) {
+		snprintf(reason, KPOOL_REASON_MAX, "out of memory");
+		return false;
+	}
+	if ((r->url = fill_url(h, body, r->root, reason)) == NULL ||
+	    url_host(r->url, r->host, sizeof(r->host), reason) < 0)
+		return false;
+	r->host_named = name_allowed(h, r->host);
+
+	for (struct curl_slist *s = h->hdrs; s; s = s->next)
+		r->hdrs = curl_slist_append(r->hdrs, s->data);
+	snprintf(line, sizeof(line), "Idempotency-Key: %s", job->event_id);
+	r->hdrs = curl_slist_append(r->hdrs, line);
+	snprintf(line, sizeof(line), "Kpool-Attempt: %d", job->attempt);
+	r->hdrs = curl_slist_append(r->hdrs, line);
+	if (h->secret) {
+		if (sign(h, r->body, r->body_len, line, sizeof(line)) < 0) {
+			snprintf(reason, KPOOL_REASON_MAX, "cannot compute the signature");
+			return false;
+		}
+		r->hdrs = curl_slist_append(r->hdrs, line);
+	}
+	r->hdrs = curl_slist_append(r->hdrs, "Expect:"); /* no 100-continue round trip */
+
+	CURL *e = r->easy;
+	curl_easy_reset(e);
+	curl_easy_setopt(e, CURLOPT_URL, r->url);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_PROXY, ""); /* the address checked is the one called */
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, h->timeout_ms);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "kpool/" PACKAGE_VERSION);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, h->tls_verify ? 1L : 0L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, h->tls_verify ? 2L : 0L);
+	if (h->ca_file)
+		curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
+	if (!h->keepalive) {
+		curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+		curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+	}
+	if (strcmp(h->method, "GET") == 0) {
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	} else {
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+		if (strcmp(h->method, "POST") != 0)
+			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, h->method);
+	}
+	return true;
+}
+
+/* Printable text of an answer's body: control characters become spaces, and
+ * a UTF-8 character cut at the end goes. */
+static void printable(char *s, size_t len)
+{
+	size_t lead = len;
+
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			s[i] = ' ';
+	while (lead > 0 && len - lead < 4 && ((unsigned char)s[lead - 1] & 0xc0) == 0x80)
+		lead--;
+	if (lead > 0 && ((unsigned char)s[lead - 1] & 0xc0) == 0xc0) {
+		unsigned char c = (unsigned char)s[lead - 1];
+		size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+		if (len - (lead - 1) < need)
+			s[lead - 1] = '\0';
+	}
+}
+
+/* What became of a request; asks kpoold to wait as the server said, if it said so. */
+static kpool_status req_outcome(struct req *r, CURLcode cc, char *reason)
+{
+	long code = 0;
+	curl_off_t after = 0;
+
+	if (cc != CURLE_OK) {
+		if (r->refused[0]) {
+			snprintf(reason, KPOOL_REASON_MAX, "refused: %s", r->refused);
+			return KPOOL_FAIL;
+		}
+		snprintf(reason, KPOOL_REASON_MAX, "%s: %s", r->host,
+			 r->errbuf[0] ? r->errbuf : curl_easy_strerror(cc));
+		reason[strcspn(reason, "\r\n")] = '\0';
+		return cc == CURLE_URL_MALFORMAT || cc == CURLE_UNSUPPORTED_PROTOCOL ? KPOOL_FAIL
+										     : KPOOL_RETRY;
+	}
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
+	if (code >= 200 && code < 300)
+		return KPOOL_DONE;
+	printable(r->resp, r->resp_len);
+	snprintf(reason, KPOOL_REASON_MAX, "HTTP %ld%s%s", code, r->resp_len ? ": " : "", r->resp);
+	if (code == 408 || code == 429 || code >= 500) {
+		if (curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &after) == CURLE_OK &&
+		    after > 0 && kpool_retry_after)
+			kpool_retry_after(r->job, (int64_t)after * 1000);
+		return KPOOL_RETRY;
+	}
+	return KPOOL_FAIL;
+}
+
+/* ---- the batch ------------------------------------------------------------ */
+
+static bool same_key(const struct kpool_job *a, const struct kpool_job *b)
+{
+	return a->key_len > 0 && a->key_len == b->key_len &&
+	       memcmp(a->key, b->key, a->key_len) == 0;
+}
+
+/*
+ * Sends the jobs, up to concurrency at a time; jobs that share a key one
+ * after another, in their order.  When one of those is to be retried, the
+ * jobs of its key behind it are retried too, so that they stay behind it.
+ */
+static void send_all(struct hook *h, const struct kpool_job *const *jobs, size_t n,
+		     kpool_status *status, char (*reason)[KPOOL_REASON_MAX])
+{
+	size_t next[MAX_BATCH], ready[MAX_BATCH], n_ready = 0, r_head = 0;
+	int in_flight = 0;
+
+	/* next[i]: the job after i with the same key, or n; heads are ready at once. */
+	for (size_t i = 0; i < n; i++) {
+		bool head = true;
+		next[i] = n;
+		for (size_t k = i + 1; k < n; k++)
+			if (same_key(jobs[i], jobs[k])) {
+				next[i] = k;
+				break;
+			}
+		for (size_t k = 0; k < i && head; k++)
+			if (same_key(jobs[k], jobs[i]))
+				head = false;
+		if (head)
+			ready[n_ready++] = i;
+	}
+	while (r_head < n_ready || in_flight > 0) {
+		/* Start what may start. */
+		while (r_head < n_ready && in_flight < h->concurrency) {
+			size_t i = ready[r_head++];
+			struct req *r = NULL;
+			for (int k = 0; k < h->concurrency && r == NULL; k++)
+				if (h->reqs[k].job == NULL)
+					r = &h->reqs[k];
+			r->idx = i;
+			reason[i][0] = '\0';
+			if (!req_prepare(r, jobs[i], reason[i])) {
+				status[i] = KPOOL_FAIL;
+				req_clear(r);
+				if (next[i] < n)
+					ready[n_ready++] = next[i];
+				continue;
+			}
+			curl_multi_add_handle(h->multi, r->easy);
+			in_flight++;
+		}
+		int running = 0;
+		curl_multi_perform(h->multi, &running);
+		CURLMsg *m;
+		int left;
+		bool finished = false;
+		while ((m = curl_multi_info_read(h->multi, &left)) != NULL) {
+			struct req *r = NULL;
+			if (m->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+			CURLcode cc = m->data.result;
+			size_t i = r->idx;
+			curl_multi_remove_handle(h->multi, r->easy);
+			in_flight--;
+			finished = true;
+			status[i] = req_outcome(r, cc, reason[i]);
+			req_clear(r);
+			for (size_t k = next[i]; k < n; k = next[k]) {
+				if (status[i] != KPOOL_RETRY) {
+					ready[n_ready++] = k;
+					break;
+				}
+				status[k] = KPOOL_RETRY;
+				snprintf(reason[k], KPOOL_REASON_MAX,
+					 "waits for event %.100s of the same key",
+					 jobs[i]->event_id);
+			}
+		}
+		if (in_flight > 0 && !finished)
+			curl_multi_poll(h->multi, NULL, 0, 1000, NULL);
+	}
+}
+
+static void handle_batch(void *state, const struct kpool_job *const *jobs, size_t n,
+			 kpool_status *status, char (*reason)[KPOOL_REASON_MAX])
+{
+	for (size_t done = 0; done < n; done += MAX_BATCH)
+		send_all(state, jobs + done, n - done < MAX_BATCH ? n - done : MAX_BATCH,
+			 status + done, reason + done);
+}
+
+static kpool_status handle(void *state, const struct kpool_job *job, char reason[KPOOL_REASON_MAX])
+{
+	const struct kpool_job *const jobs[1] = {job};
+	kpool_status st = KPOOL_FAIL;
+
+	send_all(state, jobs, 1, &st, (char(*)[KPOOL_REASON_MAX])reason);
+	return st;
+}
+
+/* ---- options ---------------------------------------------------------- */
+
+static void hook_free(struct hook *h)
+{
+	if (h == NULL)
+		return;
+	for (int i = 0; h->reqs && i < h->concurrency; i++)
+		if (h->reqs[i].easy)
+			curl_easy_cleanup(h->reqs[i].easy);
+	free(h->reqs);
+	if (h->multi)
+		curl_multi_cleanup(h->multi);
+	for (size_t i = 0; i < h->n_allow; i++)
+		free(h->allow[i].name);
+	free(h->allow);
+	free(h->url);
+	free(h->method);
+	curl_slist_free_all(h->hdrs);
+	if (h->secret)
+		explicit_bzero(h->secret, h->secret_len);
+	free(h->secret);
+	EVP_MAC_free(h->mac);
+	free(h->ca_file);
+	free(h);
+	curl_global_cleanup();
+}
+
+static bool name_ok(const char *s)
+{
+	if (*s == '\0' || strlen(s) > 253)
+		return false;
+	if (strncmp(s, "*.", 2) == 0)
+		s += 2;
+	for (; *s; s++)
+		if (!(*s >= 'a' && *s <= 'z') && !(*s >= 'A' && *s <= 'Z') &&
+		    !(*s >= '0' && *s <= '9') && *s != '-' && *s != '.' && *s != '_')
+			return false;
+	return true;
+}
+
+/* allow_hosts = public, 10.1.0.0/16, notify.internal, *.example.com */
+static int set_allow(struct hook *h, const char *v, char *err, size_t len)
+{
+	char *copy = strdup(v), *save = NULL;
+
+	h->allow_public = false;
+	for (char *t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
+		struct allow a = {0};
+		if (strcmp(t, "public") == 0) {
+			h->allow_public = true;
+			continue;
+		}
+		if (parse_cidr(t, &a.family, a.addr, &a.bits) < 0) {
+			if (strchr(t, '/') || !name_ok(t)) {
+				snprintf(
+				    err, len,
+				    "allow_hosts: '%s' is neither a network (CIDR), an address "
+				    "nor a host name",
+				    t);
+				free(copy);
+				return -1;
+			}
+			a.name = strdup(t);
+		}
+		struct allow *p = realloc(h->allow, (h->n_allow + 1) * sizeof(*p));
+		if (p == NULL) {
+			free(a.name);
+			break;
+		}
+		h->allow = p;
+		h->allow[h->n_allow++] = a;
+	}
+	free(copy);
+	return 0;
+}
+
+/* header = Name: value; not kpool's own, nor one that frames the body. */
+static int add_header(struct hook *h, const char *v, char *err, size_t len)
+{
+	static const char *const reserved[] = {"Idempotency-Key",   "Kpool-Signature",
+					       "Kpool-Attempt",	    "Content-Length",
+					       "Transfer-Encoding", "Host"};
+	size_t n = strcspn(v, ":");
+
+	if (v[n] != ':' || n == 0 || strpbrk(v, "\r\n")) {
+		snprintf(err, len, "header: '%s' is not 'Name: value'", v);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)v[i] <= ' ' || strchr("()<>@,;:\\\"/[]?={}", v[i])) {
+			snprintf(err, len, "header: '%.*s' is not a header name", (int)n, v);
+			return -1;
+		}
+	for (size_t i = 0; i < sizeof(reserved) / sizeof(*reserved); i++)
+		if (strlen(reserved[i]) == n && strncasecmp(v, reserved[i], n) == 0) {
+			snprintf(err, len, "header: %s is kpool's to set", reserved[i]);
+			return -1;
+		}
+	h->hdrs = curl_slist_append(h->hdrs, v);
+	return 0;
+}
+
+/* A literal address in a URL's fixed host must be one the guard lets through: say so now. */
+static int check_url(struct hook *h, char *err, size_t len)
+{
+	char prefix[512], host[256], reason[KPOOL_REASON_MAX];
+	unsigned char a[16];
+	int family, bits;
+	const char *auth = strstr(h->url, "://");
+
+	if (auth == NULL ||
+	    (strncmp(h->url, "http://", 7) != 0 && strncmp(h->url, "https://", 8) != 0)) {
+		snprintf(err, len, "url: '%s' is not an http:// or https:// URL", h->url);
+		return -1;
+	}
+	auth += 3;
+	size_t alen = strcspn(auth, "/?#");
+	if (memmem(auth, alen, "{{", 2)) /* the job names the host: checked per request */
+		return 0;
+	snprintf(prefix, sizeof(prefix), "%.*s/", (int)(auth - h->url + alen), h->url);
+	if (url_host(prefix, host, sizeof(host), reason) < 0) {
+		snprintf(err, len, "%s", reason);
+		return -1;
+	}
+	if (parse_cidr(host, &family, a, &bits) == 0 && !name_allowed(h, host) &&
+	    !addr_allowed(h, family, a)) {
+		snprintf(err, len, "url: %s is not a public address; allow_hosts must allow it",
+			 host);
+		return -1;
+	}
+	return 0;
+}
+
+static void *init(const struct kpool_host *host, const struct kpool_option *opts, size_t n_opts,
+		  char *err, size_t len)
+{
+	struct hook *h = calloc(1, sizeof(*h));
+	const char *content_type = "application/json", *secret_file = NULL;
+	char line[LINE_MAX_];
+
+	if (h == NULL || curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+		snprintf(err, len, "cannot set up libcurl");
+		free(h);
+		return NULL;
+	}
+	h->host = host;
+	h->timeout_ms = 10000;
+	h->allow_public = true;
+	h->tls_verify = true;
+	h->keepalive = true;
+	h->concurrency = 8;
+	for (size_t i = 0; i < n_opts; i++) {
+		const char *k = opts[i].key, *v = opts[i].value;
+		if (strcmp(k, "url") == 0) {
+			free(h->url);
+			h->url = strdup(v);
+		} else if (strcmp(k, "method") == 0) {
+			free(h->method);
+			h->method = strdup(v);
+			for (const char *c = v; *c; c++)
+				if (*c < 'A' || *c > 'Z') {
+					snprintf(err, len, "method: '%s' (e.g. POST, PUT, PATCH)",
+						 v);
+					goto fail;
+				}
+		} else if (strcmp(k, "header") == 0) {
+			if (add_header(h, v, err, len) < 0)
+				goto fail;
+		} else if (strcmp(k, "body") == 0) {
+			if (strcmp(v, "job") != 0 && strcmp(v, "data") != 0) {
+				snprintf(err, len, "body: '%s' (job or data)", v);
+				goto fail;
+			}
+			h->body_data = strcmp(v, "data") == 0;
+		} else if (strcmp(k, "content_type") == 0) {
+			content_type = v;
+		} else if (strcmp(k, "secret_file") == 0) {
+			secret_file = v;
+		} else if (strcmp(k, "timeout") == 0) {
+			if ((h->timeout_ms = util_duration_ms(v)) <= 0) {
+				snprintf(err, len, "timeout: bad duration '%s' (ms, s or m)", v);
+				goto fail;
+			}
+		} else if (strcmp(k, "allow_hosts") == 0) {
+			if (set_allow(h, v, err, len) < 0)
+				goto fail;
+		} else if (strcmp(k, "tls_verify") == 0 || strcmp(k, "keepalive") == 0) {
+			if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+				snprintf(err, len, "%s: '%s' (on or off)", k, v);
+				goto fail;
+			}
+			if (k[0] == 't')
+				h->tls_verify = strcmp(v, "on") == 0;
+			else
+				h->keepalive = strcmp(v, "on") == 0;
+		} else if (strcmp(k, "ca_file") == 0) {
+			free(h->ca_file);
+			h->ca_file = strdup(v);
+			if (access(v, R_OK) < 0) {
+				snprintf(err, len, "ca_file: %s: %s", v, strerror(errno));
+				goto fail;
+			}
+		} else if (strcmp(k, "concurrency") == 0) {
+			char *end;
+			long c = strtol(v, &end, 10);
+			if (end == v || *end || c < 1 || c > MAX_CONCURRENCY) {
+				snprintf(err, len, "concurrency: '%s' (1 to %d)", v,
+					 MAX_CONCURRENCY);
+				goto fail;
+			}
+			h->concurrency = (int)c;
+		} else {
+			snprintf(err, len,
+				 "unknown option '%s' (url, method, header, body, content_type, "
+				 "secret_file, timeout, allow_hosts, tls_verify, ca_file, "
+				 "keepalive, concurrency)",
+				 k);
+			goto fail;
+		}
+	}
+	if (h->url == NULL) {
+		snprintf(err, len,
+			 "url: missing (e.g. https://push.example.com/notify/{{userId}})");
+		goto fail;
+	}
+	if (h->method == NULL)
+		h->method = strdup("POST");
+	if (check_url(h, err, len) < 0)
+		goto fail;
+	if (strpbrk(content_type, "\r\n")) {
+		snprintf(err, len, "content_type: CR or LF in it");
+		goto fail;
+	}
+	snprintf(line, sizeof(line), "Content-Type: %s", content_type);
+	h->hdrs = curl_slist_append(h->hdrs, line);
+	if (secret_file) {
+		char why[300];
+		char *s = util_read_file(secret_file, 4096, why, sizeof(why));
+		if (s == NULL) {
+			snprintf(err, len, "secret_file: %s", why);
+			goto fail;
+		}
+		s[strcspn(s, "\r\n")] = '\0';
+		h->secret_len = strlen(s);
+		h->secret = (unsigned char *)s;
+		if (h->secret_len == 0) {
+			snprintf(err, len, "secret_file: %s: empty", secret_file);
+			goto fail;
+		}
+		h->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+		if (h->mac == NULL) {
+			snprintf(err, len, "secret_file: OpenSSL has no HMAC");
+			goto fail;
+		}
+	}
+	h->multi = curl_multi_init();
+	h->reqs = calloc((size_t)h->concurrency, sizeof(*h->reqs));
+	if (h->multi == NULL || h->reqs == NULL || h->hdrs == NULL || h->method == NULL) {
+		snprintf(err, len, "out of memory");
+		goto fail;
+	}
+	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)h->concurrency);
+	curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)h->concurrency * 2);
+	for (int i = 0; i < h->concurrency; i++) {
+		h->reqs[i].h = h;
+		if ((h->reqs[i].easy = curl_easy_init()) == NULL) {
+			snprintf(err, len, "out of memory");
+			goto fail;
+		}
+	}
+	host->log(LOG_INFO, "webhook: %s %s%s%s", h->method, h->url, h->secret ? ", signed" : "",
+		  h->keepalive ? "" : ", a new connection per job");
+	return h;
+fail:
+	hook_free(h);
+	return NULL;
+}
+
+static void fini(void *state)
+{
+	hook_free(state);
+}
+
+const struct kpool_plugin kpool_plugin = {
+    KPOOL_PLUGIN_HEADER, .name = "webhook", .version = PACKAGE_VERSION,	  .init = init,
+    .handle = handle,	 .fini = fini,	    .handle_batch = handle_batch,
+};
