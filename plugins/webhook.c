@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "allow.h"
 #include "kpool_plugin.h"
 #include "util.h"
 
@@ -44,14 +45,6 @@
 #define MAX_CONCURRENCY 64
 #define BODY_KEEP	200 /* bytes of an answer's body kept for the reason */
 #define LINE_MAX_	512 /* a header line kpool makes */
-
-/* An allow_hosts entry: a network (CIDR or address) or a host name. */
-struct allow {
-	char *name; /* NULL for a network; "*.example.com" matches below example.com */
-	int family;
-	unsigned char addr[16];
-	int bits;
-};
 
 struct hook {
 	const struct kpool_host *host;
@@ -63,9 +56,7 @@ struct hook {
 	size_t secret_len;
 	EVP_MAC *mac;
 	long timeout_ms;
-	struct allow *allow;
-	size_t n_allow;
-	bool allow_public;
+	struct allow_list allow;
 	bool tls_verify;
 	char *ca_file;
 	bool keepalive;
@@ -95,112 +86,6 @@ struct req {
 
 /* ---- the SSRF guard ----------------------------------------------------- */
 
-static bool in_net(const unsigned char *a, const unsigned char *net, int bits)
-{
-	int bytes = bits / 8, rest = bits % 8;
-
-	if (memcmp(a, net, (size_t)bytes) != 0)
-		return false;
-	return rest == 0 || ((a[bytes] ^ net[bytes]) & (0xff << (8 - rest))) == 0;
-}
-
-struct net {
-	const char *cidr;
-	unsigned char addr[16];
-	int bits;
-};
-
-/* Addresses that are not the public Internet's (IANA special-purpose registries). */
-static const char *const special_v4[] = {
-    "0.0.0.0/8",     "10.0.0.0/8",	"100.64.0.0/10",  "127.0.0.0/8",    "169.254.0.0/16",
-    "172.16.0.0/12", "192.0.0.0/24",	"192.0.2.0/24",	  "192.88.99.0/24", "192.168.0.0/16",
-    "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4",    "240.0.0.0/4",
-};
-static const char *const special_v6[] = {
-    "::/127", "100::/64", "2001:db8::/32", "fc00::/7", "fe80::/10", "ff00::/8",
-};
-
-static int parse_cidr(const char *s, int *family, unsigned char *addr, int *bits)
-{
-	char a[INET6_ADDRSTRLEN + 8];
-	const char *slash = strchr(s, '/');
-	size_t n = slash ? (size_t)(slash - s) : strlen(s);
-	char *end;
-
-	if (n >= sizeof(a))
-		return -1;
-	memcpy(a, s, n);
-	a[n] = '\0';
-	memset(addr, 0, 16);
-	if (inet_pton(AF_INET, a, addr) == 1)
-		*family = AF_INET, *bits = 32;
-	else if (inet_pton(AF_INET6, a, addr) == 1)
-		*family = AF_INET6, *bits = 128;
-	else
-		return -1;
-	if (slash) {
-		long b = strtol(slash + 1, &end, 10);
-		if (end == slash + 1 || *end || b < 0 || b > *bits)
-			return -1;
-		*bits = (int)b;
-	}
-	return 0;
-}
-
-static bool special(int family, const unsigned char *a)
-{
-	const char *const *list = family == AF_INET ? special_v4 : special_v6;
-	size_t n = family == AF_INET ? sizeof(special_v4) / sizeof(*special_v4)
-				     : sizeof(special_v6) / sizeof(*special_v6);
-	unsigned char net[16];
-	int f, bits;
-
-	for (size_t i = 0; i < n; i++)
-		if (parse_cidr(list[i], &f, net, &bits) == 0 && in_net(a, net, bits))
-			return true;
-	return false;
-}
-
-/* Whether an address is on the public Internet; IPv4 inside IPv6 is judged as IPv4. */
-static bool is_public(int family, const unsigned char *a)
-{
-	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-	static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b};
-
-	if (family == AF_INET6 &&
-	    (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0)) /* ::ffff:a.b.c.d */
-		return !special(AF_INET, a + 12);
-	if (family == AF_INET6 && a[0] == 0x20 && a[1] == 0x02) /* 6to4: 2002:AABB:CCDD:: */
-		return !special(AF_INET, a + 2);
-	return !special(family, a);
-}
-
-static bool name_allowed(const struct hook *h, const char *host)
-{
-	for (size_t i = 0; i < h->n_allow; i++) {
-		const char *n = h->allow[i].name;
-		if (n == NULL)
-			continue;
-		if (strncmp(n, "*.", 2) == 0) {
-			size_t hl = strlen(host), nl = strlen(n + 1); /* ".example.com" */
-			if (hl > nl && strcasecmp(host + hl - nl, n + 1) == 0)
-				return true;
-		} else if (strcasecmp(n, host) == 0) {
-			return true;
-		}
-	}
-	return false;
-}
-
-static bool addr_allowed(const struct hook *h, int family, const unsigned char *a)
-{
-	for (size_t i = 0; i < h->n_allow; i++)
-		if (h->allow[i].name == NULL && h->allow[i].family == family &&
-		    in_net(a, h->allow[i].addr, h->allow[i].bits))
-			return true;
-	return h->allow_public && is_public(family, a);
-}
-
 /* curl asks for each socket it connects: here the resolved address is checked. */
 static curl_socket_t on_open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *sa)
 {
@@ -213,12 +98,12 @@ static curl_socket_t on_open_socket(void *arg, curlsocktype purpose, struct curl
 		a = (const unsigned char *)&((struct sockaddr_in *)&sa->addr)->sin_addr;
 	else if (sa->family == AF_INET6)
 		a = (const unsigned char *)&((struct sockaddr_in6 *)&sa->addr)->sin6_addr;
-	if (!r->host_named && (a == NULL || !addr_allowed(r->h, sa->family, a))) {
+	if (!r->host_named && (a == NULL || !allow_addr(&r->h->allow, sa->family, a))) {
 		if (a)
 			inet_ntop(sa->family, a, text, sizeof(text));
 		snprintf(r->refused, sizeof(r->refused),
 			 "%s resolves to %s, which allow_hosts does not allow (%s)", r->host, text,
-			 r->h->n_allow ? "see allow_hosts" : "public addresses only");
+			 r->h->allow.n ? "see allow_hosts" : "public addresses only");
 		return CURL_SOCKET_BAD;
 	}
 	return socket(sa->family, sa->socktype | SOCK_CLOEXEC, sa->protocol);
@@ -379,7 +264,7 @@ static bool req_prepare(struct req *r, const struct kpool_job *job, char *reason
 	if ((r->url = fill_url(h, body, r->root, reason)) == NULL ||
 	    url_host(r->url, r->host, sizeof(r->host), reason) < 0)
 		return false;
-	r->host_named = name_allowed(h, r->host);
+	r->host_named = allow_name(&h->allow, r->host);
 
 	for (struct curl_slist *s = h->hdrs; s; s = s->next)
 		r->hdrs = curl_slist_append(r->hdrs, s->data);
@@ -597,9 +482,7 @@ static void hook_free(struct hook *h)
 	free(h->reqs);
 	if (h->multi)
 		curl_multi_cleanup(h->multi);
-	for (size_t i = 0; i < h->n_allow; i++)
-		free(h->allow[i].name);
-	free(h->allow);
+	allow_free(&h->allow);
 	free(h->url);
 	free(h->method);
 	curl_slist_free_all(h->hdrs);
@@ -610,55 +493,6 @@ static void hook_free(struct hook *h)
 	free(h->ca_file);
 	free(h);
 	curl_global_cleanup();
-}
-
-static bool name_ok(const char *s)
-{
-	if (*s == '\0' || strlen(s) > 253)
-		return false;
-	if (strncmp(s, "*.", 2) == 0)
-		s += 2;
-	for (; *s; s++)
-		if (!(*s >= 'a' && *s <= 'z') && !(*s >= 'A' && *s <= 'Z') &&
-		    !(*s >= '0' && *s <= '9') && *s != '-' && *s != '.' && *s != '_')
-			return false;
-	return true;
-}
-
-/* allow_hosts = public, 10.1.0.0/16, notify.internal, *.example.com */
-static int set_allow(struct hook *h, const char *v, char *err, size_t len)
-{
-	char *copy = strdup(v), *save = NULL;
-
-	h->allow_public = false;
-	for (char *t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
-		struct allow a = {0};
-		if (strcmp(t, "public") == 0) {
-			h->allow_public = true;
-			continue;
-		}
-		if (parse_cidr(t, &a.family, a.addr, &a.bits) < 0) {
-			if (strchr(t, '/') || !name_ok(t)) {
-				snprintf(
-				    err, len,
-				    "allow_hosts: '%s' is neither a network (CIDR), an address "
-				    "nor a host name",
-				    t);
-				free(copy);
-				return -1;
-			}
-			a.name = strdup(t);
-		}
-		struct allow *p = realloc(h->allow, (h->n_allow + 1) * sizeof(*p));
-		if (p == NULL) {
-			free(a.name);
-			break;
-		}
-		h->allow = p;
-		h->allow[h->n_allow++] = a;
-	}
-	free(copy);
-	return 0;
 }
 
 /* header = Name: value; not kpool's own, nor one that frames the body. */
@@ -709,8 +543,8 @@ static int check_url(struct hook *h, char *err, size_t len)
 		snprintf(err, len, "%s", reason);
 		return -1;
 	}
-	if (parse_cidr(host, &family, a, &bits) == 0 && !name_allowed(h, host) &&
-	    !addr_allowed(h, family, a)) {
+	if (allow_parse_addr(host, &family, a, &bits) == 0 && !allow_name(&h->allow, host) &&
+	    !allow_addr(&h->allow, family, a)) {
 		snprintf(err, len, "url: %s is not a public address; allow_hosts must allow it",
 			 host);
 		return -1;
@@ -732,7 +566,7 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 	}
 	h->host = host;
 	h->timeout_ms = 10000;
-	h->allow_public = true;
+	h->allow.public_ok = true;
 	h->tls_verify = true;
 	h->keepalive = true;
 	h->concurrency = 8;
@@ -769,7 +603,7 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 				goto fail;
 			}
 		} else if (strcmp(k, "allow_hosts") == 0) {
-			if (set_allow(h, v, err, len) < 0)
+			if (allow_parse(&h->allow, v, err, len) < 0)
 				goto fail;
 		} else if (strcmp(k, "tls_verify") == 0 || strcmp(k, "keepalive") == 0) {
 			if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
