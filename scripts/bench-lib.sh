@@ -1,0 +1,54 @@
+# scripts/bench-lib.sh - what the handler benchmarks (scripts/bench-email,
+# scripts/bench-webhook) share; sourced, with NAME set to a short name.
+# Sets T (a scratch directory, removed at exit) and B (an embedded broker in
+# a kpoold of its own); pids+=(PID) has PID stopped at exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup
+scripts/build
+T=$(mktemp -d "/tmp/kpool-bench-$NAME.XXXXXX")
+chmod 755 "$T"
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$T"
+}
+trap cleanup EXIT
+wait_for() { # SECONDS CMD...
+	local end=$(($(date +%s) + $1)); shift
+	until "$@"; do [ "$(date +%s)" -ge "$end" ] && return 1; sleep 0.2; done
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+printf '[kafka]\nbootstrap.servers = embedded\n[pool]\nstate_dir = %s/broker\nmetrics_listen =\n' "$T" >"$T/broker.conf"
+build/workers/kpoold -c "$T/broker.conf" 2>"$T/broker.log" &
+pids+=($!)
+wait_for 20 test -s "$T/broker/embedded.bootstrap"
+B=$(cat "$T/broker/embedded.bootstrap")
+
+# bench_conf NAME [LINE...]: $T/NAME.conf, one binding NAME on topic NAME with
+# the given handler lines (handler = ... and its options) read from stdin.
+bench_conf() {
+	{
+		printf '[kafka]\nbootstrap.servers = %s\n[pool]\nstate_dir = %s/%s\nmetrics_listen =\nlog_level = warning\n' "$B" "$T" "$1"
+		printf '[worker:%s]\ntopic = %s\n' "$1" "$1"
+		cat
+	} >"$T/$1.conf"
+}
+
+# bench_run NAME N: starts binding NAME, waits for its N jobs, prints
+# "JOBS_PER_S PEAK_RSS_KIB" of its worker process.
+bench_run() {
+	build/workers/kpoold -c "$T/$1.conf" 2>"$T/$1.log" &
+	local kp=$! rss=0 wpid
+	pids+=($kp)
+	until [ "$(sqlite3 "$T/$1/$1.db" 'SELECT count(*) FROM processed' 2>/dev/null || echo 0)" -ge "$2" ]; do
+		wpid=$(pgrep -f "kpoold: worker $1#0" | head -1 || true)
+		[ -n "$wpid" ] && rss=$(awk '/VmHWM/ {print $2}' "/proc/$wpid/status" 2>/dev/null || echo "$rss")
+		sleep 0.2
+	done
+	read -r first last <<<"$(sqlite3 -separator ' ' "$T/$1/$1.db" 'SELECT min(processed_at), max(processed_at) FROM processed')"
+	kill -TERM "$kp"; wait "$kp" || true
+	echo "$(python3 -c "print(round(($2 - 1) / max(($last - $first) / 1000, 0.001)))") $rss"
+}
