@@ -249,7 +249,10 @@ static bool req_prepare(struct req *r, const struct kpool_job *job, char *reason
 		return false;
 	}
 	body = util_job_body(r->root);
-	if (h->body_data && body != r->root) {
+	if (strcmp(h->method, "GET") == 0) { /* no body: the signature covers none */
+		r->body = (char *)"";
+		r->body_len = 0;
+	} else if (h->body_data && body != r->root) {
 		r->body = json_dumps(body, JSON_COMPACT);
 		r->body_owned = true;
 		r->body_len = r->body ? strlen(r->body) : 0;

@@ -36,6 +36,13 @@ secret_file = $T/secret
 allow_hosts = 127.0.0.1/32
 header = Authorization: Bearer t0ken
 header = X-Test: yes
+[worker:get]
+topic = get$R
+handler = webhook
+method = GET
+url = http://127.0.0.1:$P/get/{{eventId}}
+secret_file = $T/secret
+allow_hosts = 127.0.0.1
 [worker:flaky]
 topic = flaky$R
 handler = webhook
@@ -99,6 +106,7 @@ send flaky <<'EOF2'
 {"eventId":"f-400","codes":"400"}
 {"eventId":"f-301","codes":"301"}
 EOF2
+printf '{"eventId":"g1"}\n' | send get
 printf '{"eventId":"s1"}\n' | send ssrf
 printf '{"eventId":"c1","host":"127.0.0.1"}\n' | send chosen
 printf '{"eventId":"t1","userId":"u9"}\n' | send tls
@@ -116,7 +124,7 @@ dlq_error() { dlq "$1" "$2" 9; }
 dlq_class() { dlq "$1" "$2" 2; }
 
 # Placeholders, signature, Idempotency-Key, headers, the body as published.
-check "a notification is delivered" wait_for 30 seen '^/notify/u2'
+check "the notifications are delivered" wait_for 30 seen '^/notify/u' 2
 check "placeholders filled and URL-encoded" test "$(req /notify/u%201 1)" = "/notify/u%201%2F%C3%A4?type=comment"
 check "Idempotency-Key is the event id" test "$(req /notify/u%201 2)" = n1
 check "the signature verifies with the same secret" test "$(req /notify/u%201 3)" = ok
@@ -139,6 +147,8 @@ for line in open(sys.argv[1]):
 EOF2
 )
 check "Kpool-Signature is t=UNIX,v1=HMAC-SHA256(t.body)" test "$sig_ok" = yes
+check "method = GET: sent" wait_for 30 seen '^/get/g1'
+check "  no body, and the signature covers none" test "$(req /get/g1 3)|$(req /get/g1 12)" = "ok|"
 printf '{"eventId":"n1","userId":"again","type":"comment"}\n' | send notifications
 printf '{"eventId":"n3","userId":"u3","type":"comment"}\n' | send notifications
 check "a job after the duplicate is delivered" wait_for 30 seen '^/notify/u3'
