@@ -1132,6 +1132,13 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 	flush(&w);
 	rc = 0;
 out:
+	/* Closing commits, and waits for the broker to answer: a worker whose
+	 * supervisor is gone (nobody to kill it after shutdown_timeout) and whose
+	 * broker is gone too would wait for ever.  It ends itself a little after
+	 * shutdown_timeout instead; what it did not commit is redelivered and
+	 * found in the processed table. */
+	signal(SIGALRM, SIG_DFL);
+	alarm((unsigned)(w.conf->shutdown_timeout_ms / 1000) + 2);
 	if (w.rk) {
 		rd_kafka_consumer_close(w.rk); /* revokes (flush, commit) and leaves the group */
 		rd_kafka_destroy(w.rk);

@@ -56,3 +56,27 @@ check "kpoold exits 1 when a worker had to be killed" test "$rc" -eq 1
 check "it names the worker it killed" log_has "$T/pool3.log" "worker=s#0 pid="
 check "and why" log_has "$T/pool3.log" "did not stop within shutdown_timeout; killing it"
 check "it did not wait for the job" test $(($(date +%s) - sleep_started)) -lt 6
+
+# A worker left alone, its supervisor killed with SIGKILL after the broker
+# died: it stops (PR_SET_PDEATHSIG), cannot commit, and ends itself a little
+# after shutdown_timeout rather than wait for the broker for ever.
+if [ -z "$REAL" ]; then
+	start_broker "$T/broker2"
+	BKPID=$KPID
+	BOOTSTRAP=$B pool_conf "$T/alone.conf" 'shutdown_timeout = 2s' <<EOF2
+[worker:alone]
+topic = alone
+handler = probe
+record = $T/alone.record
+EOF2
+	start_kpoold "$T/alone.conf" "$T/alone.log"
+	APID=$KPID
+	printf '{"eventId":"a1","do":"fail"}\n{"eventId":"a2","do":"retry"}\n' |
+		"$KPOOL" -c "$T/alone.conf" send alone --key one 2>/dev/null
+	check "a lone worker: its jobs are in hand" wait_for 60 grep -q '^a2 ' "$T/alone.record"
+	wpid=$(pgrep -P "$APID" | head -1)
+	kill -KILL $(pgrep -P "$BKPID") "$BKPID" 2>/dev/null
+	kill -KILL "$APID"
+	check "  its broker and supervisor killed, it ends within shutdown_timeout + 2s" \
+		wait_for 15 sh -c "! kill -0 $wpid 2>/dev/null"
+fi
