@@ -1,5 +1,5 @@
 /*
- * kpool.c - the admin command: send jobs (more to come: dlq, status).
+ * kpool.c - the admin command: send jobs, read the audit log (more to come: dlq, status).
  */
 #include "config.h"
 
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kpool_cmd.h"
 #include "kpoold.h"
 
 #define SEND_FLUSH_MS 30000
@@ -17,8 +18,12 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f, "usage: kpool -c CONF send TOPIC [--key K] [--header NAME=VALUE]... [--keep-empty]\n"
+	       "       kpool audit verify DB\n"
+	       "       kpool audit query DB [--user U] [--action A] [--since T] [--json]\n"
 	       "  send   one job per line of standard input; empty lines are skipped unless\n"
-	       "         --keep-empty sends them as empty jobs\n");
+	       "         --keep-empty sends them as empty jobs\n"
+	       "  audit  the audit handler's log: verify its hash chain (exit 1 at the first\n"
+	       "         bad entry), or list entries; T is a time or an age (90m, 24h, 7d)\n");
 }
 
 struct send_state {
@@ -167,6 +172,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (optind < argc && strcmp(argv[optind], "audit") == 0)
+		return kp_cmd_audit(argc - optind, argv + optind);
 	if (path == NULL || optind >= argc) {
 		usage(stderr);
 		return 2;

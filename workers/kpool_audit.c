@@ -1,0 +1,189 @@
+/*
+ * kpool_audit.c - `kpool audit verify DB` and `kpool audit query DB`: the
+ * audit handler's log checked link by link, and read.
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auditlog.h"
+#include "kpool_cmd.h"
+
+static sqlite3 *open_ro(const char *path)
+{
+	sqlite3 *db = NULL;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		fprintf(stderr, "kpool: %s: %s\n", path, db ? sqlite3_errmsg(db) : "cannot open");
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, 10000);
+	return db;
+}
+
+static int verify(const char *path)
+{
+	sqlite3 *db = open_ro(path);
+	int64_t n = 0, bad = 0;
+	char why[256];
+	int rc;
+
+	if (db == NULL)
+		return 2;
+	rc = audit_verify(db, &n, &bad, why, sizeof(why));
+	sqlite3_close(db);
+	if (rc == 0) {
+		printf("ok %lld entries\n", (long long)n);
+		return 0;
+	}
+	if (rc > 0) {
+		printf("bad seq %lld: %s (%lld entries before it hold)\n", (long long)bad, why,
+		       (long long)n);
+		return 1;
+	}
+	fprintf(stderr, "kpool: %s: %s\n", path, why);
+	return 2;
+}
+
+/* --since: an ISO 8601 time, seconds since the epoch, or an age such as 90m, 24h, 7d. */
+int64_t kp_cmd_since_ms(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end != s && *end && strchr("smhd", *end) && end[1] == '\0') {
+		double mult = *end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600 : 86400;
+		return ((int64_t)time(NULL) - (int64_t)(v * mult)) * 1000;
+	}
+	json_t *j = end != s && *end == '\0' ? json_real(v) : json_string(s);
+	int64_t ms = audit_time_ms(j);
+	json_decref(j);
+	return ms;
+}
+
+void kp_cmd_iso(int64_t ms, char *out, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static const char *txt(sqlite3_stmt *st, int i)
+{
+	const char *s = (const char *)sqlite3_column_text(st, i);
+	return s ? s : "";
+}
+
+static int query(const char *path, int argc, char **argv)
+{
+	static const struct option longopts[] = {{"user", required_argument, NULL, 'u'},
+						 {"action", required_argument, NULL, 'a'},
+						 {"since", required_argument, NULL, 's'},
+						 {"json", no_argument, NULL, 'j'},
+						 {NULL, 0, NULL, 0}};
+	const char *user = NULL, *action = NULL;
+	int64_t since = -1;
+	int json = 0, c;
+	sqlite3 *db;
+	sqlite3_stmt *st = NULL;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'u':
+			user = optarg;
+			break;
+		case 'a':
+			action = optarg;
+			break;
+		case 's':
+			if ((since = kp_cmd_since_ms(optarg)) < 0) {
+				fprintf(stderr,
+					"kpool: --since %s: not a time (2024-01-15T10:00:00Z, "
+					"1705312800, or an age: 90m, 24h, 7d)\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'j':
+			json = 1;
+			break;
+		default:
+			return 2;
+		}
+	}
+	if ((db = open_ro(path)) == NULL)
+		return 2;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT seq, at, user_id, action, resource, details, event_id FROM "
+			       "audit_log WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR "
+			       "action = ?2) AND at >= ?3 ORDER BY seq",
+			       -1, &st, NULL) != SQLITE_OK) {
+		fprintf(stderr, "kpool: %s: %s\n", path, sqlite3_errmsg(db));
+		sqlite3_close(db);
+		return 2;
+	}
+	if (user)
+		sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+	if (action)
+		sqlite3_bind_text(st, 2, action, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, since < 0 ? 0 : since);
+
+	struct kp_table t;
+	json_t *arr = json_array();
+	kp_table_init(&t, 7, "SEQ", "AT", "USER", "ACTION", "RESOURCE", "EVENT ID", "DETAILS");
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		char seq[24], at[32];
+		snprintf(seq, sizeof(seq), "%lld", (long long)sqlite3_column_int64(st, 0));
+		kp_cmd_iso(sqlite3_column_int64(st, 1), at, sizeof(at));
+		if (json) {
+			json_error_t e;
+			const char *d = (const char *)sqlite3_column_text(st, 5);
+			json_t *details = d ? json_loads(d, JSON_DECODE_ANY, &e) : json_null();
+			if (details == NULL)
+				details = json_string(d);
+			json_array_append_new(
+			    arr, json_pack("{s:I, s:s, s:s?, s:s, s:s?, s:o, s:s}", "seq",
+					   (json_int_t)sqlite3_column_int64(st, 0), "at", at,
+					   "user_id", sqlite3_column_text(st, 2), "action",
+					   txt(st, 3), "resource", sqlite3_column_text(st, 4),
+					   "details", details, "event_id", txt(st, 6)));
+		} else {
+			kp_table_row(&t, seq, at, txt(st, 2), txt(st, 3), txt(st, 4), txt(st, 6),
+				     txt(st, 5));
+		}
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	if (json) {
+		json_dumpf(arr, stdout, JSON_INDENT(2));
+		putchar('\n');
+	} else {
+		kp_table_print(&t, stdout);
+		printf("%zu entries\n", t.n_rows);
+	}
+	json_decref(arr);
+	kp_table_free(&t);
+	return 0;
+}
+
+int kp_cmd_audit(int argc, char **argv)
+{
+	if (argc >= 3 && strcmp(argv[1], "verify") == 0 && argc == 3)
+		return verify(argv[2]);
+	if (argc >= 3 && strcmp(argv[1], "query") == 0)
+		return query(argv[2], argc - 2, argv + 2);
+	fprintf(stderr,
+		"usage: kpool audit verify DB\n"
+		"       kpool audit query DB [--user U] [--action A] [--since T] [--json]\n");
+	return 2;
+}
