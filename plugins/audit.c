@@ -28,7 +28,7 @@ struct audit {
 	const struct kpool_host *host;
 	char *path;
 	sqlite3 *db;
-	sqlite3_stmt *last, *exists, *insert;
+	sqlite3_stmt *last, *insert;
 };
 
 /* One job as an entry; its strings belong to it. */
@@ -139,17 +139,7 @@ static bool append(struct audit *a, struct entry *e, bool *ok, size_t n, kpool_s
 	for (size_t i = 0; i < n; i++) {
 		if (!ok[i])
 			continue;
-		sqlite3_reset(a->exists);
-		sqlite3_bind_text(a->exists, 1, e[i].r.event_id, -1, SQLITE_STATIC);
-		rc = sqlite3_step(a->exists);
-		sqlite3_reset(a->exists);
-		if (rc == SQLITE_ROW) { /* in the log already: a redelivery */
-			status[i] = KPOOL_DONE;
-			continue;
-		}
-		if (rc != SQLITE_DONE)
-			goto fail_tx;
-		e[i].r.seq = ++seq;
+		e[i].r.seq = seq + 1;
 		audit_hash(prev, &e[i].r, h);
 		sqlite3_reset(a->insert);
 		sqlite3_bind_int64(a->insert, 1, e[i].r.seq);
@@ -166,8 +156,11 @@ static bool append(struct audit *a, struct entry *e, bool *ok, size_t n, kpool_s
 		sqlite3_reset(a->insert);
 		if (rc != SQLITE_DONE)
 			goto fail_tx;
-		memcpy(prev, h, AUDIT_HASH_LEN);
 		status[i] = KPOOL_DONE;
+		if (sqlite3_changes(a->db) == 0)
+			continue; /* the event id is in the log already: a redelivery */
+		seq++;
+		memcpy(prev, h, AUDIT_HASH_LEN);
 	}
 	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		goto fail_tx;
@@ -231,10 +224,9 @@ static kpool_status handle(void *state, const struct kpool_job *job, char reason
 static void close_log(struct audit *a)
 {
 	sqlite3_finalize(a->last);
-	sqlite3_finalize(a->exists);
 	sqlite3_finalize(a->insert);
 	sqlite3_close(a->db);
-	a->last = a->exists = a->insert = NULL;
+	a->last = a->insert = NULL;
 	a->db = NULL;
 }
 
@@ -276,12 +268,11 @@ static int open_log(struct audit *a, char *err, size_t len)
 	}
 	if (sqlite3_prepare_v2(a->db, "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
 			       -1, &a->last, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(a->db, "SELECT 1 FROM audit_log WHERE event_id = ?", -1, &a->exists,
-			       NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(
 		a->db,
 		"INSERT INTO audit_log (seq, event_id, at, user_id, action, resource, "
-		"details, job, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
+		"details, job, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?) "
+		"ON CONFLICT (event_id) DO NOTHING",
 		-1, &a->insert, NULL) != SQLITE_OK) {
 		snprintf(err, len, "db: %s: %s", a->path, sqlite3_errmsg(a->db));
 		return -1;

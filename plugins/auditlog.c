@@ -127,9 +127,12 @@ int64_t audit_time_ms(json_t *v)
 			return -1;
 		return d < 1e11 ? (int64_t)(d * 1000) : (int64_t)d;
 	}
-	if (!json_is_string(v))
-		return -1;
-	const char *s = json_string_value(v);
+	return json_is_string(v) ? audit_time_text_ms(json_string_value(v)) : -1;
+}
+
+/* An ISO 8601 / RFC 3339 time in milliseconds since the epoch; -1 if s is none. */
+int64_t audit_time_text_ms(const char *s)
+{
 	struct tm tm = {0};
 	const char *p = strptime(s, "%Y-%m-%d", &tm);
 	int64_t ms = 0;

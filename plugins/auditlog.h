@@ -35,5 +35,6 @@ void audit_hash(const unsigned char prev[AUDIT_HASH_LEN], const struct audit_row
 		unsigned char out[AUDIT_HASH_LEN]);
 int audit_verify(sqlite3 *db, int64_t *entries, int64_t *bad_seq, char *why, size_t len);
 int64_t audit_time_ms(json_t *v);
+int64_t audit_time_text_ms(const char *s);
 
 #endif

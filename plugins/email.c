@@ -218,8 +218,7 @@ static void message_id(const char *event_id, char out[33])
 	unsigned int n = 0;
 
 	EVP_Digest(event_id, strlen(event_id), md, &n, EVP_sha256(), NULL);
-	for (int i = 0; i < 16; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	util_hex(md, 16, out);
 }
 
 /* Builds the message of one job; false with reason if the job cannot be one. */

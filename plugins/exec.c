@@ -29,7 +29,7 @@
 #include "util.h"
 
 #define MAX_ARGS    64
-#define STDERR_KEEP 4096 /* the tail of standard error kept for the reason */
+#define STDERR_KEEP 4096 /* the tail of standard error kept (at least half), for the reason */
 
 extern char **environ;
 
@@ -201,25 +201,16 @@ static kpool_status handle(void *state, const struct kpool_job *job, char reason
 			}
 		}
 		if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-			char buf[4096];
-			ssize_t r = read(errp[0], buf, sizeof(buf));
-			if (r <= 0) {
-				err_open = r < 0 && (errno == EINTR || errno == EAGAIN);
-				continue;
+			/* Read into the tail; when it is full, its older half goes. */
+			if (n_tail == STDERR_KEEP) {
+				memmove(tail, tail + STDERR_KEEP / 2, STDERR_KEEP / 2);
+				n_tail = STDERR_KEEP / 2;
 			}
-			/* keep the tail */
-			if ((size_t)r >= STDERR_KEEP) {
-				memcpy(tail, buf + r - STDERR_KEEP, STDERR_KEEP);
-				n_tail = STDERR_KEEP;
-			} else {
-				if (n_tail + (size_t)r > STDERR_KEEP) {
-					size_t drop = n_tail + (size_t)r - STDERR_KEEP;
-					memmove(tail, tail + drop, n_tail - drop);
-					n_tail -= drop;
-				}
-				memcpy(tail + n_tail, buf, (size_t)r);
+			ssize_t r = read(errp[0], tail + n_tail, STDERR_KEEP - n_tail);
+			if (r > 0)
 				n_tail += (size_t)r;
-			}
+			else
+				err_open = r < 0 && (errno == EINTR || errno == EAGAIN);
 		}
 	}
 	if (in[1] >= 0)

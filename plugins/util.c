@@ -138,3 +138,15 @@ json_t *util_job_body(json_t *root)
 		return data;
 	return root;
 }
+
+/* n bytes as 2n lower-case hex digits and a NUL. */
+void util_hex(const unsigned char *p, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}

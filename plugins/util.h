@@ -24,5 +24,6 @@ bool util_lookup(json_t *data, const char *path, size_t n, struct buf *out);
 json_t *util_job_body(json_t *root);
 char *util_read_file(const char *path, size_t max, char *err, size_t len);
 long util_duration_ms(const char *s);
+void util_hex(const unsigned char *p, size_t n, char *out);
 
 #endif

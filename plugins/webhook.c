@@ -52,9 +52,7 @@ struct hook {
 	char *method;
 	struct curl_slist *hdrs; /* the header options and Content-Type */
 	bool body_data;		 /* body = data: the envelope's data, not the whole job */
-	unsigned char *secret;
-	size_t secret_len;
-	EVP_MAC *mac;
+	EVP_MAC_CTX *mac;	 /* HMAC-SHA256 keyed with secret_file; each request signs a copy */
 	long timeout_ms;
 	struct allow_list allow;
 	bool tls_verify;
@@ -186,12 +184,6 @@ static int url_host(const char *url, char *host, size_t len, char *reason)
 	return rc;
 }
 
-static void hex(const unsigned char *p, size_t n, char *out)
-{
-	for (size_t i = 0; i < n; i++)
-		snprintf(out + 2 * i, 3, "%02x", p[i]);
-}
-
 /* Kpool-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">. */
 static int sign(const struct hook *h, const char *body, size_t len, char *out, size_t out_len)
 {
@@ -199,20 +191,15 @@ static int sign(const struct hook *h, const char *body, size_t len, char *out, s
 	unsigned char md[EVP_MAX_MD_SIZE];
 	char mdhex[2 * EVP_MAX_MD_SIZE + 1];
 	size_t mdlen = 0;
-	OSSL_PARAM params[] = {
-	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
-	    OSSL_PARAM_construct_end(),
-	};
-	EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(h->mac);
+	EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(h->mac);
 	int rc = -1;
 
 	snprintf(t, sizeof(t), "%lld", (long long)time(NULL));
-	if (ctx && EVP_MAC_init(ctx, h->secret, h->secret_len, params) == 1 &&
-	    EVP_MAC_update(ctx, (const unsigned char *)t, strlen(t)) == 1 &&
+	if (ctx && EVP_MAC_update(ctx, (const unsigned char *)t, strlen(t)) == 1 &&
 	    EVP_MAC_update(ctx, (const unsigned char *)".", 1) == 1 &&
 	    EVP_MAC_update(ctx, (const unsigned char *)body, len) == 1 &&
 	    EVP_MAC_final(ctx, md, &mdlen, sizeof(md)) == 1) {
-		hex(md, mdlen, mdhex);
+		util_hex(md, mdlen, mdhex);
 		snprintf(out, out_len, "Kpool-Signature: t=%s,v1=%s", t, mdhex);
 		rc = 0;
 	}
@@ -275,7 +262,7 @@ static bool req_prepare(struct req *r, const struct kpool_job *job, char *reason
 	r->hdrs = curl_slist_append(r->hdrs, line);
 	snprintf(line, sizeof(line), "Kpool-Attempt: %d", job->attempt);
 	r->hdrs = curl_slist_append(r->hdrs, line);
-	if (h->secret) {
+	if (h->mac) {
 		if (sign(h, r->body, r->body_len, line, sizeof(line)) < 0) {
 			snprintf(reason, KPOOL_REASON_MAX, "cannot compute the signature");
 			return false;
@@ -489,10 +476,7 @@ static void hook_free(struct hook *h)
 	free(h->url);
 	free(h->method);
 	curl_slist_free_all(h->hdrs);
-	if (h->secret)
-		explicit_bzero(h->secret, h->secret_len);
-	free(h->secret);
-	EVP_MAC_free(h->mac);
+	EVP_MAC_CTX_free(h->mac);
 	free(h->ca_file);
 	free(h);
 	curl_global_cleanup();
@@ -665,15 +649,23 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 			goto fail;
 		}
 		s[strcspn(s, "\r\n")] = '\0';
-		h->secret_len = strlen(s);
-		h->secret = (unsigned char *)s;
-		if (h->secret_len == 0) {
-			snprintf(err, len, "secret_file: %s: empty", secret_file);
-			goto fail;
+		size_t n = strlen(s);
+		OSSL_PARAM params[] = {
+		    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+		    OSSL_PARAM_construct_end(),
+		};
+		EVP_MAC *hmac = n ? EVP_MAC_fetch(NULL, "HMAC", NULL) : NULL;
+		h->mac = hmac ? EVP_MAC_CTX_new(hmac) : NULL;
+		if (h->mac && EVP_MAC_init(h->mac, (unsigned char *)s, n, params) != 1) {
+			EVP_MAC_CTX_free(h->mac);
+			h->mac = NULL;
 		}
-		h->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+		EVP_MAC_free(hmac); /* the context holds what it needs */
+		explicit_bzero(s, n);
+		free(s);
 		if (h->mac == NULL) {
-			snprintf(err, len, "secret_file: OpenSSL has no HMAC");
+			snprintf(err, len, "secret_file: %s: %s", secret_file,
+				 n ? "OpenSSL cannot make an HMAC-SHA256 with it" : "empty");
 			goto fail;
 		}
 	}
@@ -692,7 +684,7 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 			goto fail;
 		}
 	}
-	host->log(LOG_INFO, "webhook: %s %s%s%s", h->method, h->url, h->secret ? ", signed" : "",
+	host->log(LOG_INFO, "webhook: %s %s%s%s", h->method, h->url, h->mac ? ", signed" : "",
 		  h->keepalive ? "" : ", a new connection per job");
 	return h;
 fail:

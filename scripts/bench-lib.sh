@@ -1,4 +1,4 @@
-# scripts/bench-lib.sh - what the handler benchmarks (scripts/bench-email,
+# scripts/bench-lib.sh - what the benchmarks (scripts/bench, scripts/bench-email,
 # scripts/bench-webhook) share; sourced, with NAME set to a short name.
 # Sets T (a scratch directory, removed at exit) and B (an embedded broker in
 # a kpoold of its own); pids+=(PID) has PID stopped at exit.

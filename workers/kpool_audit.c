@@ -62,10 +62,9 @@ int64_t kp_cmd_since_ms(const char *s)
 		double mult = *end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600 : 86400;
 		return ((int64_t)time(NULL) - (int64_t)(v * mult)) * 1000;
 	}
-	json_t *j = end != s && *end == '\0' ? json_real(v) : json_string(s);
-	int64_t ms = audit_time_ms(j);
-	json_decref(j);
-	return ms;
+	if (end != s && *end == '\0')
+		return v > 0 ? (int64_t)(v * 1000) : -1;
+	return audit_time_text_ms(s);
 }
 
 void kp_cmd_iso(int64_t ms, char *out, size_t len)
@@ -178,7 +177,7 @@ static int query(const char *path, int argc, char **argv)
 
 int kp_cmd_audit(int argc, char **argv)
 {
-	if (argc >= 3 && strcmp(argv[1], "verify") == 0 && argc == 3)
+	if (argc == 3 && strcmp(argv[1], "verify") == 0)
 		return verify(argv[2]);
 	if (argc >= 3 && strcmp(argv[1], "query") == 0)
 		return query(argv[2], argc - 2, argv + 2);

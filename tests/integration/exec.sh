@@ -51,8 +51,7 @@ check "exit 0: done, the job on standard input" test "$(rec e-done 6)" = '{"even
 check "KPOOL_EVENT_ID, KPOOL_TOPIC, KPOOL_ATTEMPT" test "$(rec e-done 1)|$(rec e-done 2)|$(rec e-done 5)" = "e-done|exec-jobs$R|1"
 check "KPOOL_PARTITION and KPOOL_OFFSET as Kafka has them" sh -c "'$KCAT' -C -b '$B' -t 'exec-jobs$R' -e -q -f '%p|%o|%s\n' | grep -qF '$(rec e-done 3)|$(rec e-done 4)|{\"eventId\":\"e-done\"'"
 check "the command's words, quoted ones whole" test "$(cat "$T/args" 2>/dev/null)" = "two words|plain|single quoted|"
-dlq() { dlq_json "$B" "exec-jobs$R.dlq" | "$PYTHON3" "$top_srcdir/tests/integration/dlq_dump.py" |
-	awk -F'\t' -v id="$1" -v f="$2" '$1 == id { print $f }'; }
+dlq() { dlq_field "exec-jobs$R.dlq" "$1" "$2"; }
 check "exit 1: dead-lettered as fail" test "$(dlq e-fail 2)" = fail
 check "  with the last line of standard error" test "$(dlq e-fail 9)" = "$T/handler.sh exited 1: cannot handle: no such user"
 check "exit 75: retried, done on attempt 2" test "$(grep -c '^e-temp|' "$T/record")|$(grep '^e-temp|' "$T/record" | tail -1 | cut -d'|' -f5)" = "2|2"

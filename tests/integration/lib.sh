@@ -206,3 +206,11 @@ dlq_json() {
 	"$KCAT" -C -b "$1" -t "$2" -e -J -q 2>/dev/null
 }
 
+# dlq_field TOPIC EVENT FIELD: a field of EVENT's record on the dead-letter
+# topic TOPIC of broker $B, as dlq_dump.py numbers them (2 class, 3 attempts,
+# 9 error); nothing if there is none.
+dlq_field() {
+	dlq_json "$B" "$1" | "$PYTHON3" "$top_srcdir/tests/integration/dlq_dump.py" |
+		awk -F'\t' -v id="$2" -v f="$3" '$1 == id { print $f }'
+}
+

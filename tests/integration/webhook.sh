@@ -116,9 +116,7 @@ reqs() { "$PYTHON3" "$top_srcdir/tests/integration/http_requests.py" "$1/request
 # seen PATTERN [N] [DIR]: at least N (1) requests whose line matches PATTERN reached the receiver.
 seen() { [ "$(reqs "${3:-$T/http}" | grep -c -- "$1")" -ge "${2:-1}" ]; }
 req() { reqs "$T/http" | awk -F'\t' -v p="$1" -v f="$2" 'index($1, p) == 1 { print $f }'; }
-# dlq TOPIC EVENT FIELD: a field of EVENT's dead-letter record (dlq_dump.py: 2 class, 9 error).
-dlq() { dlq_json "$B" "$1$R.dlq" | "$PYTHON3" "$top_srcdir/tests/integration/dlq_dump.py" |
-	awk -F'\t' -v id="$2" -v f="$3" '$1 == id { print $f }'; }
+dlq() { dlq_field "$1$R.dlq" "$2" "$3"; }
 dlq_has() { [ -n "$(dlq "$1" "$2" 1)" ]; }
 dlq_error() { dlq "$1" "$2" 9; }
 dlq_class() { dlq "$1" "$2" 2; }
