@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "auditlog.h"
+#include "dbopen.h"
 #include "kpool_plugin.h"
 #include "util.h"
 
@@ -87,9 +88,9 @@ static bool entry_make(const struct kpool_job *job, struct entry *e, char *reaso
 	e->resource = text_of(json_object_get(body, "resource"));
 	e->details = text_of(json_object_get(body, "details"));
 	e->job = strndup(job->value, job->value_len);
-	at = audit_time_ms(json_object_get(meta, "timestamp"));
+	at = util_time_ms(json_object_get(meta, "timestamp"));
 	if (at < 0)
-		at = audit_time_ms(json_object_get(body, "timestamp"));
+		at = util_time_ms(json_object_get(body, "timestamp"));
 	if (at < 0)
 		at = job->timestamp_ms > 0 ? job->timestamp_ms : (int64_t)time(NULL) * 1000;
 	json_decref(root);
@@ -244,28 +245,9 @@ static int open_log(struct audit *a, char *err, size_t len)
 {
 	static const char *const setup[] = {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
 					    AUDIT_SCHEMA};
-	int rc = sqlite3_open_v2(a->path, &a->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 
-	if (rc != SQLITE_OK) {
-		snprintf(err, len, "db: %s: %s", a->path,
-			 a->db ? sqlite3_errmsg(a->db) : "cannot open");
+	if ((a->db = db_open(a->path, setup, sizeof(setup) / sizeof(*setup), err, len)) == NULL)
 		return -1;
-	}
-	sqlite3_busy_timeout(a->db, 10000);
-	for (size_t i = 0; i < sizeof(setup) / sizeof(*setup); i++) {
-		/* switching a new file to WAL answers BUSY at once, without the busy handler */
-		for (int tries = 0;
-		     (rc = sqlite3_exec(a->db, setup[i], NULL, NULL, NULL)) == SQLITE_BUSY &&
-		     tries < 1000;
-		     tries++) {
-			struct timespec ts = {0, 10 * 1000 * 1000};
-			nanosleep(&ts, NULL);
-		}
-		if (rc != SQLITE_OK) {
-			snprintf(err, len, "db: %s: %s", a->path, sqlite3_errmsg(a->db));
-			return -1;
-		}
-	}
 	if (sqlite3_prepare_v2(a->db, "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
 			       -1, &a->last, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(

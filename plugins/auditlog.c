@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "auditlog.h"
 
@@ -111,58 +110,4 @@ int audit_verify(sqlite3 *db, int64_t *entries, int64_t *bad_seq, char *why, siz
 	}
 	sqlite3_finalize(st);
 	return 0;
-}
-
-/*
- * A time a job gives: milliseconds or seconds since the epoch (a number; up
- * to 1e11 counts as seconds), or an ISO 8601 / RFC 3339 string such as
- * 2024-01-15T10:30:00Z, 2024-01-15T10:30:00.250+02:00 or 2024-01-15.
- * -1 if there is none, or it is none of these.
- */
-int64_t audit_time_ms(json_t *v)
-{
-	if (json_is_integer(v) || json_is_real(v)) {
-		double d = json_number_value(v);
-		if (d <= 0)
-			return -1;
-		return d < 1e11 ? (int64_t)(d * 1000) : (int64_t)d;
-	}
-	return json_is_string(v) ? audit_time_text_ms(json_string_value(v)) : -1;
-}
-
-/* An ISO 8601 / RFC 3339 time in milliseconds since the epoch; -1 if s is none. */
-int64_t audit_time_text_ms(const char *s)
-{
-	struct tm tm = {0};
-	const char *p = strptime(s, "%Y-%m-%d", &tm);
-	int64_t ms = 0;
-	long off = 0;
-
-	if (p == NULL)
-		return -1;
-	if (*p == 'T' || *p == 't' || *p == ' ') {
-		p = strptime(p + 1, "%H:%M:%S", &tm);
-		if (p == NULL)
-			return -1;
-		if (*p == '.') {
-			int digits = 0;
-			for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-				if (digits < 3)
-					ms = ms * 10 + (*p - '0');
-			for (; digits < 3; digits++)
-				ms *= 10;
-		}
-		if (*p == 'Z' || *p == 'z') {
-			p++;
-		} else if (*p == '+' || *p == '-') {
-			int hh, mm;
-			if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
-				return -1;
-			off = (hh * 60 + mm) * 60 * (*p == '-' ? -1 : 1);
-			p += 6;
-		}
-	}
-	if (*p != '\0')
-		return -1;
-	return ((int64_t)timegm(&tm) - off) * 1000 + ms;
 }

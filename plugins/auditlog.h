@@ -1,7 +1,7 @@
 /*
  * auditlog.h - the audit handler's tamper-evident log, shared by the plugin
- * (appends) and `kpool audit` (verify, query): the table, the hash of a row,
- * the chain check, and the time a job says it happened.
+ * (appends) and `kpool audit` (verify, query): the table, the hash of a row
+ * and the chain check.
  *
  * hash = SHA-256(prev_hash || row), where row is seq and at as 8-byte
  * big-endian integers and event_id, user_id, action, resource, details, job
@@ -11,7 +11,6 @@
 #ifndef KPOOL_AUDITLOG_H
 #define KPOOL_AUDITLOG_H
 
-#include <jansson.h>
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,7 +33,5 @@ struct audit_row {
 void audit_hash(const unsigned char prev[AUDIT_HASH_LEN], const struct audit_row *r,
 		unsigned char out[AUDIT_HASH_LEN]);
 int audit_verify(sqlite3 *db, int64_t *entries, int64_t *bad_seq, char *why, size_t len);
-int64_t audit_time_ms(json_t *v);
-int64_t audit_time_text_ms(const char *s);
 
 #endif

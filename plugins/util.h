@@ -1,6 +1,7 @@
 /*
  * util.h - what the shipped plugins share: a growing string, values at a
- * dotted path of a JSON job, the envelope's data, files and durations.
+ * dotted path of a JSON job, the envelope's data, files, durations and the
+ * times jobs give.
  */
 #ifndef KPOOL_UTIL_H
 #define KPOOL_UTIL_H
@@ -8,6 +9,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* A growing string; oom is set, and further adds ignored, if memory runs out. */
 struct buf {
@@ -25,5 +27,7 @@ json_t *util_job_body(json_t *root);
 char *util_read_file(const char *path, size_t max, char *err, size_t len);
 long util_duration_ms(const char *s);
 void util_hex(const unsigned char *p, size_t n, char *out);
+int64_t util_time_ms(json_t *v);
+int64_t util_time_text_ms(const char *s);
 
 #endif

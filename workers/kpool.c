@@ -1,5 +1,6 @@
 /*
- * kpool.c - the admin command: send jobs, read the audit log (more to come: dlq, status).
+ * kpool.c - the admin command: send jobs, read the audit log and the analytics
+ * rollup (more to come: dlq, status).
  */
 #include "config.h"
 
@@ -20,10 +21,14 @@ static void usage(FILE *f)
 	    f, "usage: kpool -c CONF send TOPIC [--key K] [--header NAME=VALUE]... [--keep-empty]\n"
 	       "       kpool audit verify DB\n"
 	       "       kpool audit query DB [--user U] [--action A] [--since T] [--json]\n"
+	       "       kpool analytics report DB [--since T] [--by minute|hour|day] [--event E]\n"
+	       "                                 [--json] [--svg FILE]\n"
 	       "  send   one job per line of standard input; empty lines are skipped unless\n"
 	       "         --keep-empty sends them as empty jobs\n"
 	       "  audit  the audit handler's log: verify its hash chain (exit 1 at the first\n"
-	       "         bad entry), or list entries; T is a time or an age (90m, 24h, 7d)\n");
+	       "         bad entry), or list entries; T is a time or an age (90m, 24h, 7d)\n"
+	       "  analytics  the analytics handler's rollup: events and distinct users per\n"
+	       "         bucket (hour unless --by), as a table, JSON, or an SVG bar chart\n");
 }
 
 struct send_state {
@@ -174,6 +179,8 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc && strcmp(argv[optind], "audit") == 0)
 		return kp_cmd_audit(argc - optind, argv + optind);
+	if (optind < argc && strcmp(argv[optind], "analytics") == 0)
+		return kp_cmd_analytics(argc - optind, argv + optind);
 	if (path == NULL || optind >= argc) {
 		usage(stderr);
 		return 2;

@@ -10,27 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "auditlog.h"
 #include "kpool_cmd.h"
 
-static sqlite3 *open_ro(const char *path)
-{
-	sqlite3 *db = NULL;
-
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-		fprintf(stderr, "kpool: %s: %s\n", path, db ? sqlite3_errmsg(db) : "cannot open");
-		sqlite3_close(db);
-		return NULL;
-	}
-	sqlite3_busy_timeout(db, 10000);
-	return db;
-}
-
 static int verify(const char *path)
 {
-	sqlite3 *db = open_ro(path);
+	sqlite3 *db = kp_cmd_open_ro(path);
 	int64_t n = 0, bad = 0;
 	char why[256];
 	int rc;
@@ -50,30 +36,6 @@ static int verify(const char *path)
 	}
 	fprintf(stderr, "kpool: %s: %s\n", path, why);
 	return 2;
-}
-
-/* --since: an ISO 8601 time, seconds since the epoch, or an age such as 90m, 24h, 7d. */
-int64_t kp_cmd_since_ms(const char *s)
-{
-	char *end;
-	double v = strtod(s, &end);
-
-	if (end != s && *end && strchr("smhd", *end) && end[1] == '\0') {
-		double mult = *end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600 : 86400;
-		return ((int64_t)time(NULL) - (int64_t)(v * mult)) * 1000;
-	}
-	if (end != s && *end == '\0')
-		return v > 0 ? (int64_t)(v * 1000) : -1;
-	return audit_time_text_ms(s);
-}
-
-void kp_cmd_iso(int64_t ms, char *out, size_t len)
-{
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 static const char *txt(sqlite3_stmt *st, int i)
@@ -105,13 +67,8 @@ static int query(const char *path, int argc, char **argv)
 			action = optarg;
 			break;
 		case 's':
-			if ((since = kp_cmd_since_ms(optarg)) < 0) {
-				fprintf(stderr,
-					"kpool: --since %s: not a time (2024-01-15T10:00:00Z, "
-					"1705312800, or an age: 90m, 24h, 7d)\n",
-					optarg);
+			if ((since = kp_cmd_since_arg(optarg)) < 0)
 				return 2;
-			}
 			break;
 		case 'j':
 			json = 1;
@@ -120,7 +77,7 @@ static int query(const char *path, int argc, char **argv)
 			return 2;
 		}
 	}
-	if ((db = open_ro(path)) == NULL)
+	if ((db = kp_cmd_open_ro(path)) == NULL)
 		return 2;
 	if (sqlite3_prepare_v2(db,
 			       "SELECT seq, at, user_id, action, resource, details, event_id FROM "

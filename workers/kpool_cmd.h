@@ -1,10 +1,11 @@
 /*
  * kpool_cmd.h - what the kpool command's subcommands share: aligned tables,
- * times, and the subcommands themselves.
+ * times, read-only databases, and the subcommands themselves.
  */
 #ifndef KPOOL_CMD_H
 #define KPOOL_CMD_H
 
+#include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,8 +26,11 @@ void kp_table_print(const struct kp_table *t, FILE *f);
 void kp_table_free(struct kp_table *t);
 
 int64_t kp_cmd_since_ms(const char *s);
+int64_t kp_cmd_since_arg(const char *s);
+sqlite3 *kp_cmd_open_ro(const char *path);
 void kp_cmd_iso(int64_t ms, char *out, size_t len);
 
 int kp_cmd_audit(int argc, char **argv);
+int kp_cmd_analytics(int argc, char **argv);
 
 #endif

@@ -1,15 +1,20 @@
 /*
- * kpool_table.c - aligned tables for the kpool command's human output.
+ * kpool_table.c - aligned tables for the kpool command's human output, and
+ * the times its options take and its output shows.
  */
 #include "config.h"
 
+#include <sqlite3.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kpool_cmd.h"
+#include "util.h"
 
 /* Appends a row of t->cols cells: row 0 is the header, then the data rows. */
 static void add(struct kp_table *t, size_t row, va_list ap)
@@ -101,4 +106,55 @@ void kp_table_free(struct kp_table *t)
 		free(t->cells[i]);
 	free(t->cells);
 	memset(t, 0, sizeof(*t));
+}
+
+/* --since: an ISO 8601 time, seconds since the epoch, or an age such as 90m, 24h, 7d. */
+int64_t kp_cmd_since_ms(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end != s && *end && strchr("smhd", *end) && end[1] == '\0') {
+		double mult = *end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600 : 86400;
+		return ((int64_t)time(NULL) - (int64_t)(v * mult)) * 1000;
+	}
+	if (end != s && *end == '\0')
+		return v > 0 ? (int64_t)(v * 1000) : -1;
+	return util_time_text_ms(s);
+}
+
+void kp_cmd_iso(int64_t ms, char *out, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* --since's value in milliseconds since the epoch; -1, having said why, if it is no time. */
+int64_t kp_cmd_since_arg(const char *s)
+{
+	int64_t ms = kp_cmd_since_ms(s);
+
+	if (ms < 0)
+		fprintf(stderr,
+			"kpool: --since %s: not a time (2024-01-15T10:00:00Z, 1705312800, or an "
+			"age: 90m, 24h, 7d)\n",
+			s);
+	return ms;
+}
+
+/* Opens a database to read; NULL, having said why, if it cannot. */
+sqlite3 *kp_cmd_open_ro(const char *path)
+{
+	sqlite3 *db = NULL;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		fprintf(stderr, "kpool: %s: %s\n", path, db ? sqlite3_errmsg(db) : "cannot open");
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, 10000);
+	return db;
 }

@@ -1,0 +1,40 @@
+/*
+ * dbopen.c - see dbopen.h.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <time.h>
+
+#include "dbopen.h"
+
+/*
+ * Opens (creating) path and runs the setup statements (pragmas, schema),
+ * waiting up to 10 s for the other workers.  NULL with err "db: PATH: why"
+ * if it cannot.
+ */
+sqlite3 *db_open(const char *path, const char *const *setup, size_t n_setup, char *err, size_t len)
+{
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+
+	if (rc != SQLITE_OK)
+		goto fail;
+	sqlite3_busy_timeout(db, 10000);
+	for (size_t i = 0; i < n_setup; i++) {
+		/* switching a new file to WAL answers BUSY at once, without the busy handler */
+		for (int tries = 0;
+		     (rc = sqlite3_exec(db, setup[i], NULL, NULL, NULL)) == SQLITE_BUSY && tries < 1000;
+		     tries++) {
+			struct timespec ts = {0, 10 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
+		if (rc != SQLITE_OK)
+			goto fail;
+	}
+	return db;
+fail:
+	snprintf(err, len, "db: %s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
+	sqlite3_close(db);
+	return NULL;
+}
