@@ -26,25 +26,43 @@
 
 #define EVENT_MAX 200 /* bytes of an event name */
 
-/* One row's share of a batch: events counted, and the hashes of their users. */
-struct agg {
+/*
+ * A row of the rollup as this process knows it: the share of the batch being
+ * folded (count, users), and, while known, what the table holds (stored,
+ * blob).  Rows stay known from batch to batch as long as no other process
+ * wrote the file (PRAGMA data_version), so that a batch need not read back
+ * the 16 KiB sketches it wrote a moment ago.
+ */
+struct row {
 	int gran;
 	int64_t bucket;
-	uint64_t event_hash;
+	uint64_t key_hash;
 	char *event;
-	int64_t count;
+	int64_t count; /* this batch's */
 	uint64_t *users;
 	size_t n_users, cap_users;
+	uint64_t batch; /* the last batch that touched it */
+	bool known, exists;
+	int64_t stored;
+	unsigned char *blob;
+	size_t size, cap;
 };
+
+#define ROWS_KEPT 256 /* rows known between batches, at most (16 KiB each, at most) */
 
 struct analytics {
 	const struct kpool_host *host;
 	char *path;
 	sqlite3 *db;
-	sqlite3_stmt *get, *insert, *update;
-	struct agg *aggs; /* the batch being folded; kept for the next */
-	size_t n_aggs, cap_aggs;
-	unsigned char blob[2 + HLL_M];
+	sqlite3_stmt *get, *insert, *update, *version;
+	int64_t data_version;
+	struct row *rows;
+	size_t n_rows, cap_rows;
+	uint32_t *slots; /* open addressing over rows: index + 1, 0 empty */
+	size_t n_slots;
+	size_t *touched; /* rows of the batch being folded */
+	size_t n_touched;
+	uint64_t batch;
 };
 
 /* One job, read. */
@@ -128,11 +146,63 @@ static bool event_read(const struct kpool_job *job, json_t **root, struct event 
 	return true;
 }
 
-static void aggs_clear(struct analytics *a)
+static uint64_t key_hash(int g, int64_t bucket, uint64_t event_hash)
 {
-	for (size_t i = 0; i < a->n_aggs; i++)
-		free(a->aggs[i].event);
-	a->n_aggs = 0;
+	uint64_t h = event_hash ^ ((uint64_t)bucket * 0x9e3779b97f4a7c15ULL) ^ (uint64_t)g;
+	return h ^ (h >> 29);
+}
+
+static void row_free(struct row *r)
+{
+	free(r->event);
+	free(r->users);
+	free(r->blob);
+}
+
+/* Rebuilds the index over rows, 4 slots a row; -1 if memory runs out. */
+static int reindex(struct analytics *a)
+{
+	size_t n = 64;
+
+	while (n < 4 * a->cap_rows)
+		n *= 2;
+	if (n != a->n_slots) {
+		uint32_t *p = realloc(a->slots, n * sizeof(*p));
+		if (p == NULL)
+			return -1;
+		a->slots = p;
+		a->n_slots = n;
+	}
+	memset(a->slots, 0, a->n_slots * sizeof(*a->slots));
+	for (size_t i = 0; i < a->n_rows; i++) {
+		size_t j = a->rows[i].key_hash & (a->n_slots - 1);
+		while (a->slots[j])
+			j = (j + 1) & (a->n_slots - 1);
+		a->slots[j] = (uint32_t)i + 1;
+	}
+	return 0;
+}
+
+/* Forgets the rows the last batches did not touch, when there are too many. */
+static void rows_trim(struct analytics *a)
+{
+	size_t k = 0;
+
+	if (a->n_rows <= ROWS_KEPT)
+		return;
+	for (size_t i = 0; i < a->n_rows; i++) {
+		if (a->rows[i].batch == a->batch)
+			a->rows[k++] = a->rows[i];
+		else
+			row_free(&a->rows[i]);
+	}
+	a->n_rows = k;
+	if (reindex(a) < 0) { /* no index, no rows */
+		for (size_t i = 0; i < a->n_rows; i++)
+			row_free(&a->rows[i]);
+		a->n_rows = 0;
+		memset(a->slots, 0, a->n_slots * sizeof(*a->slots));
+	}
 }
 
 /* Counts an event into its row of granularity g; -1 if memory runs out. */
@@ -140,31 +210,51 @@ static int fold(struct analytics *a, int g, const struct event *e, uint64_t even
 {
 	int64_t width = rollup_grans[g].width, s = e->at_ms / 1000;
 	int64_t bucket = (s - (s % width + width) % width);
-	struct agg *x = NULL;
+	uint64_t h = key_hash(g, bucket, event_hash);
+	struct row *x = NULL;
+	size_t j = a->n_slots ? h & (a->n_slots - 1) : 0;
 
-	for (size_t i = 0; i < a->n_aggs && x == NULL; i++)
-		if (a->aggs[i].gran == g && a->aggs[i].bucket == bucket &&
-		    a->aggs[i].event_hash == event_hash && strcmp(a->aggs[i].event, e->name) == 0)
-			x = &a->aggs[i];
+	for (; a->n_slots && a->slots[j]; j = (j + 1) & (a->n_slots - 1)) {
+		struct row *r = &a->rows[a->slots[j] - 1];
+		if (r->key_hash == h && r->gran == g && r->bucket == bucket &&
+		    strcmp(r->event, e->name) == 0) {
+			x = r;
+			break;
+		}
+	}
 	if (x == NULL) {
-		if (a->n_aggs == a->cap_aggs) {
-			size_t cap = a->cap_aggs ? a->cap_aggs * 2 : 32;
-			struct agg *p = realloc(a->aggs, cap * sizeof(*p));
+		if (a->n_rows == a->cap_rows) {
+			size_t cap = a->cap_rows ? a->cap_rows * 2 : 64;
+			struct row *p = realloc(a->rows, cap * sizeof(*p));
 			if (p == NULL)
 				return -1;
-			memset(p + a->cap_aggs, 0, (cap - a->cap_aggs) * sizeof(*p));
-			a->aggs = p;
-			a->cap_aggs = cap;
+			a->rows = p;
+			a->cap_rows = cap;
+			size_t *t = realloc(a->touched, cap * sizeof(*t));
+			if (t == NULL)
+				return -1;
+			a->touched = t;
 		}
-		x = &a->aggs[a->n_aggs];
+		x = &a->rows[a->n_rows];
+		*x = (struct row){.gran = g, .bucket = bucket, .key_hash = h};
 		if ((x->event = strdup(e->name)) == NULL)
 			return -1;
-		a->n_aggs++;
-		x->gran = g;
-		x->bucket = bucket;
-		x->event_hash = event_hash;
+		a->n_rows++;
+		if (4 * a->n_rows > a->n_slots) {
+			if (reindex(a) < 0)
+				return -1;
+		} else {
+			j = h & (a->n_slots - 1);
+			while (a->slots[j])
+				j = (j + 1) & (a->n_slots - 1);
+			a->slots[j] = (uint32_t)a->n_rows;
+		}
+	}
+	if (x->batch != a->batch) {
+		x->batch = a->batch;
 		x->count = 0;
 		x->n_users = 0;
+		a->touched[a->n_touched++] = (size_t)(x - a->rows);
 	}
 	x->count++;
 	if (!e->has_user)
@@ -181,61 +271,105 @@ static int fold(struct analytics *a, int g, const struct event *e, uint64_t even
 	return 0;
 }
 
-/* Merges one row's share into the table; false with why if it could not. */
-static bool write_row(struct analytics *a, struct agg *x, char *why, size_t len)
+/* Keeps size bytes as the row's blob (p NULL: room for them); -1 if memory runs out. */
+static int row_blob(struct row *x, const void *p, size_t size)
 {
-	const char *gran = rollup_grans[x->gran].name;
-	struct hll h = {0};
-	int64_t count = x->count;
-	bool exists = false;
-	sqlite3_stmt *st;
+	if (size > x->cap) {
+		unsigned char *b = realloc(x->blob, size);
+		if (b == NULL)
+			return -1;
+		x->blob = b;
+		x->cap = size;
+	}
+	if (size > 0 && p != NULL)
+		memcpy(x->blob, p, size);
+	x->size = size;
+	return 0;
+}
+
+/* Reads what the table holds for a row; false with why if it cannot. */
+static bool row_read(struct analytics *a, struct row *x, char *why, size_t len)
+{
 	int rc;
 
 	sqlite3_reset(a->get);
-	sqlite3_bind_text(a->get, 1, gran, -1, SQLITE_STATIC);
+	sqlite3_bind_text(a->get, 1, rollup_grans[x->gran].name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(a->get, 2, x->bucket);
 	sqlite3_bind_text(a->get, 3, x->event, -1, SQLITE_STATIC);
 	rc = sqlite3_step(a->get);
+	x->exists = rc == SQLITE_ROW;
+	x->stored = x->exists ? sqlite3_column_int64(a->get, 0) : 0;
 	if (rc == SQLITE_ROW) {
-		exists = true;
-		size_t size = (size_t)sqlite3_column_bytes(a->get, 1);
-		count += sqlite3_column_int64(a->get, 0);
-		if (size > sizeof(a->blob))
-			size = 0; /* no sketch */
-		if (size > 0)
-			memcpy(a->blob, sqlite3_column_blob(a->get, 1), size);
-		if (hll_wrap(&h, a->blob, size) < 0) {
-			snprintf(why, len, "%s: row (%s, %lld, %s): users is not a sketch", a->path,
-				 gran, (long long)x->bucket, x->event);
-			sqlite3_reset(a->get);
-			return false;
-		}
-	} else if (rc != SQLITE_DONE) {
+		rc = row_blob(x, sqlite3_column_blob(a->get, 1),
+			      (size_t)sqlite3_column_bytes(a->get, 1));
+		if (rc < 0)
+			snprintf(why, len, "out of memory");
+	} else if (rc == SQLITE_DONE) {
+		rc = row_blob(x, (const unsigned char[]){HLL_SPARSE, HLL_P}, 2);
+		if (rc < 0)
+			snprintf(why, len, "out of memory");
+	} else {
 		snprintf(why, len, "%s: %s", a->path, sqlite3_errmsg(a->db));
-		sqlite3_reset(a->get);
-		return false;
+		rc = -1;
 	}
 	sqlite3_reset(a->get);
-	if (hll_add(&h, x->users, x->n_users) < 0) {
-		hll_free(&h);
+	return rc == 0;
+}
+
+/* Merges one row's share of the batch into the table; false with why if it could not. */
+static bool row_write(struct analytics *a, struct row *x, char *why, size_t len)
+{
+	const char *gran = rollup_grans[x->gran].name;
+	struct hll h;
+	sqlite3_stmt *st;
+	int rc;
+
+	if (!x->known && !row_read(a, x, why, len))
+		return false;
+	x->known = false; /* until the transaction commits */
+	if (hll_wrap(&h, x->blob, x->size) < 0) {
+		snprintf(why, len, "%s: row (%s, %lld, %s): users is not a sketch", a->path, gran,
+			 (long long)x->bucket, x->event);
+		return false;
+	}
+	rc = hll_add(&h, x->users, x->n_users);
+	if (rc == 0 && !h.borrowed) { /* the dense form is changed in place, others anew */
+		rc = row_blob(x, NULL, hll_blob_size(&h));
+		if (rc == 0)
+			hll_blob(&h, x->blob);
+	}
+	hll_free(&h);
+	if (rc < 0) {
 		snprintf(why, len, "out of memory");
 		return false;
 	}
-	hll_blob(&h, a->blob);
-	st = exists ? a->update : a->insert;
+	st = x->exists ? a->update : a->insert;
 	sqlite3_reset(st);
-	sqlite3_bind_int64(st, 1, count);
-	sqlite3_bind_blob(st, 2, a->blob, (int)hll_blob_size(&h), SQLITE_STATIC);
+	sqlite3_bind_int64(st, 1, x->stored + x->count);
+	sqlite3_bind_blob(st, 2, x->blob, (int)x->size, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, gran, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, x->bucket);
 	sqlite3_bind_text(st, 5, x->event, -1, SQLITE_STATIC);
-	hll_free(&h);
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE) {
 		snprintf(why, len, "%s: %s", a->path, sqlite3_errmsg(a->db));
 		return false;
 	}
+	return true;
+}
+
+/* Whether another process wrote the file since this one last did. */
+static bool others_wrote(struct analytics *a)
+{
+	int64_t v = -1;
+
+	if (sqlite3_step(a->version) == SQLITE_ROW)
+		v = sqlite3_column_int64(a->version, 0);
+	sqlite3_reset(a->version);
+	if (v == a->data_version && v >= 0)
+		return false;
+	a->data_version = v;
 	return true;
 }
 
@@ -246,14 +380,26 @@ static bool flush(struct analytics *a, char *why, size_t len)
 		snprintf(why, len, "%s: %s", a->path, sqlite3_errmsg(a->db));
 		return false;
 	}
-	for (size_t i = 0; i < a->n_aggs; i++)
-		if (!write_row(a, &a->aggs[i], why, len))
+	if (others_wrote(a))
+		for (size_t i = 0; i < a->n_rows; i++)
+			a->rows[i].known = false;
+	for (size_t i = 0; i < a->n_touched; i++)
+		if (!row_write(a, &a->rows[a->touched[i]], why, len))
 			goto rollback;
-	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
-		return true;
-	snprintf(why, len, "%s: %s", a->path, sqlite3_errmsg(a->db));
+	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		snprintf(why, len, "%s: %s", a->path, sqlite3_errmsg(a->db));
+		goto rollback;
+	}
+	for (size_t i = 0; i < a->n_touched; i++) {
+		struct row *x = &a->rows[a->touched[i]];
+		x->stored += x->count;
+		x->exists = x->known = true;
+	}
+	return true;
 rollback:
 	sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+	for (size_t i = 0; i < a->n_rows; i++) /* some were changed in place */
+		a->rows[i].known = false;
 	return false;
 }
 
@@ -275,7 +421,8 @@ static void handle_batch(void *state, const struct kpool_job *const *jobs, size_
 		close_rollup(a);
 		ok = false;
 	}
-	aggs_clear(a);
+	a->batch++;
+	a->n_touched = 0;
 	for (size_t i = 0; i < n && ok; i++) {
 		json_t *root = NULL;
 		struct event e = {0};
@@ -290,9 +437,9 @@ static void handle_batch(void *state, const struct kpool_job *const *jobs, size_
 		}
 		json_decref(root);
 	}
-	if (ok && a->n_aggs > 0)
+	if (ok && a->n_touched > 0)
 		ok = flush(a, why, sizeof(why));
-	aggs_clear(a);
+	rows_trim(a);
 	if (ok)
 		return;
 	for (size_t i = 0; i < n; i++) /* nothing of the batch was written */
@@ -316,9 +463,12 @@ static void close_rollup(struct analytics *a)
 	sqlite3_finalize(a->get);
 	sqlite3_finalize(a->insert);
 	sqlite3_finalize(a->update);
+	sqlite3_finalize(a->version);
 	sqlite3_close(a->db);
-	a->get = a->insert = a->update = NULL;
+	a->get = a->insert = a->update = a->version = NULL;
 	a->db = NULL;
+	for (size_t i = 0; i < a->n_rows; i++)
+		a->rows[i].known = false;
 }
 
 /* Opens the rollup; the workers of a binding may do so at the same moment. */
@@ -340,7 +490,8 @@ static int open_rollup(struct analytics *a, char *err, size_t len)
 	    sqlite3_prepare_v2(a->db,
 			       "UPDATE rollup SET count = ?, users = ? WHERE granularity = ? AND "
 			       "bucket = ? AND event = ?",
-			       -1, &a->update, NULL) != SQLITE_OK) {
+			       -1, &a->update, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(a->db, "PRAGMA data_version", -1, &a->version, NULL) != SQLITE_OK) {
 		snprintf(err, len, "db: %s: %s", a->path, sqlite3_errmsg(a->db));
 		return -1;
 	}
@@ -352,10 +503,11 @@ static void analytics_free(struct analytics *a)
 	if (a == NULL)
 		return;
 	close_rollup(a);
-	aggs_clear(a);
-	for (size_t i = 0; i < a->cap_aggs; i++)
-		free(a->aggs[i].users);
-	free(a->aggs);
+	for (size_t i = 0; i < a->n_rows; i++)
+		row_free(&a->rows[i]);
+	free(a->rows);
+	free(a->slots);
+	free(a->touched);
 	free(a->path);
 	free(a);
 }
@@ -370,6 +522,7 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 		return NULL;
 	}
 	a->host = host;
+	a->data_version = -1;
 	for (size_t i = 0; i < n_opts; i++) {
 		if (strcmp(opts[i].key, "db") == 0) {
 			free(a->path);

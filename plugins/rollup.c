@@ -156,16 +156,21 @@ int hll_load(struct hll *h, const void *blob, size_t len)
 		h->n = h->cap = 0;
 		return -1;
 	}
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	memcpy(h->hash, b + 2, h->n * 8);
+#else
 	for (size_t i = 0; i < h->n; i++) {
 		uint64_t v = 0;
 		for (int j = 7; j >= 0; j--)
 			v = v << 8 | b[2 + i * 8 + (size_t)j];
 		h->hash[i] = v;
-		if (i > 0 && v <= h->hash[i - 1]) { /* not sorted and distinct */
+	}
+#endif
+	for (size_t i = 1; i < h->n; i++)
+		if (h->hash[i] <= h->hash[i - 1]) { /* not sorted and distinct */
 			hll_free(h);
 			return -1;
 		}
-	}
 	return 0;
 }
 
@@ -199,9 +204,14 @@ void hll_blob(const struct hll *h, unsigned char *out)
 			memcpy(out + 2, h->reg, HLL_M);
 		return;
 	}
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if (h->n > 0)
+		memcpy(out + 2, h->hash, h->n * 8);
+#else
 	for (size_t i = 0; i < h->n; i++)
 		for (int j = 0; j < 8; j++)
 			out[2 + i * 8 + (size_t)j] = (unsigned char)(h->hash[i] >> (8 * j));
+#endif
 }
 
 bool hll_exact(const struct hll *h)

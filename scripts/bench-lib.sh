@@ -27,11 +27,14 @@ pids+=($!)
 wait_for 20 test -s "$T/broker/embedded.bootstrap"
 B=$(cat "$T/broker/embedded.bootstrap")
 
-# bench_conf NAME [LINE...]: $T/NAME.conf, one binding NAME on topic NAME with
-# the given handler lines (handler = ... and its options) read from stdin.
+# bench_conf NAME: $T/NAME.conf, one binding NAME on topic NAME with the
+# handler lines (handler = ... and its options) read from stdin, and the
+# [kafka] lines in BENCH_KAFKA, if any.
 bench_conf() {
+	local kafka=""
+	[ -n "${BENCH_KAFKA:-}" ] && kafka=$BENCH_KAFKA$'\n'
 	{
-		printf '[kafka]\nbootstrap.servers = %s\n[pool]\nstate_dir = %s/%s\nmetrics_listen =\nlog_level = warning\n' "$B" "$T" "$1"
+		printf '[kafka]\nbootstrap.servers = %s\n%s[pool]\nstate_dir = %s/%s\nmetrics_listen =\nlog_level = warning\n' "$B" "$kafka" "$T" "$1"
 		printf '[worker:%s]\ntopic = %s\n' "$1" "$1"
 		cat
 	} >"$T/$1.conf"

@@ -35,7 +35,7 @@
 #define TOPICS_CHECK_MS	 2000 /* how often to look for a topic that is not there yet */
 #define MAX_HEADERS	 64
 #define KP_PENDING_SLOTS (2 * KP_RING_MAX) /* open addressing, at most half full */
-#define BATCH_MAX	 64 /* jobs of one partition handed to handle_batch at once */
+#define BATCH_MAX	 256 /* jobs of one partition handed to handle_batch at once */
 
 _Static_assert(KP_RING_MAX < UINT16_MAX, "ring indices are kept in uint16_t");
 
