@@ -110,8 +110,7 @@ static bool event_read(const struct kpool_job *job, json_t **root, struct event 
 		return false;
 	}
 	if (json_string_length(v) > EVENT_MAX) {
-		snprintf(reason, KPOOL_REASON_MAX, "event name is longer than %d bytes",
-			 EVENT_MAX);
+		snprintf(reason, KPOOL_REASON_MAX, "event name is longer than %d bytes", EVENT_MAX);
 		return false;
 	}
 	e->name = json_string_value(v);
@@ -553,6 +552,6 @@ static void fini(void *state)
 }
 
 const struct kpool_plugin kpool_plugin = {
-    KPOOL_PLUGIN_HEADER, .name = "analytics", .version = PACKAGE_VERSION, .init = init,
+    KPOOL_PLUGIN_HEADER, .name = "analytics", .version = PACKAGE_VERSION,   .init = init,
     .handle = handle,	 .fini = fini,	      .handle_batch = handle_batch,
 };

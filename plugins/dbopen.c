@@ -24,7 +24,8 @@ sqlite3 *db_open(const char *path, const char *const *setup, size_t n_setup, cha
 	for (size_t i = 0; i < n_setup; i++) {
 		/* switching a new file to WAL answers BUSY at once, without the busy handler */
 		for (int tries = 0;
-		     (rc = sqlite3_exec(db, setup[i], NULL, NULL, NULL)) == SQLITE_BUSY && tries < 1000;
+		     (rc = sqlite3_exec(db, setup[i], NULL, NULL, NULL)) == SQLITE_BUSY &&
+		     tries < 1000;
 		     tries++) {
 			struct timespec ts = {0, 10 * 1000 * 1000};
 			nanosleep(&ts, NULL);

@@ -8,7 +8,6 @@
 #include <sqlite3.h>
 #include <stddef.h>
 
-sqlite3 *db_open(const char *path, const char *const *setup, size_t n_setup, char *err,
-		 size_t len);
+sqlite3 *db_open(const char *path, const char *const *setup, size_t n_setup, char *err, size_t len);
 
 #endif

@@ -23,7 +23,8 @@ int rollup_gran_find(const char *name)
 	return -1;
 }
 
-/* FNV-1a over the bytes, then SplitMix64's finalizer so that every output bit depends on every input bit. */
+/* FNV-1a over the bytes, then SplitMix64's finalizer so that every output bit depends on every
+ * input bit. */
 uint64_t hll_hash(const void *p, size_t n)
 {
 	const unsigned char *s = p;
@@ -259,7 +260,8 @@ double hll_count(const struct hll *h)
 	if (h->reg == NULL)
 		return (double)h->n;
 	for (uint32_t i = 0; i < HLL_M; i++)
-		c[h->reg[i] <= Q + 1 ? h->reg[i] : Q + 1]++; /* a larger one is no rank: read as the largest */
+		c[h->reg[i] <= Q + 1 ? h->reg[i]
+				     : Q + 1]++; /* a larger one is no rank: read as the largest */
 	z = m * tau((m - c[Q + 1]) / m);
 	for (int k = Q; k >= 1; k--)
 		z = 0.5 * (z + c[k]);

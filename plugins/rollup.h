@@ -46,10 +46,10 @@ int rollup_gran_find(const char *name); /* its index, or -1 */
 #define HLL_DENSE      2
 
 struct hll {
-	uint64_t *hash;	  /* sparse: n sorted distinct hashes (cap allocated) */
+	uint64_t *hash; /* sparse: n sorted distinct hashes (cap allocated) */
 	size_t n, cap;
-	uint8_t *reg;	  /* dense: HLL_M registers; hash is then unused */
-	bool borrowed;	  /* reg is the caller's (hll_wrap), not freed */
+	uint8_t *reg;  /* dense: HLL_M registers; hash is then unused */
+	bool borrowed; /* reg is the caller's (hll_wrap), not freed */
 };
 
 uint64_t hll_hash(const void *p, size_t n);

@@ -71,11 +71,12 @@ static int load(struct report *r, const char *path, const char *event)
 
 	if (db == NULL)
 		return 2;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT bucket, event, count, users FROM rollup WHERE granularity = ?1 "
-			       "AND bucket + ?2 > ?3 AND (?4 IS NULL OR event = ?4) "
-			       "ORDER BY bucket, event",
-			       -1, &st, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(
+		db,
+		"SELECT bucket, event, count, users FROM rollup WHERE granularity = ?1 "
+		"AND bucket + ?2 > ?3 AND (?4 IS NULL OR event = ?4) "
+		"ORDER BY bucket, event",
+		-1, &st, NULL) != SQLITE_OK) {
 		fprintf(stderr, "kpool: %s: %s\n", path, sqlite3_errmsg(db));
 		sqlite3_close(db);
 		return 2;
@@ -177,11 +178,10 @@ static void print_json(const struct report *r)
 	}
 	for (size_t i = 0; i < r->n_events; i++) {
 		const struct event *e = &r->events[i];
-		json_array_append_new(
-		    totals, json_pack("{s:s, s:I, s:I, s:b}", "event", e->name, "count",
-				      (json_int_t)e->count, "users",
-				      (json_int_t)llround(hll_count(&e->users)), "users_exact",
-				      hll_exact(&e->users)));
+		json_array_append_new(totals, json_pack("{s:s, s:I, s:I, s:b}", "event", e->name,
+							"count", (json_int_t)e->count, "users",
+							(json_int_t)llround(hll_count(&e->users)),
+							"users_exact", hll_exact(&e->users)));
 	}
 	doc = json_pack("{s:s, s:o, s:o}", "by", rollup_grans[r->gran].name, "series", series,
 			"totals", totals);
@@ -198,10 +198,18 @@ static void xml_text(FILE *f, const char *s)
 {
 	for (; *s; s++)
 		switch (*s) {
-		case '&': fputs("&amp;", f); break;
-		case '<': fputs("&lt;", f); break;
-		case '>': fputs("&gt;", f); break;
-		case '"': fputs("&quot;", f); break;
+		case '&':
+			fputs("&amp;", f);
+			break;
+		case '<':
+			fputs("&lt;", f);
+			break;
+		case '>':
+			fputs("&gt;", f);
+			break;
+		case '"':
+			fputs("&quot;", f);
+			break;
 		default:
 			if ((unsigned char)*s >= 0x20 || *s == '\t' || *s == '\n')
 				fputc(*s, f);
@@ -270,7 +278,8 @@ static int write_svg(const struct report *r, const char *path)
 		if (stack[k] > peak)
 			peak = stack[k];
 	}
-	double step = nice_step(peak > 0 ? (double)peak : 1), ymax = ceil((peak ? peak : 1) / step) * step;
+	double step = nice_step(peak > 0 ? (double)peak : 1),
+	       ymax = ceil((peak ? peak : 1) / step) * step;
 	double plot_w = W - left - right, plot_h = H - top - bottom;
 	double bw = n ? plot_w / (double)n : plot_w;
 
@@ -308,8 +317,8 @@ static int write_svg(const struct report *r, const char *path)
 			"<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\">"
 			"<title>%s ",
 			left + (double)k * bw + (bw > 4 ? 1 : 0), top + plot_h - y0 - h,
-			bw > 4 ? bw - 2 : bw, h, colours[x->event % (sizeof(colours) / sizeof(*colours))],
-			at);
+			bw > 4 ? bw - 2 : bw, h,
+			colours[x->event % (sizeof(colours) / sizeof(*colours))], at);
 		xml_text(f, r->events[x->event].name);
 		fprintf(f, ": %lld events, %s users</title></rect>\n", (long long)x->count, users);
 	}
@@ -344,12 +353,10 @@ static int write_svg(const struct report *r, const char *path)
 
 static int report(const char *path, int argc, char **argv)
 {
-	static const struct option longopts[] = {{"since", required_argument, NULL, 's'},
-						 {"by", required_argument, NULL, 'b'},
-						 {"event", required_argument, NULL, 'e'},
-						 {"json", no_argument, NULL, 'j'},
-						 {"svg", required_argument, NULL, 'g'},
-						 {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {
+	    {"since", required_argument, NULL, 's'}, {"by", required_argument, NULL, 'b'},
+	    {"event", required_argument, NULL, 'e'}, {"json", no_argument, NULL, 'j'},
+	    {"svg", required_argument, NULL, 'g'},   {NULL, 0, NULL, 0}};
 	struct report r = {.gran = 1, .since_ms = -1};
 	const char *event = NULL, *svg = NULL;
 	int json = 0, c, rc;

@@ -45,7 +45,7 @@ int main(int argc, char **argv)
 	struct kpool_job *jobs = NULL;
 	const struct kpool_job **ptrs;
 	kpool_status *st;
-	char (*reason)[KPOOL_REASON_MAX], err[512], *line = NULL;
+	char(*reason)[KPOOL_REASON_MAX], err[512], *line = NULL;
 	size_t n = 0, cap = 0, len = 0, batch, n_opts = 0, outcome[3] = {0};
 	ssize_t got;
 	void *dl, *state;
@@ -54,7 +54,8 @@ int main(int argc, char **argv)
 	struct rusage ru;
 
 	if (argc < 5) {
-		fprintf(stderr, "usage: plugin_batch PLUGIN.so JOBS STATE_DIR BATCH [KEY=VALUE]...\n");
+		fprintf(stderr,
+			"usage: plugin_batch PLUGIN.so JOBS STATE_DIR BATCH [KEY=VALUE]...\n");
 		return 2;
 	}
 	host.state_dir = argv[3];

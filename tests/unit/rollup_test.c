@@ -188,7 +188,7 @@ static void granularities(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(sparse_is_exact),	cmocka_unit_test(dense_error),
+	    cmocka_unit_test(sparse_is_exact),	       cmocka_unit_test(dense_error),
 	    cmocka_unit_test(merge_equals_adding_all), cmocka_unit_test(blobs),
 	    cmocka_unit_test(granularities),
 	};
