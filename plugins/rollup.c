@@ -109,6 +109,8 @@ int hll_add(struct hll *h, uint64_t *hashes, size_t n)
 {
 	size_t k = 0;
 
+	if (n == 0)
+		return 0;
 	if (h->reg) {
 		for (size_t i = 0; i < n; i++)
 			reg_set(h->reg, hashes[i]);

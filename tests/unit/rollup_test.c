@@ -42,6 +42,8 @@ static void sparse_is_exact(void **state)
 
 	(void)state;
 	assert_true(hll_count(&h) == 0);
+	assert_int_equal(hll_add(&h, NULL, 0), 0); /* a row of events without a user */
+	assert_true(hll_count(&h) == 0);
 	add_users(&h, "u", 0, 1000);
 	add_users(&h, "u", 500, 1500); /* half of them again */
 	assert_true(hll_exact(&h));
