@@ -522,22 +522,8 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 	}
 	a->host = host;
 	a->data_version = -1;
-	for (size_t i = 0; i < n_opts; i++) {
-		if (strcmp(opts[i].key, "db") == 0) {
-			free(a->path);
-			a->path = strdup(opts[i].value);
-		} else {
-			snprintf(err, len, "unknown option '%s' (db)", opts[i].key);
-			goto fail;
-		}
-	}
-	if (a->path == NULL &&
-	    asprintf(&a->path, "%s/analytics-%s.db", host->state_dir, host->worker) < 0)
-		a->path = NULL;
-	if (a->path == NULL) {
-		snprintf(err, len, "out of memory");
+	if ((a->path = db_path(host, opts, n_opts, "analytics", err, len)) == NULL)
 		goto fail;
-	}
 	/* The file is opened at the first job: kpoold -t creates nothing. */
 	host->log(LOG_INFO, "analytics: %s", a->path);
 	return a;

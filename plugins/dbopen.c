@@ -4,9 +4,37 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "dbopen.h"
+
+/*
+ * The file of a plugin whose only option is db: its value, else
+ * state_dir/NAME-WORKER.db.  NULL with err if another option is given or
+ * memory runs out.
+ */
+char *db_path(const struct kpool_host *host, const struct kpool_option *opts, size_t n_opts,
+	      const char *name, char *err, size_t len)
+{
+	const char *db = NULL;
+	char *path = NULL;
+
+	for (size_t i = 0; i < n_opts; i++) {
+		if (strcmp(opts[i].key, "db") != 0) {
+			snprintf(err, len, "unknown option '%s' (db)", opts[i].key);
+			return NULL;
+		}
+		db = opts[i].value;
+	}
+	if (db ? (path = strdup(db)) == NULL
+	       : asprintf(&path, "%s/%s-%s.db", host->state_dir, name, host->worker) < 0) {
+		snprintf(err, len, "out of memory");
+		return NULL;
+	}
+	return path;
+}
 
 /*
  * Opens (creating) path and runs the setup statements (pragmas, schema),

@@ -1,6 +1,6 @@
 /*
- * dbopen.h - opening a plugin's own SQLite file, which the workers of a
- * binding may all do at the same moment.
+ * dbopen.h - a plugin's own SQLite file: where it is (option db), and
+ * opening it, which the workers of a binding may all do at the same moment.
  */
 #ifndef KPOOL_DBOPEN_H
 #define KPOOL_DBOPEN_H
@@ -8,6 +8,10 @@
 #include <sqlite3.h>
 #include <stddef.h>
 
+#include "kpool_plugin.h"
+
+char *db_path(const struct kpool_host *host, const struct kpool_option *opts, size_t n_opts,
+	      const char *name, char *err, size_t len);
 sqlite3 *db_open(const char *path, const char *const *setup, size_t n_setup, char *err, size_t len);
 
 #endif

@@ -21,6 +21,9 @@ processes = 2
 EOF2
 check "kpoold -t accepts the analytics binding" "$KPOOLD" -t -c "$T/pool.conf"
 check "  and creates no file" test ! -e "$T/state/analytics-analytics.db"
+sed 's/^handler = analytics$/handler = analytics\ndatabase = x.db/' "$T/pool.conf" >"$T/bad.conf"
+"$KPOOLD" -t -c "$T/bad.conf" >"$T/bad.out" 2>&1
+check "an unknown option is refused, naming file and line" grep -q "bad.conf:[0-9]*: \[worker:analytics\] database: analytics refused: unknown option 'database' (db)" "$T/bad.out"
 start_kpoold "$T/pool.conf" "$T/kpoold.log"
 B=$(bootstrap "$T/state")
 U=$(metrics_url "$T/state")
