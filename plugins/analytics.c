@@ -51,7 +51,6 @@ struct row {
 #define ROWS_KEPT 256 /* rows known between batches, at most (16 KiB each, at most) */
 
 struct analytics {
-	const struct kpool_host *host;
 	char *path;
 	sqlite3 *db;
 	sqlite3_stmt *get, *insert, *update, *version;
@@ -520,7 +519,6 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 		snprintf(err, len, "out of memory");
 		return NULL;
 	}
-	a->host = host;
 	a->data_version = -1;
 	if ((a->path = db_path(host, opts, n_opts, "analytics", err, len)) == NULL)
 		goto fail;

@@ -26,7 +26,6 @@
 #define MAX_BATCH 64
 
 struct audit {
-	const struct kpool_host *host;
 	char *path;
 	sqlite3 *db;
 	sqlite3_stmt *last, *insert;
@@ -271,7 +270,6 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 		snprintf(err, len, "out of memory");
 		return NULL;
 	}
-	a->host = host;
 	if ((a->path = db_path(host, opts, n_opts, "audit", err, len)) == NULL)
 		goto fail;
 	/* The file is opened at the first job: kpoold -t creates nothing. */

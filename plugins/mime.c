@@ -11,31 +11,6 @@
 
 #include "mime.h"
 
-void mime_html_escape(struct buf *out, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		switch (s[i]) {
-		case '&':
-			buf_str(out, "&amp;");
-			break;
-		case '<':
-			buf_str(out, "&lt;");
-			break;
-		case '>':
-			buf_str(out, "&gt;");
-			break;
-		case '"':
-			buf_str(out, "&quot;");
-			break;
-		case '\'':
-			buf_str(out, "&#39;");
-			break;
-		default:
-			buf_add(out, &s[i], 1);
-		}
-	}
-}
-
 /* Fills {{path}} placeholders; values HTML-escaped when html.  NULL + reason on a missing value. */
 char *mime_render(const char *tname, const char *ext, const char *src, json_t *data, bool html,
 		  char *reason)
@@ -63,7 +38,7 @@ char *mime_render(const char *tname, const char *ext, const char *src, json_t *d
 			goto fail;
 		}
 		if (html)
-			mime_html_escape(&out, val.p ? val.p : "", val.len);
+			util_xml_escape(&out, val.p ? val.p : "", val.len);
 		else
 			buf_add(&out, val.p ? val.p : "", val.len);
 		p = close + 2;

@@ -13,7 +13,6 @@
 #include "kpool_plugin.h"
 #include "util.h"
 
-void mime_html_escape(struct buf *out, const char *s, size_t n);
 char *mime_render(const char *tname, const char *ext, const char *src, json_t *data, bool html,
 		  char *reason);
 bool mime_has_crlf(const char *s);

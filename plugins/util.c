@@ -140,6 +140,34 @@ json_t *util_job_body(json_t *root)
 	return root;
 }
 
+/* n bytes of text for HTML or XML: markup characters as entities. */
+void util_xml_escape(struct buf *out, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		switch (s[i]) {
+		case '&':
+			buf_str(out, "&amp;");
+			break;
+		case '<':
+			buf_str(out, "&lt;");
+			break;
+		case '>':
+			buf_str(out, "&gt;");
+			break;
+		case '"':
+			buf_str(out, "&quot;");
+			break;
+		case '\'':
+			buf_str(out, "&#39;");
+			break;
+		default: /* other control characters are not allowed in XML */
+			if ((unsigned char)s[i] >= 0x20 || s[i] == '\t' || s[i] == '\n' ||
+			    s[i] == '\r')
+				buf_add(out, &s[i], 1);
+		}
+	}
+}
+
 /* n bytes as 2n lower-case hex digits and a NUL. */
 void util_hex(const unsigned char *p, size_t n, char *out)
 {

@@ -26,6 +26,7 @@ bool util_lookup(json_t *data, const char *path, size_t n, struct buf *out);
 json_t *util_job_body(json_t *root);
 char *util_read_file(const char *path, size_t max, char *err, size_t len);
 long util_duration_ms(const char *s);
+void util_xml_escape(struct buf *out, const char *s, size_t n);
 void util_hex(const unsigned char *p, size_t n, char *out);
 int64_t util_time_ms(json_t *v);
 int64_t util_time_text_ms(const char *s);

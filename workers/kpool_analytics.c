@@ -17,6 +17,7 @@
 
 #include "kpool_cmd.h"
 #include "rollup.h"
+#include "util.h"
 
 struct row {
 	int64_t bucket, count;
@@ -71,13 +72,11 @@ static int load(struct report *r, const char *path, const char *event)
 
 	if (db == NULL)
 		return 2;
-	if (sqlite3_prepare_v2(
-		db,
-		"SELECT bucket, event, count, users FROM rollup WHERE granularity = ?1 "
-		"AND bucket + ?2 > ?3 AND (?4 IS NULL OR event = ?4) "
-		"ORDER BY bucket, event",
-		-1, &st, NULL) != SQLITE_OK) {
-		fprintf(stderr, "kpool: %s: %s\n", path, sqlite3_errmsg(db));
+	if ((st = kp_cmd_prepare(
+		 db, path,
+		 "SELECT bucket, event, count, users FROM rollup WHERE granularity = "
+		 "?1 AND bucket + ?2 > ?3 AND (?4 IS NULL OR event = ?4) "
+		 "ORDER BY bucket, event")) == NULL) {
 		sqlite3_close(db);
 		return 2;
 	}
@@ -196,24 +195,12 @@ static void print_json(const struct report *r)
 
 static void xml_text(FILE *f, const char *s)
 {
-	for (; *s; s++)
-		switch (*s) {
-		case '&':
-			fputs("&amp;", f);
-			break;
-		case '<':
-			fputs("&lt;", f);
-			break;
-		case '>':
-			fputs("&gt;", f);
-			break;
-		case '"':
-			fputs("&quot;", f);
-			break;
-		default:
-			if ((unsigned char)*s >= 0x20 || *s == '\t' || *s == '\n')
-				fputc(*s, f);
-		}
+	struct buf b = {0};
+
+	util_xml_escape(&b, s, strlen(s));
+	if (b.p)
+		fputs(b.p, f);
+	free(b.p);
 }
 
 /* A step of 1, 2 or 5 times a power of ten that cuts 0..max into at most 5 parts. */

@@ -79,12 +79,11 @@ static int query(const char *path, int argc, char **argv)
 	}
 	if ((db = kp_cmd_open_ro(path)) == NULL)
 		return 2;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT seq, at, user_id, action, resource, details, event_id FROM "
-			       "audit_log WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR "
-			       "action = ?2) AND at >= ?3 ORDER BY seq",
-			       -1, &st, NULL) != SQLITE_OK) {
-		fprintf(stderr, "kpool: %s: %s\n", path, sqlite3_errmsg(db));
+	if ((st =
+		 kp_cmd_prepare(db, path,
+				"SELECT seq, at, user_id, action, resource, details, event_id FROM "
+				"audit_log WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR "
+				"action = ?2) AND at >= ?3 ORDER BY seq")) == NULL) {
 		sqlite3_close(db);
 		return 2;
 	}

@@ -28,6 +28,7 @@ void kp_table_free(struct kp_table *t);
 int64_t kp_cmd_since_ms(const char *s);
 int64_t kp_cmd_since_arg(const char *s);
 sqlite3 *kp_cmd_open_ro(const char *path);
+sqlite3_stmt *kp_cmd_prepare(sqlite3 *db, const char *path, const char *sql);
 void kp_cmd_iso(int64_t ms, char *out, size_t len);
 
 int kp_cmd_audit(int argc, char **argv);

@@ -158,3 +158,13 @@ sqlite3 *kp_cmd_open_ro(const char *path)
 	sqlite3_busy_timeout(db, 10000);
 	return db;
 }
+
+/* A statement on a database kp_cmd_open_ro() opened; NULL, having said why, if it cannot be. */
+sqlite3_stmt *kp_cmd_prepare(sqlite3 *db, const char *path, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		fprintf(stderr, "kpool: %s: %s\n", path, sqlite3_errmsg(db));
+	return st;
+}

@@ -50,6 +50,7 @@ struct job {
 	struct kpool_header hdrs[MAX_HEADERS]; /* point into m */
 	size_t n_hdrs;
 	char event_id[KP_EVENT_ID_MAX];
+	uint32_t hash;	     /* of event_id, for the in-process lookups */
 	int attempts;	     /* handler calls so far */
 	enum kp_class class; /* set once it is to be dead-lettered */
 	char reason[KPOOL_REASON_MAX];
@@ -225,10 +226,10 @@ static uint32_t id_hash(const char *s)
 	return h;
 }
 
-/* True when an id finished in this process and is not in SQLite yet. */
-static bool pending_has(const struct worker *w, const char *id)
+/* True when an id (of hash h) finished in this process and is not in SQLite yet. */
+static bool pending_has(const struct worker *w, const char *id, uint32_t h)
 {
-	for (uint32_t i = id_hash(id);; i++) {
+	for (uint32_t i = h;; i++) {
 		uint16_t at = w->pending[i % KP_PENDING_SLOTS];
 		if (at == 0)
 			return false;
@@ -237,9 +238,9 @@ static bool pending_has(const struct worker *w, const char *id)
 	}
 }
 
-static void pending_add(struct worker *w, uint32_t ring_index)
+static void pending_add(struct worker *w, uint32_t ring_index, uint32_t h)
 {
-	uint32_t i = id_hash(w->slot->ring[ring_index].event_id);
+	uint32_t i = h;
 
 	while (w->pending[i % KP_PENDING_SLOTS] != 0)
 		i++;
@@ -311,7 +312,7 @@ static void finish(struct worker *w, struct part *p, const struct job *j, enum k
 	d->topic = p->topic;
 	d->outcome = (int8_t)outcome;
 	if (outcome != KP_OUT_SKIP)
-		pending_add(w, s->ring_n);
+		pending_add(w, s->ring_n, j->hash);
 	__atomic_store_n(&s->ring_n, s->ring_n + 1, __ATOMIC_RELEASE);
 	if (s->ring_n == 1)
 		w->flush_due = kp_mono_ms() + KP_FLUSH_MS;
@@ -431,8 +432,9 @@ static bool prepare(struct worker *w, struct part *p, struct job *j, rd_kafka_me
 	j->n_hdrs = job_headers(m, j->hdrs);
 	kp_job_event_id(w->b, j->hdrs, j->n_hdrs, j->root, w->b->topics[p->topic], m->partition,
 			m->offset, j->event_id, sizeof(j->event_id));
+	j->hash = id_hash(j->event_id);
 	if (w->b->idempotency &&
-	    (pending_has(w, j->event_id) || kp_dedupe_seen(w->dd, j->event_id) == 1)) {
+	    (pending_has(w, j->event_id, j->hash) || kp_dedupe_seen(w->dd, j->event_id) == 1)) {
 		kp_stats_add(w->slot, KP_R_DUPLICATE);
 		job_log(KP_DEBUG, j, "duplicate, skipped");
 		finish(w, p, j, KP_OUT_SKIP);
@@ -603,10 +605,10 @@ static int64_t run_due(struct worker *w)
  * After a job that must wait for a retry, the partition is paused: jobs behind
  * it that also want a retry go to its backlog, to be run one by one after it.
  */
-static bool batch_has(struct job *const *ready, size_t n, const char *event_id)
+static bool batch_has(struct job *const *ready, size_t n, const struct job *j)
 {
 	for (size_t i = 0; i < n; i++)
-		if (strcmp(ready[i]->event_id, event_id) == 0)
+		if (ready[i]->hash == j->hash && strcmp(ready[i]->event_id, j->event_id) == 0)
 			return true;
 	return false;
 }
@@ -628,7 +630,7 @@ again:
 		struct job *j = &w->bjobs[n];
 		if (!prepare(w, p, j, p->batch[i]))
 			continue;
-		if (w->b->idempotency && batch_has(ready, n, j->event_id)) {
+		if (w->b->idempotency && batch_has(ready, n, j)) {
 			/* The same event twice in one batch: the second waits for the
 			 * first to finish, then is a duplicate (or not, if it failed). */
 			j->m = NULL;
