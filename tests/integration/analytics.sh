@@ -87,7 +87,9 @@ EOF2
 row() { "$SQLITE3" -separator '|' "$DB" "SELECT $1 FROM rollup WHERE $2" 2>/dev/null; }
 dups() { metric "$U" kpool_jobs_total 'worker="analytics",result="duplicate"'; }
 check "the redelivered events are seen as duplicates" wait_for 60 at_least 500 dups
-check "the events after them are counted" wait_for 30 sh -c "'$SQLITE3' '$DB' \"SELECT count FROM rollup WHERE event = 'last' AND granularity = 'day'\" 2>/dev/null | grep -qx 1"
+# The events after them (on other partitions, so in any order): 3 without a
+# time, and one named last.
+check "the events after them are counted" wait_for 30 at_least 10004 counted
 check "duplicates add nothing" test "$(counted)" -eq 10004
 bucket=$(row bucket "event = 'no_time' AND granularity = 'minute'")
 check "no time of its own: the minute of its Kafka timestamp ($bucket in $before..$after)" \
