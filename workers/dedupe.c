@@ -77,8 +77,11 @@ struct kp_dedupe *kp_dedupe_open(const char *path, char *err, size_t len)
 	if (sqlite3_prepare_v3(d->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &d->s, NULL) !=          \
 	    SQLITE_OK)                                                                             \
 		goto fail;
-	PREP(seen, "SELECT 1 FROM processed WHERE event_id = ?1");
-	PREP(insert, "INSERT OR IGNORE INTO processed VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+	PREP(seen, "SELECT outcome = 'done' FROM processed WHERE event_id = ?1");
+	/* A row is kept, unless a replayed job now succeeded where it was dead-lettered. */
+	PREP(insert, "INSERT INTO processed VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (event_id) "
+		     "DO UPDATE SET topic = ?2, partition = ?3, \"offset\" = ?4, outcome = ?5, "
+		     "processed_at = ?6 WHERE outcome <> 'done' AND ?5 = 'done'");
 	PREP(crash_get, "SELECT count, last_signal FROM crashes WHERE topic = ?1 AND partition = "
 			"?2 AND \"offset\" = ?3");
 	PREP(crash_add, "INSERT INTO crashes VALUES (?1, ?2, ?3, ?4, 1, ?5) "
@@ -157,19 +160,25 @@ static int read_begin(struct kp_dedupe *d)
 	return 0;
 }
 
-/* 1 if the event id was handled before (in this transaction or earlier), 0 if not, -1 on error. */
-int kp_dedupe_seen(struct kp_dedupe *d, const char *event_id)
+/*
+ * 1 if the event id was handled before (in this transaction or earlier), 0 if
+ * not, -1 on error.  done_only (a replayed job) counts only jobs that were done:
+ * the dead-lettered copy of a job is what a replay means to run again.
+ */
+int kp_dedupe_seen(struct kp_dedupe *d, const char *event_id, bool done_only)
 {
-	int rc;
+	int rc, done = 0;
 
 	if (read_begin(d) < 0)
 		return -1;
 
 	sqlite3_bind_text(d->seen, 1, event_id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(d->seen);
+	if (rc == SQLITE_ROW)
+		done = sqlite3_column_int(d->seen, 0);
 	sqlite3_reset(d->seen);
 	if (rc == SQLITE_ROW)
-		return 1;
+		return done || !done_only;
 	if (rc == SQLITE_DONE)
 		return 0;
 	kp_log(KP_ERROR, "sqlite: %s", sqlite3_errmsg(d->db));

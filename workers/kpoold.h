@@ -129,7 +129,8 @@ enum kp_class {
 	KP_CLASS_RETRIES,
 	KP_CLASS_CRASH,
 	KP_CLASS_BAD_INPUT,
-	KP_CLASS_UNAVAILABLE
+	KP_CLASS_UNAVAILABLE,
+	KP_CLASS_MAX
 };
 const char *kp_class_name(enum kp_class c);
 bool kp_utf8_valid(const void *buf, size_t len);
@@ -171,6 +172,7 @@ struct kp_slot {
 	volatile pid_t pid;
 	volatile int state;
 	uint64_t results[KP_R_MAX];
+	uint64_t dead[KP_CLASS_MAX]; /* dead-lettered jobs, by error class */
 	uint64_t hist[KP_HIST_BUCKETS + 1];
 	uint64_t hist_sum_us;
 	uint64_t started_ms; /* when the current process started */
@@ -200,12 +202,16 @@ static inline void kp_stats_add(struct kp_slot *s, enum kp_result r)
 {
 	__atomic_add_fetch(&s->results[r], 1, __ATOMIC_RELAXED);
 }
+static inline void kp_stats_dead(struct kp_slot *s, enum kp_class c)
+{
+	__atomic_add_fetch(&s->dead[c], 1, __ATOMIC_RELAXED);
+}
 
 /* dedupe.c */
 struct kp_dedupe;
 struct kp_dedupe *kp_dedupe_open(const char *path, char *err, size_t len);
 void kp_dedupe_close(struct kp_dedupe *d);
-int kp_dedupe_seen(struct kp_dedupe *d, const char *event_id);
+int kp_dedupe_seen(struct kp_dedupe *d, const char *event_id, bool done_only);
 int kp_dedupe_record(struct kp_dedupe *d, const char *event_id, const char *topic,
 		     int32_t partition, int64_t offset, enum kp_outcome outcome, int64_t at_ms);
 int kp_dedupe_commit(struct kp_dedupe *d);

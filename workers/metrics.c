@@ -44,7 +44,8 @@ static bool seen_before(const struct kp_supervisor *sv, size_t i)
  * KP_HIST_BUCKETS + 1 counts, states KP_SLOT_STATES + 1 (the last: throttled).
  */
 static void binding_sums(const struct kp_supervisor *sv, const char *name, uint64_t *results,
-			 uint64_t *hist, uint64_t *sum_us, uint64_t *restarts, int *states)
+			 uint64_t *dead, uint64_t *hist, uint64_t *sum_us, uint64_t *restarts,
+			 int *states)
 {
 	for (size_t i = 0; i < sv->n_bs; i++) {
 		const struct kp_binding_state *bs = sv->bs[i];
@@ -55,6 +56,8 @@ static void binding_sums(const struct kp_supervisor *sv, const char *name, uint6
 			const struct kp_slot *s = bs->slots[k];
 			for (int r = 0; r < KP_R_MAX; r++)
 				results[r] += s->results[r];
+			for (int c = 0; c < KP_CLASS_MAX; c++)
+				dead[c] += s->dead[c];
 			for (int h = 0; h <= KP_HIST_BUCKETS; h++)
 				hist[h] += s->hist[h];
 			*sum_us += s->hist_sum_us;
@@ -77,22 +80,32 @@ static void write_metrics(FILE *f, const struct kp_supervisor *sv)
 	    "# TYPE kpool_worker_restarts_total counter\n"
 	    "# HELP kpool_workers Worker processes, by state.\n"
 	    "# TYPE kpool_workers gauge\n"
+	    "# HELP kpool_dead_letter_total Jobs sent to the dead-letter topic, by error class.\n"
+	    "# TYPE kpool_dead_letter_total counter\n"
+	    "# HELP kpool_worker_start_time_seconds When a worker process started (unix time).\n"
+	    "# TYPE kpool_worker_start_time_seconds gauge\n"
+	    "# HELP kpool_worker_process_restarts_total Restarts of one worker process slot.\n"
+	    "# TYPE kpool_worker_process_restarts_total counter\n"
 	    "# HELP kpool_consumer_lag Messages behind the high watermark.\n"
 	    "# TYPE kpool_consumer_lag gauge\n";
 
 	fputs(head, f);
 	for (size_t i = 0; i < sv->n_bs; i++) {
 		const char *name = sv->bs[i]->b->name;
-		uint64_t results[KP_R_MAX] = {0}, hist[KP_HIST_BUCKETS + 1] = {0};
+		uint64_t results[KP_R_MAX] = {0}, dead[KP_CLASS_MAX] = {0};
+		uint64_t hist[KP_HIST_BUCKETS + 1] = {0};
 		uint64_t sum_us = 0, restarts = 0, cum = 0;
 		int states[KP_SLOT_STATES + 1] = {0};
 
 		if (seen_before(sv, i))
 			continue;
-		binding_sums(sv, name, results, hist, &sum_us, &restarts, states);
+		binding_sums(sv, name, results, dead, hist, &sum_us, &restarts, states);
 		for (int r = 0; r < KP_R_MAX; r++)
 			fprintf(f, "kpool_jobs_total{worker=\"%s\",result=\"%s\"} %llu\n", name,
 				result_names[r], (unsigned long long)results[r]);
+		for (int c = KP_CLASS_NONE + 1; c < KP_CLASS_MAX; c++)
+			fprintf(f, "kpool_dead_letter_total{worker=\"%s\",class=\"%s\"} %llu\n",
+				name, kp_class_name(c), (unsigned long long)dead[c]);
 		for (int h = 0; h <= KP_HIST_BUCKETS; h++) {
 			cum += hist[h];
 			if (h < KP_HIST_BUCKETS)
@@ -113,6 +126,25 @@ static void write_metrics(FILE *f, const struct kp_supervisor *sv)
 		for (int st = 0; st <= KP_SLOT_STATES; st++)
 			fprintf(f, "kpool_workers{worker=\"%s\",state=\"%s\"} %d\n", name,
 				state_names[st], states[st]);
+	}
+	for (size_t i = 0; i < sv->n_bs; i++) { /* the processes of the current bindings */
+		const struct kp_binding_state *bs = sv->bs[i];
+		if (bs->draining)
+			continue;
+		for (int k = 0; k < bs->b->processes; k++) {
+			const struct kp_slot *s = bs->slots[k];
+			fprintf(f,
+				"kpool_worker_process_restarts_total{worker=\"%s\",index=\"%d\"} "
+				"%llu\n",
+				bs->b->name, k, (unsigned long long)s->restarts);
+			if (s->pid > 0 && s->state != KP_SLOT_EMPTY)
+				fprintf(
+				    f,
+				    "kpool_worker_start_time_seconds{worker=\"%s\",index=\"%d\","
+				    "pid=\"%d\",state=\"%s\"} %.3f\n",
+				    bs->b->name, k, (int)s->pid, state_names[s->state],
+				    (double)s->started_ms / 1e3);
+		}
 	}
 	for (size_t i = 0; i < sv->n_bs; i++) {
 		const struct kp_binding_state *bs = sv->bs[i];

@@ -106,6 +106,7 @@ static void spawn(struct kp_supervisor *sv, struct kp_binding_state *bs, int i)
 		_exit(kp_worker_run(bs->conf, bs->b, s));
 	}
 	s->pid = pid;
+	s->started_ms = (uint64_t)kp_now_ms();
 	bs->spawned_ms[i] = kp_mono_ms();
 	kp_log(KP_DEBUG, "started worker=%s#%d pid=%d", bs->b->name, i, (int)pid);
 }

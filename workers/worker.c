@@ -51,6 +51,7 @@ struct job {
 	size_t n_hdrs;
 	char event_id[KP_EVENT_ID_MAX];
 	uint32_t hash;	     /* of event_id, for the in-process lookups */
+	bool replayed;	     /* carries kpool.replayed-from: kpool dlq replay sent it */
 	int attempts;	     /* handler calls so far */
 	enum kp_class class; /* set once it is to be dead-lettered */
 	char reason[KPOOL_REASON_MAX];
@@ -226,14 +227,19 @@ static uint32_t id_hash(const char *s)
 	return h;
 }
 
-/* True when an id (of hash h) finished in this process and is not in SQLite yet. */
-static bool pending_has(const struct worker *w, const char *id, uint32_t h)
+/*
+ * True when an id (of hash h) finished in this process and is not in SQLite
+ * yet; with done_only (a replayed job), only when it was done.
+ */
+static bool pending_has(const struct worker *w, const char *id, uint32_t h, bool done_only)
 {
 	for (uint32_t i = h;; i++) {
 		uint16_t at = w->pending[i % KP_PENDING_SLOTS];
+		const struct kp_done *r;
 		if (at == 0)
 			return false;
-		if (strcmp(w->slot->ring[at - 1].event_id, id) == 0)
+		r = &w->slot->ring[at - 1];
+		if (strcmp(r->event_id, id) == 0 && (!done_only || r->outcome == KP_OUT_DONE))
 			return true;
 	}
 }
@@ -375,6 +381,7 @@ static bool dead_letter(struct worker *w, struct part *p, struct job *j)
 	job_log(KP_WARNING, j, "dead-lettered class=%s attempts=%d: %s", kp_class_name(j->class),
 		j->attempts, j->reason);
 	kp_stats_add(w->slot, KP_R_DEAD);
+	kp_stats_dead(w->slot, j->class);
 	finish(w, p, j, KP_OUT_DEAD);
 	job_free(j);
 	return true;
@@ -433,8 +440,12 @@ static bool prepare(struct worker *w, struct part *p, struct job *j, rd_kafka_me
 	kp_job_event_id(w->b, j->hdrs, j->n_hdrs, j->root, w->b->topics[p->topic], m->partition,
 			m->offset, j->event_id, sizeof(j->event_id));
 	j->hash = id_hash(j->event_id);
-	if (w->b->idempotency &&
-	    (pending_has(w, j->event_id, j->hash) || kp_dedupe_seen(w->dd, j->event_id) == 1)) {
+	j->replayed = false;
+	for (size_t i = 0; i < j->n_hdrs; i++)
+		if (strcmp(j->hdrs[i].name, "kpool.replayed-from") == 0)
+			j->replayed = true;
+	if (w->b->idempotency && (pending_has(w, j->event_id, j->hash, j->replayed) ||
+				  kp_dedupe_seen(w->dd, j->event_id, j->replayed) == 1)) {
 		kp_stats_add(w->slot, KP_R_DUPLICATE);
 		job_log(KP_DEBUG, j, "duplicate, skipped");
 		finish(w, p, j, KP_OUT_SKIP);

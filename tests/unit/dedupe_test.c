@@ -39,9 +39,10 @@ static void record_and_seen(void **state)
 
 	(void)state;
 	assert_non_null(d);
-	assert_int_equal(kp_dedupe_seen(d, "a"), 0);
+	assert_int_equal(kp_dedupe_seen(d, "a", false), 0);
 	assert_int_equal(kp_dedupe_record(d, "a", "t", 0, 1, KP_OUT_DONE, 1000), 0);
-	assert_int_equal(kp_dedupe_seen(d, "a"), 1); /* visible inside the open transaction */
+	assert_int_equal(kp_dedupe_seen(d, "a", false),
+			 1); /* visible inside the open transaction */
 	assert_int_equal(kp_dedupe_record(d, "a", "t", 0, 9, KP_OUT_DONE, 1000), 0); /* ignored */
 	assert_int_equal(kp_dedupe_record(d, "b", "t", 1, 2, KP_OUT_DEAD, 5000), 0);
 	assert_int_equal(kp_dedupe_commit(d), 0);
@@ -49,10 +50,32 @@ static void record_and_seen(void **state)
 
 	d = kp_dedupe_open(path, err, sizeof(err));
 	assert_non_null(d);
-	assert_int_equal(kp_dedupe_seen(d, "a"), 1);
-	assert_int_equal(kp_dedupe_seen(d, "b"), 1);
-	assert_int_equal(kp_dedupe_seen(d, "c"), 0);
+	assert_int_equal(kp_dedupe_seen(d, "a", false), 1);
+	assert_int_equal(kp_dedupe_seen(d, "b", false), 1);
+	assert_int_equal(kp_dedupe_seen(d, "c", false), 0);
 	assert_int_equal(kp_dedupe_count(d), 2);
+	kp_dedupe_close(d);
+}
+
+/* A replayed job looks only for a done row; once done, its row says so for good. */
+static void replayed_after_dead_letter(void **state)
+{
+	char err[256];
+	struct kp_dedupe *d = kp_dedupe_open(path, err, sizeof(err));
+
+	(void)state;
+	assert_non_null(d);
+	assert_int_equal(kp_dedupe_record(d, "r1", "t", 0, 5, KP_OUT_DEAD, 1000), 0);
+	assert_int_equal(kp_dedupe_commit(d), 0);
+	assert_int_equal(kp_dedupe_seen(d, "r1", false), 1); /* a redelivery: skipped */
+	assert_int_equal(kp_dedupe_seen(d, "r1", true), 0);  /* a replay: handled */
+	assert_int_equal(kp_dedupe_record(d, "r1", "t", 2, 70, KP_OUT_DONE, 2000), 0);
+	assert_int_equal(kp_dedupe_commit(d), 0);
+	assert_int_equal(kp_dedupe_seen(d, "r1", true), 1); /* a second replay: skipped */
+	/* a done row is never turned back into a dead-lettered one */
+	assert_int_equal(kp_dedupe_record(d, "r1", "t", 3, 80, KP_OUT_DEAD, 3000), 0);
+	assert_int_equal(kp_dedupe_commit(d), 0);
+	assert_int_equal(kp_dedupe_seen(d, "r1", true), 1);
 	kp_dedupe_close(d);
 }
 
@@ -73,7 +96,7 @@ static void uncommitted_rows_are_lost(void **state)
 	}
 	assert_true(pid > 0);
 	waitpid(pid, NULL, 0);
-	assert_int_equal(kp_dedupe_seen(d, "lost"), 0);
+	assert_int_equal(kp_dedupe_seen(d, "lost", false), 0);
 	kp_dedupe_close(d);
 }
 
@@ -104,8 +127,8 @@ static void prune(void **state)
 	assert_int_equal(kp_dedupe_record(d, "old", "t", 0, 1, KP_OUT_DONE, 100), 0);
 	assert_int_equal(kp_dedupe_record(d, "new", "t", 0, 2, KP_OUT_DONE, 900000), 0);
 	assert_true(kp_dedupe_prune(d, 1500) >= 1);
-	assert_int_equal(kp_dedupe_seen(d, "old"), 0);
-	assert_int_equal(kp_dedupe_seen(d, "new"), 1);
+	assert_int_equal(kp_dedupe_seen(d, "old", false), 0);
+	assert_int_equal(kp_dedupe_seen(d, "new", false), 1);
 	kp_dedupe_close(d);
 }
 
@@ -147,9 +170,13 @@ static void concurrent_first_open(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(record_and_seen), cmocka_unit_test(uncommitted_rows_are_lost),
-	    cmocka_unit_test(crashes),	       cmocka_unit_test(prune),
-	    cmocka_unit_test(bad_path),	       cmocka_unit_test(concurrent_first_open),
+	    cmocka_unit_test(record_and_seen),
+	    cmocka_unit_test(replayed_after_dead_letter),
+	    cmocka_unit_test(uncommitted_rows_are_lost),
+	    cmocka_unit_test(crashes),
+	    cmocka_unit_test(prune),
+	    cmocka_unit_test(bad_path),
+	    cmocka_unit_test(concurrent_first_open),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
