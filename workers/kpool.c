@@ -1,6 +1,6 @@
 /*
- * kpool.c - the admin command: send jobs, read the audit log and the analytics
- * rollup (more to come: dlq, status).
+ * kpool.c - the admin command: send jobs, inspect and replay dead-letter
+ * topics, show the pool's status, read the audit log and the analytics rollup.
  */
 #include "config.h"
 
@@ -19,12 +19,23 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f, "usage: kpool -c CONF send TOPIC [--key K] [--header NAME=VALUE]... [--keep-empty]\n"
+	       "       kpool -c CONF dlq list TOPIC [--limit N] [--error-class C] [--since T] "
+	       "[--json]\n"
+	       "       kpool -c CONF dlq show TOPIC PARTITION:OFFSET [--json]\n"
+	       "       kpool -c CONF dlq replay TOPIC [--to TOPIC] [--error-class C] [--offsets "
+	       "[P:]A..B]\n"
+	       "                               [--limit N] [--dry-run] [--from-start] [--json]\n"
+	       "       kpool -c CONF status [--json]\n"
 	       "       kpool audit verify DB\n"
 	       "       kpool audit query DB [--user U] [--action A] [--since T] [--json]\n"
 	       "       kpool analytics report DB [--since T] [--by minute|hour|day] [--event E]\n"
 	       "                                 [--json] [--svg FILE]\n"
 	       "  send   one job per line of standard input; empty lines are skipped unless\n"
 	       "         --keep-empty sends them as empty jobs\n"
+	       "  dlq    a dead-letter topic: list its records (a summary per error class),\n"
+	       "         show one, or replay them to where they came from; a replay remembers\n"
+	       "         what it sent (group kpool-replay-TOPIC) unless --from-start\n"
+	       "  status each binding's processes, job counts, and lag per partition\n"
 	       "  audit  the audit handler's log: verify its hash chain (exit 1 at the first\n"
 	       "         bad entry), or list entries; T is a time or an age (90m, 24h, 7d)\n"
 	       "  analytics  the analytics handler's rollup: events and distinct users per\n"
@@ -185,7 +196,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (strcmp(argv[optind], "send") != 0) {
+	if (strcmp(argv[optind], "send") != 0 && strcmp(argv[optind], "dlq") != 0 &&
+	    strcmp(argv[optind], "status") != 0) {
 		fprintf(stderr, "kpool: unknown command '%s'\n", argv[optind]);
 		usage(stderr);
 		return 2;
@@ -195,7 +207,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kpool: %s\n", err);
 		return 1;
 	}
-	rc = cmd_send(conf, argc - optind, argv + optind);
+	if (strcmp(argv[optind], "dlq") == 0)
+		rc = kp_cmd_dlq(conf, argc - optind, argv + optind);
+	else if (strcmp(argv[optind], "status") == 0)
+		rc = kp_cmd_status(conf, argc - optind, argv + optind);
+	else
+		rc = cmd_send(conf, argc - optind, argv + optind);
 	kp_conf_free(conf);
 	return rc;
 }

@@ -31,7 +31,10 @@ sqlite3 *kp_cmd_open_ro(const char *path);
 sqlite3_stmt *kp_cmd_prepare(sqlite3 *db, const char *path, const char *sql);
 void kp_cmd_iso(int64_t ms, char *out, size_t len);
 
+struct kp_conf;
 int kp_cmd_audit(int argc, char **argv);
+int kp_cmd_dlq(const struct kp_conf *conf, int argc, char **argv);
+int kp_cmd_status(const struct kp_conf *conf, int argc, char **argv);
 int kp_cmd_analytics(int argc, char **argv);
 
 #endif
