@@ -264,7 +264,7 @@ static int scan_open(struct scan *sc, const struct kp_conf *conf, const char *to
 		fprintf(stderr, "kpool: %s\n", err);
 		return -1;
 	}
-	n = kp_topic_partitions(sc->rk, topic, DLQ_TIMEOUT_MS, err, sizeof(err));
+	n = kp_topic_partitions_lookup(sc->rk, topic, DLQ_TIMEOUT_MS, err, sizeof(err));
 	if (n <= 0) {
 		if (n == 0)
 			fprintf(stderr, "kpool: %s: no such topic\n", topic);
@@ -536,7 +536,7 @@ static int dlq_list(const struct kp_conf *conf, const char *topic, long limit, c
 			kp_table_print(&t, stdout);
 		kp_table_free(&t);
 		if (shown < n)
-			printf("%zu of %zu records shown;", shown, n);
+			printf("%zu of %zu records shown", shown, n);
 		else
 			printf("%zu record%s", n, n == 1 ? "" : "s");
 		for (size_t i = 0; i < n_cc; i++)

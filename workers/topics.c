@@ -15,6 +15,35 @@
 #include "kpoold.h"
 
 /*
+ * The same, from the metadata of every topic: asking for the one topic would
+ * create it on a broker that creates topics on demand (the embedded one
+ * does), which a command that only looks must not do.
+ */
+int kp_topic_partitions_lookup(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err,
+			       size_t len)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
+	int n = 0;
+
+	if (e) {
+		snprintf(err, len, "metadata: %s", rd_kafka_err2str(e));
+		return -1;
+	}
+	for (int i = 0; i < md->topic_cnt; i++)
+		if (strcmp(md->topics[i].topic, topic) == 0) {
+			n = md->topics[i].err ? -1 : md->topics[i].partition_cnt;
+			if (n <= 0) {
+				snprintf(err, len, "metadata for %s: %s", topic,
+					 rd_kafka_err2str(md->topics[i].err));
+				n = -1;
+			}
+		}
+	rd_kafka_metadata_destroy(md);
+	return n;
+}
+
+/*
  * Partitions of topic: > 0 when it exists, 0 when the cluster says it does
  * not (yet), -1 with err when Kafka could not be asked.
  */
