@@ -69,88 +69,108 @@ static void binding_sums(const struct kp_supervisor *sv, const char *name, uint6
 	}
 }
 
+/* What one binding's slots say, summed (see binding_sums). */
+struct sums {
+	const char *name;
+	uint64_t results[KP_R_MAX], dead[KP_CLASS_MAX], hist[KP_HIST_BUCKETS + 1];
+	uint64_t sum_us, restarts;
+	int states[KP_SLOT_STATES + 1];
+};
+
+static void family(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/*
+ * The Prometheus text format: each family's HELP and TYPE, then all of its
+ * samples, every binding's, before the next family.
+ */
 static void write_metrics(FILE *f, const struct kp_supervisor *sv)
 {
-	static const char *const head =
-	    "# HELP kpool_jobs_total Jobs finished, by result.\n"
-	    "# TYPE kpool_jobs_total counter\n"
-	    "# HELP kpool_job_seconds Time the handler took per call.\n"
-	    "# TYPE kpool_job_seconds histogram\n"
-	    "# HELP kpool_worker_restarts_total Worker processes restarted after dying.\n"
-	    "# TYPE kpool_worker_restarts_total counter\n"
-	    "# HELP kpool_workers Worker processes, by state.\n"
-	    "# TYPE kpool_workers gauge\n"
-	    "# HELP kpool_dead_letter_total Jobs sent to the dead-letter topic, by error class.\n"
-	    "# TYPE kpool_dead_letter_total counter\n"
-	    "# HELP kpool_worker_start_time_seconds When a worker process started (unix time).\n"
-	    "# TYPE kpool_worker_start_time_seconds gauge\n"
-	    "# HELP kpool_worker_process_restarts_total Restarts of one worker process slot.\n"
-	    "# TYPE kpool_worker_process_restarts_total counter\n"
-	    "# HELP kpool_consumer_lag Messages behind the high watermark.\n"
-	    "# TYPE kpool_consumer_lag gauge\n";
+	struct sums *b = calloc(sv->n_bs ? sv->n_bs : 1, sizeof(*b));
+	size_t n = 0;
 
-	fputs(head, f);
+	if (b == NULL)
+		return;
 	for (size_t i = 0; i < sv->n_bs; i++) {
-		const char *name = sv->bs[i]->b->name;
-		uint64_t results[KP_R_MAX] = {0}, dead[KP_CLASS_MAX] = {0};
-		uint64_t hist[KP_HIST_BUCKETS + 1] = {0};
-		uint64_t sum_us = 0, restarts = 0, cum = 0;
-		int states[KP_SLOT_STATES + 1] = {0};
-
 		if (seen_before(sv, i))
 			continue;
-		binding_sums(sv, name, results, dead, hist, &sum_us, &restarts, states);
+		b[n].name = sv->bs[i]->b->name;
+		binding_sums(sv, b[n].name, b[n].results, b[n].dead, b[n].hist, &b[n].sum_us,
+			     &b[n].restarts, b[n].states);
+		n++;
+	}
+	family(f, "kpool_jobs_total", "counter", "Jobs finished, by result.");
+	for (size_t i = 0; i < n; i++)
 		for (int r = 0; r < KP_R_MAX; r++)
-			fprintf(f, "kpool_jobs_total{worker=\"%s\",result=\"%s\"} %llu\n", name,
-				result_names[r], (unsigned long long)results[r]);
+			fprintf(f, "kpool_jobs_total{worker=\"%s\",result=\"%s\"} %llu\n",
+				b[i].name, result_names[r], (unsigned long long)b[i].results[r]);
+	family(f, "kpool_dead_letter_total", "counter",
+	       "Jobs sent to the dead-letter topic, by error class.");
+	for (size_t i = 0; i < n; i++)
 		for (int c = KP_CLASS_NONE + 1; c < KP_CLASS_MAX; c++)
 			fprintf(f, "kpool_dead_letter_total{worker=\"%s\",class=\"%s\"} %llu\n",
-				name, kp_class_name(c), (unsigned long long)dead[c]);
+				b[i].name, kp_class_name(c), (unsigned long long)b[i].dead[c]);
+	family(f, "kpool_job_seconds", "histogram", "Time the handler took per call.");
+	for (size_t i = 0; i < n; i++) {
+		uint64_t cum = 0;
 		for (int h = 0; h <= KP_HIST_BUCKETS; h++) {
-			cum += hist[h];
+			cum += b[i].hist[h];
 			if (h < KP_HIST_BUCKETS)
 				fprintf(f,
 					"kpool_job_seconds_bucket{worker=\"%s\",le=\"%g\"} %llu\n",
-					name, kp_hist_bounds[h], (unsigned long long)cum);
+					b[i].name, kp_hist_bounds[h], (unsigned long long)cum);
 			else
 				fprintf(
 				    f, "kpool_job_seconds_bucket{worker=\"%s\",le=\"+Inf\"} %llu\n",
-				    name, (unsigned long long)cum);
+				    b[i].name, (unsigned long long)cum);
 		}
-		fprintf(f, "kpool_job_seconds_sum{worker=\"%s\"} %.6f\n", name,
-			(double)sum_us / 1e6);
-		fprintf(f, "kpool_job_seconds_count{worker=\"%s\"} %llu\n", name,
+		fprintf(f, "kpool_job_seconds_sum{worker=\"%s\"} %.6f\n", b[i].name,
+			(double)b[i].sum_us / 1e6);
+		fprintf(f, "kpool_job_seconds_count{worker=\"%s\"} %llu\n", b[i].name,
 			(unsigned long long)cum);
-		fprintf(f, "kpool_worker_restarts_total{worker=\"%s\"} %llu\n", name,
-			(unsigned long long)restarts);
-		for (int st = 0; st <= KP_SLOT_STATES; st++)
-			fprintf(f, "kpool_workers{worker=\"%s\",state=\"%s\"} %d\n", name,
-				state_names[st], states[st]);
 	}
-	for (size_t i = 0; i < sv->n_bs; i++) { /* the processes of the current bindings */
-		const struct kp_binding_state *bs = sv->bs[i];
-		if (bs->draining)
-			continue;
-		for (int k = 0; k < bs->b->processes; k++) {
-			const struct kp_slot *s = bs->slots[k];
+	family(f, "kpool_worker_restarts_total", "counter",
+	       "Worker processes restarted after dying.");
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "kpool_worker_restarts_total{worker=\"%s\"} %llu\n", b[i].name,
+			(unsigned long long)b[i].restarts);
+	family(f, "kpool_workers", "gauge", "Worker processes, by state.");
+	for (size_t i = 0; i < n; i++)
+		for (int st = 0; st <= KP_SLOT_STATES; st++)
+			fprintf(f, "kpool_workers{worker=\"%s\",state=\"%s\"} %d\n", b[i].name,
+				state_names[st], b[i].states[st]);
+	free(b);
+
+	/* Per process, of the current bindings (not those draining after a reload). */
+	family(f, "kpool_worker_process_restarts_total", "counter",
+	       "Restarts of one worker process slot.");
+	for (size_t i = 0; i < sv->n_bs; i++)
+		for (int k = 0; !sv->bs[i]->draining && k < sv->bs[i]->b->processes; k++)
 			fprintf(f,
 				"kpool_worker_process_restarts_total{worker=\"%s\",index=\"%d\"} "
 				"%llu\n",
-				bs->b->name, k, (unsigned long long)s->restarts);
+				sv->bs[i]->b->name, k,
+				(unsigned long long)sv->bs[i]->slots[k]->restarts);
+	family(f, "kpool_worker_start_time_seconds", "gauge",
+	       "When a worker process started (unix time).");
+	for (size_t i = 0; i < sv->n_bs; i++)
+		for (int k = 0; !sv->bs[i]->draining && k < sv->bs[i]->b->processes; k++) {
+			const struct kp_slot *s = sv->bs[i]->slots[k];
 			if (s->pid > 0 && s->state != KP_SLOT_EMPTY)
 				fprintf(
 				    f,
 				    "kpool_worker_start_time_seconds{worker=\"%s\",index=\"%d\","
 				    "pid=\"%d\",state=\"%s\"} %.3f\n",
-				    bs->b->name, k, (int)s->pid, state_names[s->state],
+				    sv->bs[i]->b->name, k, (int)s->pid, state_names[s->state],
 				    (double)s->started_ms / 1e3);
 		}
-	}
+	family(f, "kpool_consumer_lag", "gauge",
+	       "Messages behind the high watermark (the group's committed offset to the end).");
 	for (size_t i = 0; i < sv->n_bs; i++) {
 		const struct kp_binding_state *bs = sv->bs[i];
-		if (bs->draining)
-			continue;
-		for (int k = 0; k < bs->b->processes; k++) {
+		for (int k = 0; !bs->draining && k < bs->b->processes; k++) {
 			const struct kp_slot *s = bs->slots[k];
 			if (s->state != KP_SLOT_RUNNING)
 				continue;

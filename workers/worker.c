@@ -862,10 +862,27 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 			continue;
 		json_object_foreach (json_object_get(v, "partitions"), pname, pv) {
 			json_int_t part = json_integer_value(json_object_get(pv, "partition"));
-			json_int_t lag = json_integer_value(json_object_get(pv, "consumer_lag"));
-			if (part < 0 || n == KP_LAG_MAX || lag < 0 ||
+			json_int_t hi = json_integer_value(json_object_get(pv, "hi_offset"));
+			json_int_t lo = json_integer_value(json_object_get(pv, "lo_offset"));
+			json_int_t co = json_integer_value(json_object_get(pv, "committed_offset"));
+			/* From the committed offset, as kpool status counts it: librdkafka's
+			 * consumer_lag starts at what was fetched, which includes jobs
+			 * waiting behind a parked one. */
+			struct part *pp = part_get(w, (int16_t)t, (int32_t)part, false);
+			int64_t qlo, qhi;
+			json_int_t lag;
+			/* A paused partition fetches nothing, so its high watermark in
+			 * the statistics stands still: ask for it (briefly). */
+			if (pp && pp->parked && s->kafka_state == KP_KAFKA_UP &&
+			    rd_kafka_query_watermark_offsets(w->rk, name, (int32_t)part, &qlo, &qhi,
+							     100) == RD_KAFKA_RESP_ERR_NO_ERROR)
+				hi = qhi;
+			lag = hi - (co >= 0 ? co : lo);
+			if (part < 0 || n == KP_LAG_MAX || hi < 0 || (co < 0 && lo < 0) ||
 			    !json_is_true(json_object_get(pv, "desired")))
 				continue;
+			if (lag < 0)
+				lag = 0;
 			s->lag[n].topic = (int16_t)t;
 			s->lag[n].partition = (int32_t)part;
 			s->lag[n].lag = lag;
