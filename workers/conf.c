@@ -799,22 +799,31 @@ int kp_conf_kafka_apply(const struct kp_conf *conf, void *rd_conf, char *err, si
 	return 0;
 }
 
+/* One line of --options: key, default, what it is; a long default gets a line of its own. */
+static void print_option(const char *key, const char *def, const char *desc)
+{
+	if (strlen(def) > 14)
+		printf("%-18s  %s\n%-18s  %-14s  %s\n", key, def, "", "", desc);
+	else
+		printf("%-18s  %-14s  %s\n", key, def, desc);
+}
+
 /* Prints the option tables, the reference for kpool.conf(5). */
 void kp_conf_print_options(void)
 {
 	printf("[pool]\n");
 	for (size_t i = 0; i < N_POOL; i++)
-		printf("%-18s %-10s %s\n", pool_opts[i].key,
-		       pool_opts[i].def ? pool_opts[i].def : "-", pool_opts[i].desc);
+		print_option(pool_opts[i].key, pool_opts[i].def ? pool_opts[i].def : "-",
+			     pool_opts[i].desc);
 	printf("\n[kafka]\n");
-	printf("%-18s %-10s %s\n", "bootstrap.servers", "-",
-	       "host:port,... or 'embedded' for the built-in broker");
-	printf("%-18s %-10s %s\n", "sasl.password.file", "-",
-	       "a file whose first line is sasl.password, kept out of the conf");
-	printf("%-18s %-10s %s\n", "*", "-",
-	       "any other key is librdkafka's (security.protocol, sasl.*, ssl.*, ...)");
+	print_option("bootstrap.servers", "-",
+		     "host:port,... or 'embedded' for the built-in broker");
+	print_option("sasl.password.file", "-",
+		     "a file whose first line is sasl.password, kept out of the conf");
+	print_option("*", "-",
+		     "any other key is librdkafka's (security.protocol, sasl.*, ssl.*, ...)");
 	printf("\n[worker:NAME]\n");
 	for (size_t i = 0; i < N_WORKER; i++)
-		printf("%-18s %-10s %s\n", worker_opts[i].key,
-		       worker_opts[i].def ? worker_opts[i].def : "-", worker_opts[i].desc);
+		print_option(worker_opts[i].key, worker_opts[i].def ? worker_opts[i].def : "-",
+			     worker_opts[i].desc);
 }
