@@ -56,7 +56,7 @@ check "rows are aligned (the class column starts at one place)" \
 	test "$(grep "orders$R/" "$T/list.txt" | awk '{ print index($0, $4) }' | sort -u | wc -l)" -eq 1
 
 kp dlq list "$DLQ" --json >"$T/list.json"
-check "--json: one document" jget "$T/list.json" 'd["topic"]' >/dev/null
+check "--json: one document" test "$(jget "$T/list.json" 'd["topic"]')" = "$DLQ"
 check "--json: classes" test "$(jget "$T/list.json" 'sorted(d["classes"].items())')" = \
 	"[('bad-input', 3), ('fail', 5), ('retries-exhausted', 3)]"
 check "--json: where each came from" test "$(jget "$T/list.json" 'sorted(set(r["original"]["topic"] for r in d["records"]))')" = "['orders$R']"
