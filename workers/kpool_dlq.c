@@ -502,7 +502,8 @@ static int dlq_list(const struct kp_conf *conf, const char *topic, long limit, c
 	}
 	if (rc < 0)
 		goto out;
-	qsort(recs, n, sizeof(*recs), by_time);
+	if (n > 1) /* qsort must not be given NULL, not even for nothing */
+		qsort(recs, n, sizeof(*recs), by_time);
 	for (size_t i = 0; i < n; i++)
 		count_class(&cc, &n_cc, recs[i].class);
 	size_t shown = limit >= 0 && (size_t)limit < n ? (size_t)limit : n;
