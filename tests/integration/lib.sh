@@ -21,6 +21,13 @@ R=""
 [ -n "$REAL" ] && R="-$(date +%s)-$$"
 tap_n=0
 tap_failed=0
+# Under scripts/valgrind the kpool command runs under the same tool as kpoold.
+if [ -n "${KPOOLD_WRAPPER:-}" ]; then
+	printf '#!/bin/sh\nexec %s --log-file=%s/valgrind.%%p.log %s "$@"\n' \
+		"$KPOOLD_WRAPPER" "$T" "$top_builddir/workers/kpool" >"$T/kpool"
+	chmod +x "$T/kpool"
+	KPOOL=$T/kpool
+fi
 
 cleanup() {
 	for p in $PIDS; do kill -TERM "$p" 2>/dev/null; done

@@ -51,8 +51,11 @@ check "status: a row per process" test "$(grep -cE '^s#[01] +[0-9]+ +running +[0
 check "status: a lag row per partition" test "$(grep -cE "^s +work$R +[0-3] " "$T/st.txt")" -eq 4
 
 status_json
-P0=$(pgrep -f 'kpoold: worker s#0$')
-P1=$(pgrep -f 'kpoold: worker s#1$')
+# worker_pid I: the pid of the latest worker s#I, as its start was logged.
+worker_pid() { sed -n "s/^info worker=s#$1 started .* pid=\([0-9]*\).*/\1/p" "$T/kpoold.log" | tail -1; }
+P0=$(worker_pid 0)
+P1=$(worker_pid 1)
+check "the workers are running" kill -0 "$P0" "$P1"
 check "status --json: the pids are the workers'" test "$(jget "$T/st.json" '" ".join(str(p["pid"]) for p in d["bindings"][0]["processes"])')" = "$P0 $P1"
 check "status --json: running, no restarts" test "$(jget "$T/st.json" 'sorted(set((p["state"], p["restarts"]) for p in d["bindings"][0]["processes"]))')" = "[('running', 0)]"
 check "status --json: uptime in seconds" test "$(jget "$T/st.json" 'all(0 <= p["uptime_s"] < 600 for p in d["bindings"][0]["processes"])')" = True
@@ -64,7 +67,7 @@ restarted() { status_json && [ "$(jget "$T/st.json" 'd["bindings"][0]["processes
 	[ "$(jget "$T/st.json" 'd["bindings"][0]["processes"][1]["state"]')" = running ]; }
 check "status: worker #1 restarted once" wait_for 30 restarted
 NP1=$(jget "$T/st.json" 'd["bindings"][0]["processes"][1]["pid"]')
-check "status: with its new pid" test "$NP1" != "$P1" -a "$NP1" = "$(pgrep -f 'kpoold: worker s#1$')"
+check "status: with its new pid" test "$NP1" != "$P1" -a "$NP1" = "$(worker_pid 1)"
 check "status: the binding counts one restart" test "$(jget "$T/st.json" 'd["bindings"][0]["restarts"]')" = 1
 check "both workers back in the group" wait_for 30 sh -c "[ \$(grep -c 'assigned partitions=' '$T/kpoold.log') -ge 4 ]"
 
