@@ -147,6 +147,19 @@ static void dlrec_free(struct dlrec *r)
 	free(r->event_id);
 }
 
+/* The headers in which each tool says where a job came from and why it failed. */
+static const struct writer {
+	const char *name, *topic, *partition, *offset, *class, *reason, *event_id, *attempts;
+} writers[] = {
+    {"kpool", "kpool.original.topic", "kpool.original.partition", "kpool.original.offset",
+     "kpool.error.class", "kpool.error", "kpool.event-id", "kpool.attempts"},
+    {"spring", "kafka_dlt-original-topic", "kafka_dlt-original-partition",
+     "kafka_dlt-original-offset", "kafka_dlt-exception-fqcn", "kafka_dlt-exception-message", NULL,
+     NULL},
+    {"connect", "__connect.errors.topic", "__connect.errors.partition", "__connect.errors.offset",
+     "__connect.errors.exception.class.name", "__connect.errors.exception.message", NULL, NULL},
+};
+
 /* Reads what a dead-letter record says about the job and why it is there. */
 static void dlrec_read(const rd_kafka_message_t *m, struct dlrec *r)
 {
@@ -162,35 +175,23 @@ static void dlrec_read(const rd_kafka_message_t *m, struct dlrec *r)
 	r->attempts = -1;
 	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		h = NULL;
-	if ((r->orig_topic = hdr_text(h, "kpool.original.topic"))) {
-		r->writer = "kpool";
-		if (hdr_int(h, "kpool.original.partition", &v))
+	r->writer = "unknown";
+	for (size_t i = 0; i < sizeof(writers) / sizeof(writers[0]); i++) {
+		const struct writer *w = &writers[i];
+		if ((r->orig_topic = hdr_text(h, w->topic)) == NULL)
+			continue;
+		r->writer = w->name;
+		if (hdr_int(h, w->partition, &v))
 			r->orig_partition = (int32_t)v;
-		if (hdr_int(h, "kpool.original.offset", &v))
+		if (hdr_int(h, w->offset, &v))
 			r->orig_offset = v;
-		r->class = hdr_text(h, "kpool.error.class");
-		r->reason = hdr_text(h, "kpool.error");
-		r->event_id = hdr_text(h, "kpool.event-id");
-		if (hdr_int(h, "kpool.attempts", &v))
+		r->class = hdr_text(h, w->class);
+		r->reason = hdr_text(h, w->reason);
+		if (w->event_id)
+			r->event_id = hdr_text(h, w->event_id);
+		if (w->attempts && hdr_int(h, w->attempts, &v))
 			r->attempts = (int)v;
-	} else if ((r->orig_topic = hdr_text(h, "kafka_dlt-original-topic"))) {
-		r->writer = "spring";
-		if (hdr_int(h, "kafka_dlt-original-partition", &v))
-			r->orig_partition = (int32_t)v;
-		if (hdr_int(h, "kafka_dlt-original-offset", &v))
-			r->orig_offset = v;
-		r->class = hdr_text(h, "kafka_dlt-exception-fqcn");
-		r->reason = hdr_text(h, "kafka_dlt-exception-message");
-	} else if ((r->orig_topic = hdr_text(h, "__connect.errors.topic"))) {
-		r->writer = "connect";
-		if (hdr_int(h, "__connect.errors.partition", &v))
-			r->orig_partition = (int32_t)v;
-		if (hdr_int(h, "__connect.errors.offset", &v))
-			r->orig_offset = v;
-		r->class = hdr_text(h, "__connect.errors.exception.class.name");
-		r->reason = hdr_text(h, "__connect.errors.exception.message");
-	} else {
-		r->writer = "unknown";
+		break;
 	}
 	if (r->class == NULL)
 		r->class = strdup("unknown");
