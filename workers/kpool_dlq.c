@@ -1077,6 +1077,19 @@ static int settle_chunk(struct scan *sc, rd_kafka_t *pk, struct sent *chunk, siz
 	return failed;
 }
 
+/* Settles a chunk, frees it and commits the progress; -1 if the commit failed. */
+static int chunk_done(struct scan *sc, rd_kafka_t *pk, struct sent *chunk, size_t *n, json_t *out,
+		      struct kp_table *t, const struct replay_opts *o, long *ok, long *failed)
+{
+	*failed += settle_chunk(sc, pk, chunk, *n, out, t, o->dry_run, ok);
+	for (size_t i = 0; i < *n; i++) {
+		dlrec_free(&chunk[i].r);
+		free(chunk[i].to);
+	}
+	*n = 0;
+	return o->dry_run ? 0 : replay_commit(sc);
+}
+
 static int dlq_replay(const struct kp_conf *conf, const char *topic, const struct replay_opts *o)
 {
 	char group[KP_TOPIC_MAX + 16];
@@ -1176,25 +1189,11 @@ static int dlq_replay(const struct kp_conf *conf, const char *topic, const struc
 			p->full = true; /* scattered offsets: the metadata has no room for more */
 		if (o->limit >= 0 && queued >= o->limit)
 			stopped = true;
-		if (n_chunk == REPLAY_CHUNK || stopped) {
-			failed +=
-			    settle_chunk(&sc, pk, chunk, n_chunk, out, &t, o->dry_run, &replayed);
-			for (size_t i = 0; i < n_chunk; i++) {
-				dlrec_free(&chunk[i].r);
-				free(chunk[i].to);
-			}
-			n_chunk = 0;
-			if (!o->dry_run && replay_commit(&sc) < 0)
-				goto out;
-		}
+		if ((n_chunk == REPLAY_CHUNK || stopped) &&
+		    chunk_done(&sc, pk, chunk, &n_chunk, out, &t, o, &replayed, &failed) < 0)
+			goto out;
 	}
-	failed += settle_chunk(&sc, pk, chunk, n_chunk, out, &t, o->dry_run, &replayed);
-	for (size_t i = 0; i < n_chunk; i++) {
-		dlrec_free(&chunk[i].r);
-		free(chunk[i].to);
-	}
-	n_chunk = 0;
-	if (!o->dry_run && replay_commit(&sc) < 0)
+	if (chunk_done(&sc, pk, chunk, &n_chunk, out, &t, o, &replayed, &failed) < 0)
 		goto out;
 	if (out) {
 		json_t *doc = json_object();
