@@ -259,8 +259,8 @@ void kp_dlq_poll(struct kp_dlq *q);
 /* topics.c */
 int kp_topic_partitions(struct rd_kafka_s *rk, const char *topic, int timeout_ms, char *err,
 			size_t len);
-int kp_topic_partitions_lookup(struct rd_kafka_s *rk, const char *topic, int timeout_ms,
-			       char *err, size_t len);
+int kp_topic_partitions_lookup(struct rd_kafka_s *rk, const char *topic, int timeout_ms, char *err,
+			       size_t len);
 int kp_topic_create(struct rd_kafka_s *rk, const char *topic, int partitions, int timeout_ms,
 		    int *final, char *err, size_t len);
 
