@@ -156,10 +156,10 @@ int kp_dlq_send(struct kp_dlq *q, const rd_kafka_message_t *m, const struct kp_d
 	    {"kpool.pid", q->pid},
 	};
 	/* A replayed job that failed again carries the last round's headers: replace them. */
-	for (size_t i = 0; i < sizeof(add) / sizeof(add[0]); i++)
+	for (size_t i = 0; i < sizeof(add) / sizeof(add[0]); i++) {
 		rd_kafka_header_remove(h, add[i][0]);
-	for (size_t i = 0; i < sizeof(add) / sizeof(add[0]); i++)
 		rd_kafka_header_add(h, add[i][0], -1, add[i][1], -1);
+	}
 
 	e = rd_kafka_producev(
 	    q->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),

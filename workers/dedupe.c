@@ -36,7 +36,6 @@ static const char schema[] =
     "  count INTEGER NOT NULL, last_signal TEXT, PRIMARY KEY (topic, partition, \"offset\"));\n"
     "CREATE INDEX IF NOT EXISTS processed_at ON processed (processed_at);\n";
 
-/* Opens (creating if needed) a binding's database; NULL with err on failure. */
 /*
  * WAL mode and the tables.  The workers of a binding open its file at the
  * same moment when they start; switching a new file to WAL answers BUSY at
@@ -58,6 +57,7 @@ static int setup(sqlite3 *db)
 	return rc;
 }
 
+/* Opens (creating if needed) a binding's database; NULL with err on failure. */
 struct kp_dedupe *kp_dedupe_open(const char *path, char *err, size_t len)
 {
 	struct kp_dedupe *d = calloc(1, sizeof(*d));

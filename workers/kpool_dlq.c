@@ -106,6 +106,19 @@ static char *hdr_text(rd_kafka_headers_t *h, const char *name)
 }
 
 /* A number written as text (kpool, Connect) or big-endian bytes (Spring). */
+/* A big-endian int32 or int64 (Spring Kafka's numbers); false for other lengths. */
+static bool be_int(const unsigned char *v, size_t len, int64_t *out)
+{
+	uint64_t u = 0;
+
+	if (len != 4 && len != 8)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		u = u << 8 | v[i];
+	*out = len == 4 ? (int64_t)(int32_t)(uint32_t)u : (int64_t)u;
+	return true;
+}
+
 static bool hdr_int(rd_kafka_headers_t *h, const char *name, int64_t *out)
 {
 	const unsigned char *v;
@@ -124,19 +137,7 @@ static bool hdr_int(rd_kafka_headers_t *h, const char *name, int64_t *out)
 		*out = strtoll(buf, NULL, 10);
 		return true;
 	}
-	if (len == 4) {
-		*out = (int32_t)((uint32_t)v[0] << 24 | (uint32_t)v[1] << 16 | (uint32_t)v[2] << 8 |
-				 v[3]);
-		return true;
-	}
-	if (len == 8) {
-		uint64_t u = 0;
-		for (i = 0; i < 8; i++)
-			u = u << 8 | v[i];
-		*out = (int64_t)u;
-		return true;
-	}
-	return false;
+	return be_int(v, len, out);
 }
 
 static void dlrec_free(struct dlrec *r)
@@ -241,58 +242,66 @@ static void scan_close(struct scan *sc)
 static int scan_open(struct scan *sc, const struct kp_conf *conf, const char *topic,
 		     const char *group)
 {
-	rd_kafka_conf_t *rc = rd_kafka_conf_new();
+	rd_kafka_conf_t *kc = rd_kafka_conf_new();
+	rd_kafka_topic_partition_list_t *l;
+	int64_t *lo = NULL, *hi = NULL;
 	char err[512];
-	int n;
+	int n, rc = -1;
 
 	memset(sc, 0, sizeof(*sc));
 	sc->topic = topic;
-	if (kp_conf_kafka_apply(conf, rc, err, sizeof(err)) < 0 ||
+	if (kp_conf_kafka_apply(conf, kc, err, sizeof(err)) < 0 ||
 	    /* a group only for replay's commits: reading assigns, never joins */
-	    rd_kafka_conf_set(rc, "group.id", group ? group : "kpool-dlq-reader", err,
+	    rd_kafka_conf_set(kc, "group.id", group ? group : "kpool-dlq-reader", err,
 			      sizeof(err)) ||
-	    rd_kafka_conf_set(rc, "enable.auto.commit", "false", err, sizeof(err)) ||
-	    rd_kafka_conf_set(rc, "enable.auto.offset.store", "false", err, sizeof(err)) ||
-	    rd_kafka_conf_set(rc, "enable.partition.eof", "true", err, sizeof(err))) {
-		rd_kafka_conf_destroy(rc);
+	    rd_kafka_conf_set(kc, "enable.auto.commit", "false", err, sizeof(err)) ||
+	    rd_kafka_conf_set(kc, "enable.auto.offset.store", "false", err, sizeof(err)) ||
+	    rd_kafka_conf_set(kc, "enable.partition.eof", "true", err, sizeof(err))) {
+		rd_kafka_conf_destroy(kc);
 		fprintf(stderr, "kpool: %s\n", err);
 		return -1;
 	}
-	rd_kafka_conf_set_log_cb(rc, kp_rdkafka_log);
-	sc->rk = rd_kafka_new(RD_KAFKA_CONSUMER, rc, err, sizeof(err));
+	rd_kafka_conf_set_log_cb(kc, kp_rdkafka_log);
+	sc->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, err, sizeof(err));
 	if (sc->rk == NULL) {
-		rd_kafka_conf_destroy(rc);
+		rd_kafka_conf_destroy(kc);
 		fprintf(stderr, "kpool: %s\n", err);
 		return -1;
 	}
-	n = kp_topic_partitions_lookup(sc->rk, topic, DLQ_TIMEOUT_MS, err, sizeof(err));
-	if (n <= 0) {
-		if (n == 0)
-			fprintf(stderr, "kpool: %s: no such topic\n", topic);
-		else
-			fprintf(stderr, "kpool: %s\n", err);
-		return -1;
+	l = rd_kafka_topic_partition_list_new(16);
+	n = kp_topic_lookup(sc->rk, (char *const *)&topic, 1, l, DLQ_TIMEOUT_MS, err, sizeof(err));
+	if (n == 0)
+		fprintf(stderr, "kpool: %s: no such topic\n", topic);
+	if (n <= 0)
+		goto out;
+	sc->n = l->cnt;
+	sc->parts = calloc((size_t)sc->n, sizeof(*sc->parts));
+	lo = calloc((size_t)sc->n, sizeof(*lo));
+	hi = calloc((size_t)sc->n, sizeof(*hi));
+	if (sc->parts == NULL || lo == NULL || hi == NULL) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto out;
 	}
-	sc->parts = calloc((size_t)n, sizeof(*sc->parts));
-	if (sc->parts == NULL)
-		return -1;
-	sc->n = n;
-	for (int i = 0; i < n; i++) {
+	if (kp_topic_watermarks(sc->rk, l, lo, hi, DLQ_TIMEOUT_MS, err, sizeof(err)) < 0)
+		goto out;
+	for (int i = 0; i < sc->n; i++) { /* the list is in partition order, from 0 */
 		struct part *p = &sc->parts[i];
-		rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(sc->rk, topic, i, &p->lo,
-									 &p->hi, DLQ_TIMEOUT_MS);
-		if (e) {
-			fprintf(stderr, "kpool: %s [%d]: offsets: %s\n", topic, i,
-				rd_kafka_err2str(e));
-			return -1;
-		}
 		p->id = i;
+		p->lo = lo[i];
+		p->hi = hi[i];
 		p->start = p->next = p->lo;
 		p->committed = -1;
 		p->first_left = -1;
 		p->last_added = -2;
 	}
-	return 0;
+	rc = 0;
+out:
+	if (rc < 0 && n != 0)
+		fprintf(stderr, "kpool: %s: %s\n", topic, err);
+	free(lo);
+	free(hi);
+	rd_kafka_topic_partition_list_destroy(l);
+	return rc;
 }
 
 /* Starts reading every partition from its start offset; -1 having said why. */
@@ -588,31 +597,22 @@ static char *hex(const void *v, size_t len)
 /* A header value for people: text, a Spring number, or hex. */
 static char *header_value(const char *name, const void *v, size_t len)
 {
-	char *h, *out;
+	char *h, *out = NULL;
 	int64_t x;
+	int rc;
 
 	if (v == NULL)
 		return strdup("(null)");
 	if (printable(v, len))
 		return strndup(v, len);
-	h = hex(v, len);
-	if (h && strncmp(name, "kafka_dlt-", 10) == 0 && (len == 4 || len == 8)) {
-		const unsigned char *b = v;
-		uint64_t u = 0;
-		for (size_t i = 0; i < len; i++)
-			u = u << 8 | b[i];
-		x = len == 4 ? (int64_t)(int32_t)(uint32_t)u : (int64_t)u;
-		if (asprintf(&out, "%" PRId64 " (%s)", x, h) < 0)
-			out = NULL;
-		free(h);
-		return out;
-	}
-	if (h && asprintf(&out, "hex: %s", h) < 0)
-		out = NULL;
-	else if (h == NULL)
-		out = NULL;
+	if ((h = hex(v, len)) == NULL)
+		return NULL;
+	if (strncmp(name, "kafka_dlt-", 10) == 0 && be_int(v, len, &x))
+		rc = asprintf(&out, "%" PRId64 " (%s)", x, h);
+	else
+		rc = asprintf(&out, "hex: %s", h);
 	free(h);
-	return out;
+	return rc < 0 ? NULL : out;
 }
 
 /* Prints bytes as an xxd-style dump. */

@@ -177,108 +177,239 @@ static double metric(const struct metrics *m, const char *name, const char *w, c
 
 /* ---- lag --------------------------------------------------------------------- */
 
-struct lag {
-	const char *topic;
-	int32_t partition;
-	int64_t committed, end, lag; /* committed -1: the group has none */
-};
-
 /*
- * Committed offsets of the binding's group and the high watermarks of its
- * topics; lag = end - committed (end - the first offset kept, when the group
- * committed nothing).  Returns how many; -1 with err.
+ * The lag of each partition of the binding's topics, as a JSON array of
+ * {topic, partition, committed, end, lag}: end - committed (end - the first
+ * offset kept, when the group committed nothing; committed is then null).
+ * NULL with err.
  */
-static int lag_of(const struct kp_conf *conf, const struct kp_binding *b, struct lag **out,
-		  char *err, size_t len)
+static json_t *lag_of(const struct kp_conf *conf, const struct kp_binding *b, char *err, size_t len)
 {
-	rd_kafka_conf_t *rc = rd_kafka_conf_new();
-	rd_kafka_topic_partition_list_t *l = NULL;
-	rd_kafka_resp_err_t e;
-	rd_kafka_t *rk;
-	int n = 0;
+	rd_kafka_conf_t *kc = rd_kafka_conf_new();
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+	rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+	int64_t *lo = NULL, *hi = NULL;
+	json_t *out = NULL;
+	rd_kafka_t *rk = NULL;
 
-	*out = NULL;
-	if (kp_conf_kafka_apply(conf, rc, err, len) < 0 ||
-	    rd_kafka_conf_set(rc, "group.id", b->group, err, len) ||
-	    rd_kafka_conf_set(rc, "enable.auto.commit", "false", err, len)) {
-		rd_kafka_conf_destroy(rc);
-		return -1;
+	if (kp_conf_kafka_apply(conf, kc, err, len) < 0 ||
+	    rd_kafka_conf_set(kc, "group.id", b->group, err, len) ||
+	    rd_kafka_conf_set(kc, "enable.auto.commit", "false", err, len)) {
+		rd_kafka_conf_destroy(kc);
+		goto out;
 	}
-	rd_kafka_conf_set_log_cb(rc, kp_rdkafka_log);
-	rk = rd_kafka_new(RD_KAFKA_CONSUMER, rc, err, len);
+	rd_kafka_conf_set_log_cb(kc, kp_rdkafka_log);
+	rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, err, len);
 	if (rk == NULL) {
-		rd_kafka_conf_destroy(rc);
-		return -1;
+		rd_kafka_conf_destroy(kc);
+		goto out;
 	}
-	l = rd_kafka_topic_partition_list_new(16);
-	for (int t = 0; t < b->n_topics; t++) {
-		int parts =
-		    kp_topic_partitions_lookup(rk, b->topics[t], STATUS_TIMEOUT_MS, err, len);
-		if (parts < 0)
-			goto fail;
-		for (int p = 0; p < parts; p++)
-			rd_kafka_topic_partition_list_add(l, b->topics[t], p);
+	if (kp_topic_lookup(rk, b->topics, b->n_topics, l, STATUS_TIMEOUT_MS, err, len) < 0)
+		goto out;
+	lo = calloc((size_t)l->cnt + 1, sizeof(*lo));
+	hi = calloc((size_t)l->cnt + 1, sizeof(*hi));
+	if (lo == NULL || hi == NULL) {
+		snprintf(err, len, "out of memory");
+		goto out;
 	}
-	e = l->cnt ? rd_kafka_committed(rk, l, STATUS_TIMEOUT_MS) : RD_KAFKA_RESP_ERR_NO_ERROR;
-	if (e) {
+	if (l->cnt && kp_topic_watermarks(rk, l, lo, hi, STATUS_TIMEOUT_MS, err, len) < 0)
+		goto out;
+	if (l->cnt && (e = rd_kafka_committed(rk, l, STATUS_TIMEOUT_MS))) {
 		snprintf(err, len, "committed offsets of group %s: %s", b->group,
 			 rd_kafka_err2str(e));
-		goto fail;
+		goto out;
 	}
-	*out = calloc((size_t)l->cnt + 1, sizeof(**out));
-	if (*out == NULL)
-		goto fail;
+	out = json_array();
 	for (int i = 0; i < l->cnt; i++) {
 		const rd_kafka_topic_partition_t *tp = &l->elems[i];
-		struct lag *x = &(*out)[n];
-		int64_t lo, hi;
+		int64_t committed = !tp->err && tp->offset >= 0 ? tp->offset : -1;
+		int64_t lag = hi[i] - (committed >= 0 ? committed : lo[i]);
 
-		e = rd_kafka_query_watermark_offsets(rk, tp->topic, tp->partition, &lo, &hi,
-						     STATUS_TIMEOUT_MS);
-		if (e) {
-			snprintf(err, len, "%s [%d]: offsets: %s", tp->topic, (int)tp->partition,
-				 rd_kafka_err2str(e));
-			goto fail;
-		}
-		for (int t = 0; t < b->n_topics; t++) /* a name that outlives the list */
-			if (strcmp(b->topics[t], tp->topic) == 0)
-				x->topic = b->topics[t];
-		x->partition = tp->partition;
-		x->committed = !tp->err && tp->offset >= 0 ? tp->offset : -1;
-		x->end = hi;
-		x->lag = hi - (x->committed >= 0 ? x->committed : lo);
-		if (x->lag < 0)
-			x->lag = 0;
-		n++;
+		json_array_append_new(
+		    out, json_pack("{s:s,s:i,s:o,s:I,s:I}", "topic", tp->topic, "partition",
+				   (int)tp->partition, "committed",
+				   committed >= 0 ? json_integer(committed) : json_null(), "end",
+				   (json_int_t)hi[i], "lag", (json_int_t)(lag > 0 ? lag : 0)));
 	}
+out:
+	free(lo);
+	free(hi);
 	rd_kafka_topic_partition_list_destroy(l);
-	rd_kafka_destroy(rk);
-	return n;
-fail:
-	free(*out);
-	*out = NULL;
-	if (l)
-		rd_kafka_topic_partition_list_destroy(l);
-	rd_kafka_destroy(rk);
-	return -1;
+	if (rk)
+		rd_kafka_destroy(rk);
+	return out;
 }
 
 /* ---- kpool status ------------------------------------------------------------ */
 
 static const char *const results[] = {"done", "retried", "failed", "dead_lettered", "duplicate"};
 
-static void duration(double s, char *buf, size_t len)
+static void duration(json_int_t t, char *buf, size_t len)
 {
-	long t = (long)s;
-
 	if (t >= 86400)
-		snprintf(buf, len, "%ldd%ldh", t / 86400, t % 86400 / 3600);
+		snprintf(buf, len, "%lldd%lldh", (long long)(t / 86400),
+			 (long long)(t % 86400 / 3600));
 	else if (t >= 3600)
-		snprintf(buf, len, "%ldh%ldm", t / 3600, t % 3600 / 60);
+		snprintf(buf, len, "%lldh%lldm", (long long)(t / 3600), (long long)(t % 3600 / 60));
 	else if (t >= 60)
-		snprintf(buf, len, "%ldm%lds", t / 60, t % 60);
+		snprintf(buf, len, "%lldm%llds", (long long)(t / 60), (long long)(t % 60));
 	else
-		snprintf(buf, len, "%lds", t < 0 ? 0 : t);
+		snprintf(buf, len, "%llds", (long long)(t < 0 ? 0 : t));
+}
+
+/* The processes of a binding as /metrics has them (none known if kpoold is down). */
+static json_t *processes_of(const struct metrics *m, const struct kp_binding *b, double now)
+{
+	json_t *arr = json_array();
+
+	for (int k = 0; k < b->processes; k++) {
+		char idx[16];
+		json_t *o = json_pack("{s:i,s:n,s:s,s:n,s:n}", "index", k, "pid", "state",
+				      m->error[0] ? "unknown" : "stopped", "uptime_s", "restarts");
+		snprintf(idx, sizeof(idx), "%d", k);
+		for (size_t s = 0; s < m->n; s++) {
+			const struct sample *x = &m->s[s];
+			if (strcmp(x->name, "kpool_worker_start_time_seconds") != 0 ||
+			    strcmp(label(x, "worker"), b->name) != 0 ||
+			    strcmp(label(x, "index"), idx) != 0)
+				continue;
+			json_object_set_new(o, "pid", json_integer(atoi(label(x, "pid"))));
+			json_object_set_new(o, "state", json_string(label(x, "state")));
+			json_object_set_new(o, "uptime_s",
+					    json_integer((json_int_t)(now - x->value)));
+		}
+		if (!m->error[0])
+			json_object_set_new(
+			    o, "restarts",
+			    json_integer((json_int_t)metric(
+				m, "kpool_worker_process_restarts_total", b->name, "index", idx)));
+		json_array_append_new(arr, o);
+	}
+	return arr;
+}
+
+/* One binding's part of the status document; *kafka_ok cleared if its lag is unknown. */
+static json_t *binding_status(const struct kp_conf *conf, const struct kp_binding *b,
+			      const struct metrics *m, double now, bool *kafka_ok)
+{
+	json_t *o = json_object(), *topics = json_array(), *jobs = json_object(),
+	       *dead = json_object(), *lag;
+	json_int_t total = 0;
+	char err[512];
+	size_t i;
+	json_t *x;
+
+	for (int t = 0; t < b->n_topics; t++)
+		json_array_append_new(topics, json_string(b->topics[t]));
+	for (int r = 0; r < 5; r++)
+		json_object_set_new(
+		    jobs, results[r],
+		    m->error[0] ? json_null()
+				: json_integer((json_int_t)metric(m, "kpool_jobs_total", b->name,
+								  "result", results[r])));
+	for (size_t s = 0; s < m->n; s++)
+		if (strcmp(m->s[s].name, "kpool_dead_letter_total") == 0 &&
+		    strcmp(label(&m->s[s], "worker"), b->name) == 0)
+			json_object_set_new(dead, label(&m->s[s], "class"),
+					    json_integer((json_int_t)m->s[s].value));
+	lag = lag_of(conf, b, err, sizeof(err));
+	if (lag == NULL) {
+		*kafka_ok = false;
+		fprintf(stderr, "kpool: %s: lag unknown: %s\n", b->name, err);
+	}
+	json_array_foreach (lag, i, x)
+		total += json_integer_value(json_object_get(x, "lag"));
+	json_object_set_new(o, "name", json_string(b->name));
+	json_object_set_new(o, "handler", json_string(b->handler));
+	json_object_set_new(o, "group", json_string(b->group));
+	json_object_set_new(o, "topics", topics);
+	json_object_set_new(o, "processes", processes_of(m, b, now));
+	json_object_set_new(o, "jobs", jobs);
+	json_object_set_new(o, "dead_lettered_by_class", dead);
+	json_object_set_new(o, "restarts",
+			    m->error[0]
+				? json_null()
+				: json_integer((json_int_t)metric(m, "kpool_worker_restarts_total",
+								  b->name, NULL, NULL)));
+	json_object_set_new(o, "lag", lag ? lag : json_array());
+	json_object_set_new(o, "lag_total", lag ? json_integer(total) : json_null());
+	return o;
+}
+
+/* A number of the document as a cell: "-" for null. */
+static const char *cell(json_t *v, char *buf, size_t len)
+{
+	if (!json_is_integer(v))
+		return "-";
+	snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+	return buf;
+}
+
+/* The status document as tables. */
+static void print_tables(json_t *doc)
+{
+	json_t *kpoold = json_object_get(doc, "kpoold"), *b, *x;
+	struct kp_table bt, pt, lt;
+	size_t i, k;
+
+	if (json_is_true(json_object_get(kpoold, "up")))
+		printf("kpoold: up (%s)\n\n",
+		       json_string_value(json_object_get(kpoold, "metrics")));
+	else
+		printf("kpoold: %s\n\n", json_string_value(json_object_get(kpoold, "error")));
+	kp_table_init(&bt, 10, "BINDING", "HANDLER", "PROCESSES", "DONE", "RETRIED", "FAILED",
+		      "DEAD-LETTERED", "DUPLICATE", "RESTARTS", "LAG");
+	kp_table_init(&pt, 5, "PROCESS", "PID", "STATE", "UPTIME", "RESTARTS");
+	kp_table_init(&lt, 6, "BINDING", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG");
+	json_array_foreach (json_object_get(doc, "bindings"), i, b) {
+		const char *name = json_string_value(json_object_get(b, "name"));
+		json_t *jobs = json_object_get(b, "jobs");
+		char c[8][32], procs[32];
+		int running = 0;
+
+		json_array_foreach (json_object_get(b, "processes"), k, x) {
+			char pname[KP_NAME_MAX + 16], up[32] = "-";
+			if (json_is_integer(json_object_get(x, "uptime_s")))
+				duration(json_integer_value(json_object_get(x, "uptime_s")), up,
+					 sizeof(up));
+			snprintf(pname, sizeof(pname), "%s#%zu", name, k);
+			running +=
+			    strcmp(json_string_value(json_object_get(x, "state")), "running") == 0;
+			kp_table_row(&pt, pname,
+				     cell(json_object_get(x, "pid"), c[0], sizeof(c[0])),
+				     json_string_value(json_object_get(x, "state")), up,
+				     cell(json_object_get(x, "restarts"), c[1], sizeof(c[1])));
+		}
+		json_array_foreach (json_object_get(b, "lag"), k, x)
+			kp_table_row(&lt, name, json_string_value(json_object_get(x, "topic")),
+				     cell(json_object_get(x, "partition"), c[0], sizeof(c[0])),
+				     cell(json_object_get(x, "committed"), c[1], sizeof(c[1])),
+				     cell(json_object_get(x, "end"), c[2], sizeof(c[2])),
+				     cell(json_object_get(x, "lag"), c[3], sizeof(c[3])));
+		snprintf(procs, sizeof(procs), "%d/%zu", running,
+			 json_array_size(json_object_get(b, "processes")));
+		kp_table_row(&bt, name, json_string_value(json_object_get(b, "handler")),
+			     json_is_true(json_object_get(kpoold, "up")) ? procs : "-",
+			     cell(json_object_get(jobs, "done"), c[0], sizeof(c[0])),
+			     cell(json_object_get(jobs, "retried"), c[1], sizeof(c[1])),
+			     cell(json_object_get(jobs, "failed"), c[2], sizeof(c[2])),
+			     cell(json_object_get(jobs, "dead_lettered"), c[3], sizeof(c[3])),
+			     cell(json_object_get(jobs, "duplicate"), c[4], sizeof(c[4])),
+			     cell(json_object_get(b, "restarts"), c[5], sizeof(c[5])),
+			     json_is_null(json_object_get(b, "lag_total"))
+				 ? "?"
+				 : cell(json_object_get(b, "lag_total"), c[6], sizeof(c[6])));
+	}
+	kp_table_print(&bt, stdout);
+	printf("\n");
+	kp_table_print(&pt, stdout);
+	if (lt.n_rows) {
+		printf("\n");
+		kp_table_print(&lt, stdout);
+	}
+	kp_table_free(&bt);
+	kp_table_free(&pt);
+	kp_table_free(&lt);
 }
 
 int kp_cmd_status(const struct kp_conf *conf, int argc, char **argv)
@@ -286,10 +417,9 @@ int kp_cmd_status(const struct kp_conf *conf, int argc, char **argv)
 	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
 						 {NULL, 0, NULL, 0}};
 	struct metrics m = {0};
-	struct kp_table bt, pt, lt;
-	json_t *doc = NULL, *jb = NULL;
 	double now = (double)kp_now_ms() / 1e3;
 	bool json = false, kafka_ok = true;
+	json_t *doc, *bindings;
 	int c;
 
 	optind = 0;
@@ -305,146 +435,20 @@ int kp_cmd_status(const struct kp_conf *conf, int argc, char **argv)
 		return 2;
 	}
 	metrics_fetch(conf, &m);
+	bindings = json_array();
+	for (size_t i = 0; i < conf->n_bindings; i++)
+		json_array_append_new(bindings,
+				      binding_status(conf, &conf->bindings[i], &m, now, &kafka_ok));
+	doc = json_pack("{s:{s:b,s:o,s:o},s:o}", "kpoold", "up", !m.error[0], "metrics",
+			m.url[0] ? json_string(m.url) : json_null(), "error",
+			m.error[0] ? json_string(m.error) : json_null(), "bindings", bindings);
 	if (json) {
-		doc = json_object();
-		jb = json_array();
-		json_object_set_new(doc, "kpoold",
-				    json_pack("{s:b,s:o,s:o}", "up", !m.error[0], "metrics",
-					      m.url[0] ? json_string(m.url) : json_null(), "error",
-					      m.error[0] ? json_string(m.error) : json_null()));
-	}
-	kp_table_init(&bt, 10, "BINDING", "HANDLER", "PROCESSES", "DONE", "RETRIED", "FAILED",
-		      "DEAD-LETTERED", "DUPLICATE", "RESTARTS", "LAG");
-	kp_table_init(&pt, 5, "PROCESS", "PID", "STATE", "UPTIME", "RESTARTS");
-	kp_table_init(&lt, 6, "BINDING", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG");
-	for (size_t i = 0; i < conf->n_bindings; i++) {
-		const struct kp_binding *b = &conf->bindings[i];
-		char cell[8][32], err[512], lagbuf[32];
-		struct lag *lag = NULL;
-		int n_lag = lag_of(conf, b, &lag, err, sizeof(err)), running = 0;
-		int64_t total = 0;
-		json_t *jp = json_array(), *jl = json_array(), *jj = json_object(),
-		       *jd = json_object();
-
-		if (n_lag < 0) {
-			kafka_ok = false;
-			fprintf(stderr, "kpool: %s: lag unknown: %s\n", b->name, err);
-		}
-		for (int k = 0; k < b->processes; k++) {
-			char idx[16], name[KP_NAME_MAX + 16], pid[16] = "-", up[32] = "-",
-							      restarts[24], state[24] = "stopped";
-			double r, started = 0;
-			snprintf(idx, sizeof(idx), "%d", k);
-			snprintf(name, sizeof(name), "%s#%d", b->name, k);
-			for (size_t s = 0; s < m.n; s++) {
-				const struct sample *x = &m.s[s];
-				if (strcmp(x->name, "kpool_worker_start_time_seconds") != 0 ||
-				    strcmp(label(x, "worker"), b->name) != 0 ||
-				    strcmp(label(x, "index"), idx) != 0)
-					continue;
-				snprintf(pid, sizeof(pid), "%s", label(x, "pid"));
-				snprintf(state, sizeof(state), "%s", label(x, "state"));
-				started = x->value;
-				duration(now - x->value, up, sizeof(up));
-				running += strcmp(state, "running") == 0;
-			}
-			r = metric(&m, "kpool_worker_process_restarts_total", b->name, "index",
-				   idx);
-			snprintf(restarts, sizeof(restarts), "%.0f", r);
-			if (m.error[0]) {
-				snprintf(state, sizeof(state), "unknown");
-				snprintf(restarts, sizeof(restarts), "-");
-			}
-			kp_table_row(&pt, name, pid, state, up, restarts);
-			json_array_append_new(
-			    jp, json_pack("{s:i,s:o,s:s,s:o,s:i}", "index", k, "pid",
-					  strcmp(pid, "-") ? json_integer(atoi(pid)) : json_null(),
-					  "state", state, "uptime_s",
-					  started > 0 ? json_integer((json_int_t)(now - started))
-						      : json_null(),
-					  "restarts", (int)r));
-		}
-		for (int x = 0; x < n_lag; x++) {
-			char p[16], co[24], en[24], lg[24];
-			snprintf(p, sizeof(p), "%d", (int)lag[x].partition);
-			snprintf(co, sizeof(co), "%" PRId64, lag[x].committed);
-			snprintf(en, sizeof(en), "%" PRId64, lag[x].end);
-			snprintf(lg, sizeof(lg), "%" PRId64, lag[x].lag);
-			kp_table_row(&lt, b->name, lag[x].topic, p,
-				     lag[x].committed >= 0 ? co : "-", en, lg);
-			total += lag[x].lag;
-			json_array_append_new(
-			    jl, json_pack("{s:s,s:i,s:o,s:I,s:I}", "topic", lag[x].topic,
-					  "partition", (int)lag[x].partition, "committed",
-					  lag[x].committed >= 0 ? json_integer(lag[x].committed)
-								: json_null(),
-					  "end", (json_int_t)lag[x].end, "lag",
-					  (json_int_t)lag[x].lag));
-		}
-		for (int r = 0; r < 5; r++) {
-			double v = metric(&m, "kpool_jobs_total", b->name, "result", results[r]);
-			snprintf(cell[r], sizeof(cell[r]), m.error[0] ? "-" : "%.0f", v);
-			json_object_set_new(jj, results[r], json_integer((json_int_t)v));
-		}
-		for (size_t s = 0; s < m.n; s++)
-			if (strcmp(m.s[s].name, "kpool_dead_letter_total") == 0 &&
-			    strcmp(label(&m.s[s], "worker"), b->name) == 0)
-				json_object_set_new(jd, label(&m.s[s], "class"),
-						    json_integer((json_int_t)m.s[s].value));
-		snprintf(cell[5], sizeof(cell[5]), "%d/%d", running, b->processes);
-		snprintf(cell[6], sizeof(cell[6]), m.error[0] ? "-" : "%.0f",
-			 metric(&m, "kpool_worker_restarts_total", b->name, NULL, NULL));
-		snprintf(lagbuf, sizeof(lagbuf), n_lag < 0 ? "?" : "%" PRId64, total);
-		kp_table_row(&bt, b->name, b->handler, m.error[0] ? "-" : cell[5], cell[0], cell[1],
-			     cell[2], cell[3], cell[4], cell[6], lagbuf);
-		if (json) {
-			json_t *o = json_object(), *topics = json_array();
-			for (int t = 0; t < b->n_topics; t++)
-				json_array_append_new(topics, json_string(b->topics[t]));
-			json_object_set_new(o, "name", json_string(b->name));
-			json_object_set_new(o, "handler", json_string(b->handler));
-			json_object_set_new(o, "group", json_string(b->group));
-			json_object_set_new(o, "topics", topics);
-			json_object_set_new(o, "processes", jp);
-			json_object_set_new(o, "jobs", jj);
-			json_object_set_new(o, "dead_lettered_by_class", jd);
-			json_object_set_new(
-			    o, "restarts",
-			    json_integer((json_int_t)metric(&m, "kpool_worker_restarts_total",
-							    b->name, NULL, NULL)));
-			json_object_set_new(o, "lag", jl);
-			json_object_set_new(o, "lag_total",
-					    n_lag < 0 ? json_null() : json_integer(total));
-			json_array_append_new(jb, o);
-		} else {
-			json_decref(jp);
-			json_decref(jl);
-			json_decref(jj);
-			json_decref(jd);
-		}
-		free(lag);
-	}
-	if (json) {
-		json_object_set_new(doc, "bindings", jb);
 		json_dumpf(doc, stdout, JSON_INDENT(2));
 		putchar('\n');
-		json_decref(doc);
 	} else {
-		if (m.error[0])
-			printf("kpoold: %s\n\n", m.error);
-		else
-			printf("kpoold: up (%s)\n\n", m.url);
-		kp_table_print(&bt, stdout);
-		printf("\n");
-		kp_table_print(&pt, stdout);
-		if (lt.n_rows) {
-			printf("\n");
-			kp_table_print(&lt, stdout);
-		}
+		print_tables(doc);
 	}
-	kp_table_free(&bt);
-	kp_table_free(&pt);
-	kp_table_free(&lt);
+	json_decref(doc);
 	free(m.s);
 	if (m.error[0])
 		fprintf(stderr, "kpool: kpoold %s\n", m.error);

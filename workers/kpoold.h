@@ -202,8 +202,10 @@ static inline void kp_stats_add(struct kp_slot *s, enum kp_result r)
 {
 	__atomic_add_fetch(&s->results[r], 1, __ATOMIC_RELAXED);
 }
+/* A dead-lettered job: counted as a result and under its error class. */
 static inline void kp_stats_dead(struct kp_slot *s, enum kp_class c)
 {
+	__atomic_add_fetch(&s->results[KP_R_DEAD], 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&s->dead[c], 1, __ATOMIC_RELAXED);
 }
 
@@ -259,8 +261,12 @@ void kp_dlq_poll(struct kp_dlq *q);
 /* topics.c */
 int kp_topic_partitions(struct rd_kafka_s *rk, const char *topic, int timeout_ms, char *err,
 			size_t len);
-int kp_topic_partitions_lookup(struct rd_kafka_s *rk, const char *topic, int timeout_ms, char *err,
-			       size_t len);
+struct rd_kafka_topic_partition_list_s;
+int kp_topic_lookup(struct rd_kafka_s *rk, char *const *topics, int n,
+		    struct rd_kafka_topic_partition_list_s *out, int timeout_ms, char *err,
+		    size_t len);
+int kp_topic_watermarks(struct rd_kafka_s *rk, const struct rd_kafka_topic_partition_list_s *l,
+			int64_t *lo, int64_t *hi, int timeout_ms, char *err, size_t len);
 int kp_topic_create(struct rd_kafka_s *rk, const char *topic, int partitions, int timeout_ms,
 		    int *final, char *err, size_t len);
 

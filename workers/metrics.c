@@ -38,44 +38,41 @@ static bool seen_before(const struct kp_supervisor *sv, size_t i)
 	return false;
 }
 
-/*
- * Sums what the slots of every state of binding `name` say (during a reload
- * the old generation drains while the new one runs).  hist gets
- * KP_HIST_BUCKETS + 1 counts, states KP_SLOT_STATES + 1 (the last: throttled).
- */
-static void binding_sums(const struct kp_supervisor *sv, const char *name, uint64_t *results,
-			 uint64_t *dead, uint64_t *hist, uint64_t *sum_us, uint64_t *restarts,
-			 int *states)
-{
-	for (size_t i = 0; i < sv->n_bs; i++) {
-		const struct kp_binding_state *bs = sv->bs[i];
-		if (strcmp(bs->b->name, name) != 0)
-			continue;
-		*restarts += bs->restarts;
-		for (int k = 0; k < bs->b->processes; k++) {
-			const struct kp_slot *s = bs->slots[k];
-			for (int r = 0; r < KP_R_MAX; r++)
-				results[r] += s->results[r];
-			for (int c = 0; c < KP_CLASS_MAX; c++)
-				dead[c] += s->dead[c];
-			for (int h = 0; h <= KP_HIST_BUCKETS; h++)
-				hist[h] += s->hist[h];
-			*sum_us += s->hist_sum_us;
-			if (bs->due_ms[k] && bs->throttled)
-				states[KP_SLOT_STATES]++;
-			else if (s->state >= 0 && s->state < KP_SLOT_STATES)
-				states[s->state]++;
-		}
-	}
-}
-
-/* What one binding's slots say, summed (see binding_sums). */
+/* What the slots of one binding say, summed. */
 struct sums {
 	const char *name;
 	uint64_t results[KP_R_MAX], dead[KP_CLASS_MAX], hist[KP_HIST_BUCKETS + 1];
 	uint64_t sum_us, restarts;
-	int states[KP_SLOT_STATES + 1];
+	int states[KP_SLOT_STATES + 1]; /* the last: throttled */
 };
+
+/*
+ * Sums the slots of every state of binding b->name (during a reload the old
+ * generation drains while the new one runs).
+ */
+static void binding_sums(const struct kp_supervisor *sv, struct sums *b)
+{
+	for (size_t i = 0; i < sv->n_bs; i++) {
+		const struct kp_binding_state *bs = sv->bs[i];
+		if (strcmp(bs->b->name, b->name) != 0)
+			continue;
+		b->restarts += bs->restarts;
+		for (int k = 0; k < bs->b->processes; k++) {
+			const struct kp_slot *s = bs->slots[k];
+			for (int r = 0; r < KP_R_MAX; r++)
+				b->results[r] += s->results[r];
+			for (int c = 0; c < KP_CLASS_MAX; c++)
+				b->dead[c] += s->dead[c];
+			for (int h = 0; h <= KP_HIST_BUCKETS; h++)
+				b->hist[h] += s->hist[h];
+			b->sum_us += s->hist_sum_us;
+			if (bs->due_ms[k] && bs->throttled)
+				b->states[KP_SLOT_STATES]++;
+			else if (s->state >= 0 && s->state < KP_SLOT_STATES)
+				b->states[s->state]++;
+		}
+	}
+}
 
 static void family(FILE *f, const char *name, const char *type, const char *help)
 {
@@ -97,9 +94,7 @@ static void write_metrics(FILE *f, const struct kp_supervisor *sv)
 		if (seen_before(sv, i))
 			continue;
 		b[n].name = sv->bs[i]->b->name;
-		binding_sums(sv, b[n].name, b[n].results, b[n].dead, b[n].hist, &b[n].sum_us,
-			     &b[n].restarts, b[n].states);
-		n++;
+		binding_sums(sv, &b[n++]);
 	}
 	family(f, "kpool_jobs_total", "counter", "Jobs finished, by result.");
 	for (size_t i = 0; i < n; i++)

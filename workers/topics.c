@@ -15,32 +15,67 @@
 #include "kpoold.h"
 
 /*
- * The same, from the metadata of every topic: asking for the one topic would
- * create it on a broker that creates topics on demand (the embedded one
- * does), which a command that only looks must not do.
+ * Adds the partitions of those of topics that exist to out, from one request
+ * for the metadata of every topic: asking for a topic by name would create it
+ * on a broker that creates topics on demand (the embedded one does), which a
+ * command that only looks must not do.  Returns how many of the topics exist,
+ * -1 with err.
  */
-int kp_topic_partitions_lookup(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err,
-			       size_t len)
+int kp_topic_lookup(rd_kafka_t *rk, char *const *topics, int n,
+		    rd_kafka_topic_partition_list_t *out, int timeout_ms, char *err, size_t len)
 {
 	const struct rd_kafka_metadata *md = NULL;
 	rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
-	int n = 0;
+	int found = 0;
 
 	if (e) {
 		snprintf(err, len, "metadata: %s", rd_kafka_err2str(e));
 		return -1;
 	}
-	for (int i = 0; i < md->topic_cnt; i++)
-		if (strcmp(md->topics[i].topic, topic) == 0) {
-			n = md->topics[i].err ? -1 : md->topics[i].partition_cnt;
-			if (n <= 0) {
-				snprintf(err, len, "metadata for %s: %s", topic,
-					 rd_kafka_err2str(md->topics[i].err));
-				n = -1;
+	for (int t = 0; t < n; t++)
+		for (int i = 0; i < md->topic_cnt; i++) {
+			const rd_kafka_metadata_topic_t *mt = &md->topics[i];
+			if (strcmp(mt->topic, topics[t]) != 0)
+				continue;
+			if (mt->err || mt->partition_cnt <= 0) {
+				snprintf(err, len, "metadata for %s: %s", mt->topic,
+					 rd_kafka_err2str(mt->err));
+				rd_kafka_metadata_destroy(md);
+				return -1;
 			}
+			for (int p = 0; p < mt->partition_cnt; p++)
+				rd_kafka_topic_partition_list_add(out, mt->topic, p);
+			found++;
 		}
 	rd_kafka_metadata_destroy(md);
-	return n;
+	return found;
+}
+
+/*
+ * The first offset kept (lo) and the end (hi) of every partition of l, in
+ * l's order, from two offset requests (not two per partition).  -1 with err.
+ */
+int kp_topic_watermarks(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *l, int64_t *lo,
+			int64_t *hi, int timeout_ms, char *err, size_t len)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		rd_kafka_topic_partition_list_t *q = rd_kafka_topic_partition_list_copy(l);
+		rd_kafka_resp_err_t e;
+
+		for (int i = 0; i < q->cnt; i++) /* ListOffsets' "timestamps" for the ends */
+			q->elems[i].offset = pass ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING;
+		e = rd_kafka_offsets_for_times(rk, q, timeout_ms);
+		for (int i = 0; !e && i < q->cnt; i++) {
+			e = q->elems[i].err;
+			(pass ? hi : lo)[i] = q->elems[i].offset;
+		}
+		rd_kafka_topic_partition_list_destroy(q);
+		if (e) {
+			snprintf(err, len, "offsets: %s", rd_kafka_err2str(e));
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /*

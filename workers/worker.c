@@ -51,7 +51,6 @@ struct job {
 	size_t n_hdrs;
 	char event_id[KP_EVENT_ID_MAX];
 	uint32_t hash;	     /* of event_id, for the in-process lookups */
-	bool replayed;	     /* carries kpool.replayed-from: kpool dlq replay sent it */
 	int attempts;	     /* handler calls so far */
 	enum kp_class class; /* set once it is to be dead-lettered */
 	char reason[KPOOL_REASON_MAX];
@@ -380,7 +379,6 @@ static bool dead_letter(struct worker *w, struct part *p, struct job *j)
 	}
 	job_log(KP_WARNING, j, "dead-lettered class=%s attempts=%d: %s", kp_class_name(j->class),
 		j->attempts, j->reason);
-	kp_stats_add(w->slot, KP_R_DEAD);
 	kp_stats_dead(w->slot, j->class);
 	finish(w, p, j, KP_OUT_DEAD);
 	job_free(j);
@@ -400,6 +398,25 @@ static size_t job_headers(const rd_kafka_message_t *m, struct kpool_header *out)
 		   RD_KAFKA_RESP_ERR_NO_ERROR)
 		n++;
 	return n;
+}
+
+/*
+ * True when the job's event id was handled before.  A job that kpool dlq
+ * replay sent (it carries kpool.replayed-from) is one only if it was done:
+ * its dead-lettered copy is what the replay means to run again.  The replay
+ * header is looked for only when the id was found, which is rare.
+ */
+static bool duplicate(struct worker *w, const struct job *j)
+{
+	bool replayed = false;
+
+	if (!pending_has(w, j->event_id, j->hash, false) &&
+	    kp_dedupe_seen(w->dd, j->event_id, false) != 1)
+		return false;
+	for (size_t i = 0; i < j->n_hdrs; i++)
+		replayed = replayed || strcmp(j->hdrs[i].name, "kpool.replayed-from") == 0;
+	return !replayed || pending_has(w, j->event_id, j->hash, true) ||
+	       kp_dedupe_seen(w->dd, j->event_id, true) == 1;
 }
 
 /* Queues a message behind a partition's parked job; on no memory it is dropped for redelivery. */
@@ -440,12 +457,7 @@ static bool prepare(struct worker *w, struct part *p, struct job *j, rd_kafka_me
 	kp_job_event_id(w->b, j->hdrs, j->n_hdrs, j->root, w->b->topics[p->topic], m->partition,
 			m->offset, j->event_id, sizeof(j->event_id));
 	j->hash = id_hash(j->event_id);
-	j->replayed = false;
-	for (size_t i = 0; i < j->n_hdrs; i++)
-		if (strcmp(j->hdrs[i].name, "kpool.replayed-from") == 0)
-			j->replayed = true;
-	if (w->b->idempotency && (pending_has(w, j->event_id, j->hash, j->replayed) ||
-				  kp_dedupe_seen(w->dd, j->event_id, j->replayed) == 1)) {
+	if (w->b->idempotency && duplicate(w, j)) {
 		kp_stats_add(w->slot, KP_R_DUPLICATE);
 		job_log(KP_DEBUG, j, "duplicate, skipped");
 		finish(w, p, j, KP_OUT_SKIP);
@@ -865,22 +877,23 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 			json_int_t hi = json_integer_value(json_object_get(pv, "hi_offset"));
 			json_int_t lo = json_integer_value(json_object_get(pv, "lo_offset"));
 			json_int_t co = json_integer_value(json_object_get(pv, "committed_offset"));
-			/* From the committed offset, as kpool status counts it: librdkafka's
-			 * consumer_lag starts at what was fetched, which includes jobs
-			 * waiting behind a parked one. */
-			struct part *pp = part_get(w, (int16_t)t, (int32_t)part, false);
+			struct part *pp;
 			int64_t qlo, qhi;
-			json_int_t lag;
+
+			if (part < 0 || n == KP_LAG_MAX || hi < 0 || (co < 0 && lo < 0) ||
+			    !json_is_true(json_object_get(pv, "desired")))
+				continue;
 			/* A paused partition fetches nothing, so its high watermark in
 			 * the statistics stands still: ask for it (briefly). */
+			pp = part_get(w, (int16_t)t, (int32_t)part, false);
 			if (pp && pp->parked && s->kafka_state == KP_KAFKA_UP &&
 			    rd_kafka_query_watermark_offsets(w->rk, name, (int32_t)part, &qlo, &qhi,
 							     100) == RD_KAFKA_RESP_ERR_NO_ERROR)
 				hi = qhi;
-			lag = hi - (co >= 0 ? co : lo);
-			if (part < 0 || n == KP_LAG_MAX || hi < 0 || (co < 0 && lo < 0) ||
-			    !json_is_true(json_object_get(pv, "desired")))
-				continue;
+			/* From the committed offset, as kpool status counts it:
+			 * librdkafka's consumer_lag starts at what was fetched, which
+			 * includes jobs waiting behind a parked one. */
+			json_int_t lag = hi - (co >= 0 ? co : lo);
 			if (lag < 0)
 				lag = 0;
 			s->lag[n].topic = (int16_t)t;
