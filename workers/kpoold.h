@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "kpool_plugin.h"
+#include "ledger.h"
 
 /* Limits and defaults, named once. */
 #define KP_NAME_MAX	     64	   /* binding names: [a-z0-9_-]+ */
@@ -20,9 +21,6 @@
 #define KP_IDKEYS_MAX	     8	   /* idempotency_key sources */
 #define KP_PATH_DEPTH	     8	   /* components of a json: key */
 #define KP_EVENT_ID_MAX	     256   /* event id bytes + NUL */
-#define KP_RING_MAX	     4096  /* finished jobs kept in a slot until written */
-#define KP_FLUSH_JOBS	     2000  /* write finished ids after this many ... */
-#define KP_FLUSH_MS	     200   /* ... or this long */
 #define KP_LAG_MAX	     64	   /* partitions whose lag a slot reports */
 #define KP_HIST_BUCKETS	     9	   /* kpool_job_seconds buckets, +Inf excluded */
 #define KP_SLOTS_MAX	     256   /* worker processes per kpoold */
@@ -31,7 +29,6 @@
 #define KP_RESTART_MAX_MS    60000 /* ... doubles up to here ... */
 #define KP_HEALTHY_MS	     60000 /* ... and resets after this long up */
 #define KP_BOOTSTRAP_WAIT_MS 15000 /* how long to wait for the embedded broker */
-#define KP_PRUNE_EVERY_MS    60000 /* how often a worker prunes expired ids */
 #define KP_EXIT_CONFIG	     78	   /* a worker that cannot start (EX_CONFIG) */
 #define KP_EMBEDDED_FILE     "embedded.bootstrap"
 #define KP_METRICS_FILE	     "metrics.address"
@@ -134,12 +131,18 @@ enum kp_class {
 };
 const char *kp_class_name(enum kp_class c);
 bool kp_utf8_valid(const void *buf, size_t len);
-struct json_t;
-int kp_job_check(const void *buf, size_t len, int64_t max_bytes, struct json_t **root, char *reason,
-		 size_t rlen);
+enum kp_found_kind { KP_FOUND_NONE, KP_FOUND_STR, KP_FOUND_ESC, KP_FOUND_INT };
+struct kp_found { /* a json: idempotency key's value, as raw bytes of the job */
+	const char *p;
+	size_t n;
+	enum kp_found_kind kind; /* ESC: a string holding escapes */
+};
+int kp_job_check(const void *buf, size_t len, int64_t max_bytes, const struct kp_idkey *keys,
+		 int n_keys, struct kp_found *found, char *reason, size_t rlen);
+int kp_json_unescape(const void *raw, size_t n, char *out, size_t outlen);
 int kp_job_event_id(const struct kp_binding *b, const struct kpool_header *hdrs, size_t n_hdrs,
-		    struct json_t *root, const char *topic, int32_t partition, int64_t offset,
-		    char *id, size_t idlen);
+		    const struct kp_found *found, const char *topic, int32_t partition,
+		    int64_t offset, char *id, size_t idlen);
 int64_t kp_backoff_ms(int64_t base, int64_t max, int attempt, uint32_t rnd);
 
 /* stats.c - one slot per worker process, in memory shared with the supervisor. */
@@ -149,15 +152,6 @@ enum kp_slot_state { KP_SLOT_EMPTY, KP_SLOT_STARTING, KP_SLOT_RUNNING, KP_SLOT_S
 enum kp_kafka_state { KP_KAFKA_UNKNOWN, KP_KAFKA_UP, KP_KAFKA_DOWN };
 enum kp_outcome { KP_OUT_DONE, KP_OUT_DEAD, KP_OUT_SKIP };
 
-struct kp_done { /* a finished job whose id may not be in SQLite yet */
-	char event_id[KP_EVENT_ID_MAX];
-	int64_t offset;
-	int64_t at_ms;
-	int32_t partition;
-	int16_t topic; /* index into the binding's topics */
-	int8_t outcome;
-};
-
 struct kp_lag {
 	int16_t topic;
 	int32_t partition;
@@ -165,8 +159,8 @@ struct kp_lag {
 };
 
 struct kp_slot {
-	char binding[KP_NAME_MAX]; /* whose slot this is; its ring belongs to that db */
-	char topics[KP_TOPICS_MAX][KP_TOPIC_MAX]; /* what ring and lag topic indices mean */
+	char binding[KP_NAME_MAX];		  /* whose slot this is */
+	char topics[KP_TOPICS_MAX][KP_TOPIC_MAX]; /* what hand and lag topic indices mean */
 	int n_topics;
 	int index;
 	volatile pid_t pid;
@@ -183,15 +177,13 @@ struct kp_slot {
 	int32_t hand_partition;
 	int64_t hand_offset;
 	char hand_event_id[KP_EVENT_ID_MAX];
+	struct kp_id hand_id;
 	volatile int died_signal; /* set by the supervisor when a process here was killed */
 	/* What the worker knows of Kafka, for /healthz. */
 	volatile int kafka_state;
 	char kafka_error[KP_ERROR_MAX];
 	int n_lag;
 	struct kp_lag lag[KP_LAG_MAX];
-	/* Finished jobs since the last write to SQLite; see worker.c. */
-	volatile uint32_t ring_n;
-	struct kp_done ring[KP_RING_MAX];
 };
 
 extern const double kp_hist_bounds[KP_HIST_BUCKETS];
@@ -208,23 +200,6 @@ static inline void kp_stats_dead(struct kp_slot *s, enum kp_class c)
 	__atomic_add_fetch(&s->results[KP_R_DEAD], 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&s->dead[c], 1, __ATOMIC_RELAXED);
 }
-
-/* dedupe.c */
-struct kp_dedupe;
-struct kp_dedupe *kp_dedupe_open(const char *path, char *err, size_t len);
-void kp_dedupe_close(struct kp_dedupe *d);
-int kp_dedupe_seen(struct kp_dedupe *d, const char *event_id, bool done_only);
-int kp_dedupe_record(struct kp_dedupe *d, const char *event_id, const char *topic,
-		     int32_t partition, int64_t offset, enum kp_outcome outcome, int64_t at_ms);
-int kp_dedupe_commit(struct kp_dedupe *d);
-int kp_dedupe_record_ring(struct kp_dedupe *d, const struct kp_done *ring, uint32_t n,
-			  const char (*topics)[KP_TOPIC_MAX], int n_topics);
-int kp_dedupe_crash_count(struct kp_dedupe *d, const char *topic, int32_t partition, int64_t offset,
-			  char *sig, size_t siglen);
-int kp_dedupe_crash_add(struct kp_dedupe *d, const char *topic, int32_t partition, int64_t offset,
-			const char *event_id, const char *signal);
-int kp_dedupe_prune(struct kp_dedupe *d, int64_t before_ms);
-int64_t kp_dedupe_count(struct kp_dedupe *d);
 
 /* plugin.c */
 struct kp_plugin {
@@ -270,8 +245,9 @@ int kp_topic_watermarks(struct rd_kafka_s *rk, const struct rd_kafka_topic_parti
 int kp_topic_create(struct rd_kafka_s *rk, const char *topic, int partitions, int timeout_ms,
 		    int *final, char *err, size_t len);
 
-/* worker.c */
-int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct kp_slot *slot);
+/* consumer.c */
+int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct kp_slot *slot,
+		  struct kp_ledger_shm *ledger);
 
 /* embedded.c */
 int kp_embedded_run(const struct kp_conf *conf);
@@ -288,7 +264,20 @@ void kp_metrics_close_in_child(struct kp_metrics *m);
 void kp_metrics_stop(struct kp_metrics *m);
 
 /* supervisor.c */
+struct kp_binding_state;
+struct kp_ledger_proc { /* a binding's ledger: its memory and its process */
+	char name[KP_NAME_MAX];
+	struct kp_ledger_shm *shm;
+	struct kp_binding_state *bs; /* the newest binding state that uses it */
+	int refs;		     /* binding states that use it */
+	pid_t pid;
+	int64_t due_ms; /* when to start its process (again), 0 if not waiting */
+	int64_t backoff_ms;
+	int64_t spawned_ms;
+	int64_t kill_at_ms; /* stopping: SIGKILL after this */
+};
 struct kp_binding_state {
+	struct kp_ledger_proc *lp;
 	struct kp_conf *conf; /* the conf generation b belongs to */
 	const struct kp_binding *b;
 	char *sig;		 /* what makes it "the same binding" across a reload */
@@ -308,6 +297,8 @@ struct kp_supervisor {
 	size_t n_bs;
 	struct kp_slot *slots;			      /* KP_SLOTS_MAX of them */
 	struct kp_binding_state *owner[KP_SLOTS_MAX]; /* which binding a slot serves now */
+	struct kp_ledger_proc **ledgers;
+	size_t n_ledgers;
 	pid_t broker_pid;
 };
 int kp_supervisor_run(struct kp_conf *conf);

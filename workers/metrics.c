@@ -80,6 +80,54 @@ static void family(FILE *f, const char *name, const char *type, const char *help
 }
 
 /*
+ * Each binding's ledger (ledger.h): ids in memory by state, ids and bytes on
+ * disk, finished ids not yet durable, and how often the store was read.
+ */
+static void write_ledger(FILE *f, const struct kp_supervisor *sv)
+{
+	struct kp_ledger_counts *c = calloc(sv->n_ledgers ? sv->n_ledgers : 1, sizeof(*c));
+	static const char *const states[] = {"claimed", "pending", "durable", "crashed"};
+
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < sv->n_ledgers; i++)
+		kp_ledger_counts(sv->ledgers[i]->shm, &c[i]);
+	family(f, "kpool_ledger_memory_ids", "gauge",
+	       "Event ids in the ledger's shared memory, by state.");
+	for (size_t i = 0; i < sv->n_ledgers; i++) {
+		uint64_t v[] = {c[i].claimed, c[i].pending, c[i].durable, c[i].crashed};
+		for (size_t k = 0; k < 4; k++)
+			fprintf(f, "kpool_ledger_memory_ids{worker=\"%s\",state=\"%s\"} %llu\n",
+				sv->ledgers[i]->name, states[k], (unsigned long long)v[k]);
+	}
+	family(f, "kpool_ledger_disk_ids", "gauge",
+	       "Event ids in the ledger's SQLite file (within idempotency_ttl).");
+	for (size_t i = 0; i < sv->n_ledgers; i++)
+		fprintf(f, "kpool_ledger_disk_ids{worker=\"%s\"} %lld\n", sv->ledgers[i]->name,
+			(long long)sv->ledgers[i]->shm->disk_ids);
+	family(f, "kpool_ledger_bytes", "gauge",
+	       "The ledger's size: shared memory (table, ring, filter) and disk (file and WAL).");
+	for (size_t i = 0; i < sv->n_ledgers; i++) {
+		fprintf(f, "kpool_ledger_bytes{worker=\"%s\",where=\"memory\"} %llu\n",
+			sv->ledgers[i]->name, (unsigned long long)c[i].memory_bytes);
+		fprintf(f, "kpool_ledger_bytes{worker=\"%s\",where=\"disk\"} %lld\n",
+			sv->ledgers[i]->name, (long long)sv->ledgers[i]->shm->disk_bytes);
+	}
+	family(f, "kpool_ledger_unwritten", "gauge",
+	       "Finished ids the ledger process has not made durable yet.");
+	for (size_t i = 0; i < sv->n_ledgers; i++)
+		fprintf(
+		    f, "kpool_ledger_unwritten{worker=\"%s\"} %llu\n", sv->ledgers[i]->name,
+		    (unsigned long long)(sv->ledgers[i]->shm->head - sv->ledgers[i]->shm->tail));
+	family(f, "kpool_ledger_store_reads_total", "counter",
+	       "Ids the filter could not rule out, so the SQLite file was read.");
+	for (size_t i = 0; i < sv->n_ledgers; i++)
+		fprintf(f, "kpool_ledger_store_reads_total{worker=\"%s\"} %llu\n",
+			sv->ledgers[i]->name, (unsigned long long)sv->ledgers[i]->shm->lookups);
+	free(c);
+}
+
+/*
  * The Prometheus text format: each family's HELP and TYPE, then all of its
  * samples, every binding's, before the next family.
  */
@@ -161,6 +209,7 @@ static void write_metrics(FILE *f, const struct kp_supervisor *sv)
 				    sv->bs[i]->b->name, k, (int)s->pid, state_names[s->state],
 				    (double)s->started_ms / 1e3);
 		}
+	write_ledger(f, sv);
 	family(f, "kpool_consumer_lag", "gauge",
 	       "Messages behind the high watermark (the group's committed offset to the end).");
 	for (size_t i = 0; i < sv->n_bs; i++) {

@@ -103,7 +103,7 @@ static void spawn(struct kp_supervisor *sv, struct kp_binding_state *bs, int i)
 	}
 	if (pid == 0) {
 		child_setup();
-		_exit(kp_worker_run(bs->conf, bs->b, s));
+		_exit(kp_worker_run(bs->conf, bs->b, s, bs->lp->shm));
 	}
 	s->pid = pid;
 	s->started_ms = (uint64_t)kp_now_ms();
@@ -112,41 +112,181 @@ static void spawn(struct kp_supervisor *sv, struct kp_binding_state *bs, int i)
 }
 
 /*
- * Finds a slot for a new worker of binding `name`: a free one whose ring a
- * dead worker of the same binding left unwritten comes first (the new worker
- * writes it), then a clean one.  Returns the slot index or -1.
+ * Finds a free slot for a new worker of binding bs; a slot of the same
+ * binding keeps its counters.  Returns the slot index or -1.
  */
 static int slot_take(struct kp_supervisor *sv, struct kp_binding_state *bs)
 {
-	int clean = -1, any = -1;
+	int take = -1;
 
 	for (int i = 0; i < KP_SLOTS_MAX; i++) {
 		struct kp_slot *s = &sv->slots[i];
 		if (sv->owner[i] || s->pid > 0)
 			continue;
-		if (s->ring_n > 0 && strcmp(s->binding, bs->b->name) == 0) {
-			clean = i;
+		if (strcmp(s->binding, bs->b->name) == 0) {
+			take = i;
 			break;
 		}
-		if (clean < 0 && s->ring_n == 0)
-			clean = i;
-		if (any < 0)
-			any = i;
+		if (take < 0)
+			take = i;
 	}
-	if (clean < 0 && any >= 0) {
-		kp_log(KP_WARNING, "no free slot; dropping unwritten event ids of worker=%s",
-		       sv->slots[any].binding);
-		clean = any;
-	}
-	if (clean < 0)
+	if (take < 0)
 		return -1;
-	struct kp_slot *s = &sv->slots[clean];
+	struct kp_slot *s = &sv->slots[take];
 	if (strcmp(s->binding, bs->b->name) != 0) { /* another binding's counters: start afresh */
-		memset(s, 0, offsetof(struct kp_slot, ring));
+		memset(s, 0, sizeof(*s));
 		snprintf(s->binding, sizeof(s->binding), "%s", bs->b->name);
 	}
-	sv->owner[clean] = bs;
-	return clean;
+	sv->owner[take] = bs;
+	return take;
+}
+
+/* Starts the ledger process of lp; on fork failure it is tried again after a while. */
+static void ledger_spawn(struct kp_ledger_proc *lp)
+{
+	pid_t pid;
+
+	lp->due_ms = 0;
+	pid = fork();
+	if (pid < 0) {
+		kp_log(KP_ERROR, "fork: %s", strerror(errno));
+		lp->due_ms = kp_mono_ms() + KP_RESTART_MIN_MS;
+		return;
+	}
+	if (pid == 0) {
+		child_setup();
+		_exit(kp_ledger_run(lp->bs->conf, lp->bs->b, lp->shm));
+	}
+	lp->pid = pid;
+	lp->spawned_ms = kp_mono_ms();
+	kp_log(KP_DEBUG, "started ledger=%s pid=%d", lp->name, (int)pid);
+}
+
+/*
+ * The ledger of bs's binding: the one a binding of that name already has (a
+ * reload keeps it, so old and new workers share it), else a new one with its
+ * process.  NULL when out of memory.
+ */
+static struct kp_ledger_proc *ledger_get(struct kp_supervisor *sv, struct kp_binding_state *bs)
+{
+	struct kp_ledger_proc *lp = NULL, **grown;
+
+	for (size_t i = 0; i < sv->n_ledgers; i++)
+		if (strcmp(sv->ledgers[i]->name, bs->b->name) == 0 && sv->ledgers[i]->refs > 0)
+			lp = sv->ledgers[i];
+	if (lp) {
+		lp->refs++;
+		lp->bs = bs;
+		if (lp->shm->ttl_ms != bs->b->idempotency_ttl_ms) { /* its process starts anew */
+			kp_ledger_lock(lp->shm);
+			lp->shm->ttl_ms = bs->b->idempotency_ttl_ms;
+			kp_ledger_unlock(lp->shm);
+			if (lp->pid > 0)
+				kill(lp->pid, SIGTERM);
+		}
+		return lp;
+	}
+	grown = realloc(sv->ledgers, (sv->n_ledgers + 1) * sizeof(*sv->ledgers));
+	if (grown == NULL || (lp = calloc(1, sizeof(*lp))) == NULL)
+		return NULL;
+	sv->ledgers = grown;
+	if ((lp->shm = kp_ledger_map(bs->b->idempotency_ttl_ms)) == NULL) {
+		kp_log(KP_ERROR, "worker=%s: cannot map its ledger: %s", bs->b->name,
+		       strerror(errno));
+		free(lp);
+		return NULL;
+	}
+	snprintf(lp->name, sizeof(lp->name), "%s", bs->b->name);
+	lp->refs = 1;
+	lp->bs = bs;
+	lp->backoff_ms = KP_RESTART_MIN_MS;
+	sv->ledgers[sv->n_ledgers++] = lp;
+	ledger_spawn(lp);
+	return lp;
+}
+
+/* A binding state lets go of its ledger; the last one stops its process. */
+static void ledger_put(struct kp_supervisor *sv, struct kp_binding_state *bs)
+{
+	struct kp_ledger_proc *lp = bs->lp;
+
+	if (lp == NULL || --lp->refs > 0) {
+		if (lp && lp->bs == bs) /* another state of that binding goes on with it */
+			for (size_t i = 0; i < sv->n_bs; i++)
+				if (sv->bs[i] != bs && sv->bs[i]->lp == lp)
+					lp->bs = sv->bs[i];
+		return;
+	}
+	lp->due_ms = 0;
+	lp->kill_at_ms = kp_mono_ms() + bs->conf->shutdown_timeout_ms;
+	if (lp->pid > 0)
+		kill(lp->pid, SIGTERM); /* it writes what is left, then exits */
+}
+
+/* Frees ledgers nobody uses whose process is gone; SIGKILLs a late one. */
+static void ledger_reap(struct kp_supervisor *sv)
+{
+	int64_t now = kp_mono_ms();
+
+	for (size_t i = 0; i < sv->n_ledgers;) {
+		struct kp_ledger_proc *lp = sv->ledgers[i];
+		if (lp->refs > 0) {
+			i++;
+			continue;
+		}
+		if (lp->pid > 0) {
+			if (now >= lp->kill_at_ms) {
+				kp_log(KP_ERROR, "ledger=%s pid=%d did not stop; killing it",
+				       lp->name, (int)lp->pid);
+				kill(lp->pid, SIGKILL);
+				lp->kill_at_ms = INT64_MAX;
+			}
+			i++;
+			continue;
+		}
+		kp_ledger_unmap(lp->shm);
+		free(lp);
+		memmove(&sv->ledgers[i], &sv->ledgers[i + 1],
+			(sv->n_ledgers - i - 1) * sizeof(*sv->ledgers));
+		sv->n_ledgers--;
+	}
+}
+
+/* If pid was a ledger process: notes its end, schedules its restart if still used. */
+static bool ledger_died(struct kp_supervisor *sv, pid_t pid, int status)
+{
+	for (size_t i = 0; i < sv->n_ledgers; i++) {
+		struct kp_ledger_proc *lp = sv->ledgers[i];
+		if (lp->pid != pid)
+			continue;
+		lp->pid = 0;
+		if (lp->refs == 0)
+			return true;
+		if (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) {
+			lp->due_ms = kp_mono_ms(); /* asked to start anew (a new ttl) */
+			return true;
+		}
+		if (kp_mono_ms() - lp->spawned_ms >= KP_HEALTHY_MS)
+			lp->backoff_ms = KP_RESTART_MIN_MS;
+		kp_log(KP_ERROR,
+		       "ledger=%s pid=%d ended (status %d); restarting in %llds; "
+		       "offsets wait meanwhile",
+		       lp->name, (int)pid, status, (long long)(lp->backoff_ms / 1000));
+		lp->due_ms = kp_mono_ms() + lp->backoff_ms;
+		lp->backoff_ms =
+		    lp->backoff_ms * 2 > KP_RESTART_MAX_MS ? KP_RESTART_MAX_MS : lp->backoff_ms * 2;
+		return true;
+	}
+	return false;
+}
+
+static int ledgers_alive(const struct kp_supervisor *sv)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < sv->n_ledgers; i++)
+		n += sv->ledgers[i]->pid > 0;
+	return n;
 }
 
 /* What makes two bindings the same across a reload: every key, and the plugin's bytes. */
@@ -221,6 +361,10 @@ static struct kp_binding_state *binding_start(struct kp_supervisor *sv, struct k
 	}
 	conf->refs++;
 	sv->bs[sv->n_bs++] = bs;
+	if ((bs->lp = ledger_get(sv, bs)) == NULL) {
+		kp_log(KP_ERROR, "worker=%s: no ledger, so no workers", b->name);
+		return bs;
+	}
 	for (int k = 0; k < n; k++)
 		spawn(sv, bs, k);
 	return bs;
@@ -288,6 +432,7 @@ static void binding_reap(struct kp_supervisor *sv, int *killed)
 		}
 		for (int k = 0; k < bs->b->processes; k++)
 			sv->owner[bs->slots[k] - sv->slots] = NULL;
+		ledger_put(sv, bs);
 		free(bs->slots);
 		free(bs->due_ms);
 		free(bs->spawned_ms);
@@ -401,10 +546,17 @@ static void reap(struct kp_supervisor *sv, bool stopping)
 							kill(sv->bs[i]->slots[j]->pid, SIGTERM);
 			continue;
 		}
+		if (ledger_died(sv, pid, status))
+			continue;
 		struct kp_binding_state *bs = find_pid(sv, pid, &k);
 		if (bs == NULL)
 			continue; /* a plugin check child */
 		struct kp_slot *s = bs->slots[k];
+		/* Its claims go back to the ledger, and the job in hand is charged. */
+		if (bs->lp)
+			kp_ledger_reap(bs->lp->shm, pid, s->in_hand ? &s->hand_id : NULL,
+				       s->hand_event_id,
+				       WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 		int64_t ran = kp_mono_ms() - bs->spawned_ms[k];
 		bool did_work = jobs_of(s) > bs->jobs_at_spawn[k];
 		s->pid = 0;
@@ -440,6 +592,15 @@ static int64_t restart_due(struct kp_supervisor *sv)
 {
 	int64_t now = kp_mono_ms(), next = LOOP_MS;
 
+	for (size_t i = 0; i < sv->n_ledgers; i++) {
+		struct kp_ledger_proc *lp = sv->ledgers[i];
+		if (lp->due_ms == 0 || lp->refs == 0)
+			continue;
+		if (lp->due_ms <= now)
+			ledger_spawn(lp);
+		else if (lp->due_ms - now < next)
+			next = lp->due_ms - now;
+	}
 	for (size_t i = 0; i < sv->n_bs; i++) {
 		struct kp_binding_state *bs = sv->bs[i];
 
@@ -771,7 +932,8 @@ int kp_supervisor_run(struct kp_conf *conf)
 		if (metrics)
 			kp_metrics_run(metrics);
 		binding_reap(&sv, &killed);
-		if (stopping && alive_workers(&sv) == 0)
+		ledger_reap(&sv);
+		if (stopping && alive_workers(&sv) == 0 && ledgers_alive(&sv) == 0)
 			break;
 	}
 	if (killed)
@@ -795,6 +957,14 @@ out:
 			}
 	}
 	binding_reap(&sv, &killed);
+	for (size_t i = 0; i < sv.n_ledgers; i++)
+		if (sv.ledgers[i]->pid > 0) {
+			kill(sv.ledgers[i]->pid, SIGKILL);
+			waitpid(sv.ledgers[i]->pid, NULL, 0);
+			sv.ledgers[i]->pid = 0;
+		}
+	ledger_reap(&sv);
+	free(sv.ledgers);
 	free(sv.bs);
 	kp_stats_unmap(sv.slots, KP_SLOTS_MAX);
 	conf_unref(sv.conf); /* the supervisor's own hold; bindings held theirs */

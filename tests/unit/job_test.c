@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kpoold.h"
@@ -22,24 +23,22 @@ static void utf8(void **state)
 
 static void check_reason(const char *buf, size_t len, int64_t max, const char *want)
 {
-	json_t *root;
+	struct kp_found found[1];
 	char reason[256];
 
-	assert_int_equal(kp_job_check(buf, len, max, &root, reason, sizeof(reason)), -1);
-	assert_null(root);
+	assert_int_equal(kp_job_check(buf, len, max, NULL, 0, found, reason, sizeof(reason)), -1);
 	if (strstr(reason, want) == NULL)
 		fail_msg("wanted '%s' in '%s'", want, reason);
 }
 
 static void job_checks(void **state)
 {
-	json_t *root;
+	struct kp_found found[1];
 	char reason[256];
 
 	(void)state;
-	assert_int_equal(kp_job_check("{\"a\":1}", 7, 100, &root, reason, sizeof(reason)), 0);
-	assert_true(json_is_object(root));
-	json_decref(root);
+	assert_int_equal(kp_job_check("{\"a\":1}", 7, 100, NULL, 0, found, reason, sizeof(reason)),
+			 0);
 	check_reason("", 0, 100, "empty job");
 	check_reason("{\"a\":1}", 7, 6, "job is 7 bytes, over max_job_bytes (6)");
 	check_reason("{\"a\":\"\xff\"}", 9, 100, "job is not UTF-8");
@@ -47,6 +46,77 @@ static void job_checks(void **state)
 	check_reason("[1]", 3, 100, "job is not a JSON object");
 	check_reason("\"s\"", 3, 100, "job is not a JSON object");
 	check_reason("{\"a\":1} trailing", 16, 100, "job is not JSON");
+}
+
+/* The validating scan accepts what jansson accepts, and nothing else. */
+static void scan_agrees_with_jansson(void **state)
+{
+	static const char *const cases[] = {
+	    "{}",
+	    " {\"a\" : [1, 2.5e3, -0, true, false, null, {\"b\":\"c\"}]} ",
+	    "{\"a\":\"\\u0000\"}",
+	    "{\"a\\u0000\":1}",
+	    "{\"a\":\"\\ud800\"}",
+	    "{\"a\":\"\\ud83d\\ude00\"}",
+	    "{\"a\":\"\\udc00\"}",
+	    "{\"a\":1e400}",
+	    "{\"a\":1e-400}",
+	    "{\"a\":99999999999999999999}",
+	    "{\"a\":-9223372036854775808}",
+	    "{\"a\":9223372036854775808}",
+	    "{\"a\":1.}",
+	    "{\"a\":01}",
+	    "{\"a\":-}",
+	    "{\"a\":.5}",
+	    "{\"a\":1,}",
+	    "{,}",
+	    "{\"a\"}",
+	    "{\"a\":tru}",
+	    "{\"a\":truex}",
+	    "{\"a\":\"\\x\"}",
+	    "{\"a\":\"\t\"}",
+	    "{\"a\":[1,]}",
+	    "{\"a\":[}",
+	    "{\"a\":\"\\u12\"}",
+	    "{} {}",
+	    "{\"a\":1}\n",
+	    "{\"a\":\"x\"",
+	    "{\"a\":nul}",
+	    "{\"a\":1E+2}",
+	    "{\"a\":1e}",
+	    "{\"a\":[[[[]]]]}",
+	    "\t{\"a\":{}}\r\n",
+	};
+	struct kp_found found[1];
+	char reason[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_error_t e;
+		json_t *r = json_loads(cases[i], JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+		int want = r && json_is_object(r) ? 0 : -1;
+		int got = kp_job_check(cases[i], strlen(cases[i]), 1000, NULL, 0, found, reason,
+				       sizeof(reason));
+		if (got != want)
+			fail_msg("'%s': scan says %d, jansson %d", cases[i], got, want);
+		json_decref(r);
+	}
+	/* Depth: 2048 containers are fine, 2049 are not. */
+	for (int depth = 2047; depth <= 2049; depth++) {
+		char *buf = malloc(2 * (size_t)depth + 16);
+		size_t n = 0;
+		memcpy(buf, "{\"a\":", 5);
+		n = 5;
+		for (int i = 1; i < depth; i++)
+			buf[n++] = '[';
+		for (int i = 1; i < depth; i++)
+			buf[n++] = ']';
+		buf[n++] = '}';
+		assert_int_equal(
+		    kp_job_check(buf, n, 1 << 20, NULL, 0, found, reason, sizeof(reason)),
+		    depth <= 2048 ? 0 : -1);
+		free(buf);
+	}
 }
 
 static struct kp_binding binding(const char *keys)
@@ -62,10 +132,12 @@ static const char *id_of(const struct kp_binding *b, const struct kpool_header *
 			 const char *json)
 {
 	static char id[KP_EVENT_ID_MAX];
-	json_t *root = json ? json_loads(json, 0, NULL) : NULL;
+	struct kp_found found[KP_IDKEYS_MAX];
+	char reason[256];
+	bool ok = json && kp_job_check(json, strlen(json), 1 << 20, b->idkeys, b->n_idkeys, found,
+				       reason, sizeof(reason)) == 0;
 
-	kp_job_event_id(b, h, nh, root, "topic", 3, 42, id, sizeof(id));
-	json_decref(root);
+	kp_job_event_id(b, h, nh, ok ? found : NULL, "topic", 3, 42, id, sizeof(id));
 	return id;
 }
 
@@ -87,6 +159,21 @@ static void event_ids(void **state)
 	assert_string_equal(id_of(&b, h, 2, NULL), "from-header"); /* bad input: headers only */
 	assert_string_equal(id_of(&b, NULL, 0, NULL), "topic/3/42");
 	assert_string_equal(id_of(&b, NULL, 0, "{\"eventId\":\"\"}"), "topic/3/42");
+	/* As jansson reads them: escapes decoded, the last of a repeated member wins
+	 * (whole, with what it holds), integers as printed. */
+	assert_string_equal(id_of(&b, NULL, 0, "{\"eventId\":\"caf\\u00e9\\ud83d\\ude00\\n\"}"),
+			    "topic/3/42"); /* a control character: not an id */
+	assert_string_equal(id_of(&b, NULL, 0, "{\"eventId\":\"caf\\u00e9\\/x\"}"),
+			    "caf\xc3\xa9/x");
+	assert_string_equal(id_of(&b, NULL, 0, "{\"e\\u0076entId\":\"esc-key\"}"), "esc-key");
+	assert_string_equal(id_of(&b, NULL, 0, "{\"eventId\":\"a\",\"eventId\":\"b\"}"), "b");
+	assert_string_equal(
+	    id_of(&b, NULL, 0, "{\"metadata\":{\"eventId\":\"m\"},\"metadata\":{},\"id\":5}"), "5");
+	assert_string_equal(id_of(&b, NULL, 0, "{\"id\":-0}"), "0");
+	assert_string_equal(id_of(&b, NULL, 0, "{\"id\":1.5,\"x\":{\"id\":\"deep\"}}"),
+			    "topic/3/42");
+	assert_string_equal(id_of(&b, NULL, 0, "{\"list\":[{\"eventId\":\"no\"}],\"id\":\"i\"}"),
+			    "i");
 	memset(long_id, 'x', sizeof(long_id));
 	struct kpool_header lh = {"event-id", long_id, sizeof(long_id)};
 	assert_string_equal(id_of(&b, &lh, 1, "{\"id\":7}"), "7"); /* too long: next source */
@@ -115,6 +202,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(utf8),
 	    cmocka_unit_test(job_checks),
+	    cmocka_unit_test(scan_agrees_with_jansson),
 	    cmocka_unit_test(event_ids),
 	    cmocka_unit_test(backoff),
 	};

@@ -1,0 +1,589 @@
+/*
+ * consumer.c - a worker process: the consumer loop, librdkafka's callbacks
+ * (rebalance, errors, statistics), the binding's topics and the offsets.
+ * Each message goes down the job path (jobpath.c); this file stores a
+ * partition's offset for commit once everything before it is finished and
+ * its outcomes are durable in the ledger (ledger.c), so a commit never runs
+ * ahead of what the ledger knows.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "worker.h"
+
+#define POLL_MS		 100
+#define STORE_EVERY_MS	 20   /* how often offsets the ledger made safe are stored */
+#define REVOKE_WAIT_MS	 2000 /* how long a revoke waits for the ledger */
+#define TOPICS_ASK_MS	 1000 /* a metadata request for one topic */
+#define TOPICS_CREATE_MS 5000 /* CreateTopics */
+#define TOPICS_CHECK_MS	 2000 /* how often to look for a topic that is not there yet */
+
+volatile sig_atomic_t kp_stopping;
+static volatile sig_atomic_t reinit; /* SIGHUP: the supervisor reloaded, our binding unchanged */
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	kp_stopping = 1;
+}
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	reinit = 1;
+}
+
+/*
+ * After a reload that kept this binding: a second instance of the plugin is
+ * made with the same options, so that it reads its files again; it replaces
+ * the first only if its init() succeeds.
+ */
+static void plugin_reinit(struct worker *w)
+{
+	struct kp_plugin fresh = w->pl;
+	char err[512];
+
+	reinit = 0;
+	if (kp_plugin_init(&fresh, &w->host, w->b->opts, w->b->n_opts, err, sizeof(err)) < 0) {
+		kp_log(KP_ERROR, "handler %s: reload refused, keeping the running one: %s",
+		       w->b->handler, err);
+		return;
+	}
+	if (w->pl.p.init && w->pl.p.fini)
+		w->pl.p.fini(w->pl.state);
+	w->pl.state = fresh.state;
+	kp_log(KP_INFO, "handler %s: reloaded", w->b->handler);
+}
+
+static int topic_index(const struct worker *w, const char *name)
+{
+	for (int i = 0; i < w->b->n_topics; i++)
+		if (strcmp(w->b->topics[i], name) == 0)
+			return i;
+	return -1;
+}
+
+/* The state of an assigned partition; made when create, else NULL if unknown. */
+struct part *kp_part_get(struct worker *w, int16_t topic, int32_t partition, bool create)
+{
+	for (size_t i = 0; i < w->n_parts; i++)
+		if (w->parts[i].topic == topic && w->parts[i].partition == partition)
+			return &w->parts[i];
+	if (!create)
+		return NULL;
+	struct part *p = realloc(w->parts, (w->n_parts + 1) * sizeof(*p));
+	if (p == NULL)
+		return NULL;
+	w->parts = p;
+	p = &w->parts[w->n_parts++];
+	memset(p, 0, sizeof(*p));
+	p->topic = topic;
+	p->partition = partition;
+	p->last_seen = -1;
+	p->fin_next = -1;
+	return p;
+}
+
+/*
+ * Stores for commit the offsets whose jobs are finished and durable.  A
+ * partition's finished mark moves on with every job, and the ledger's tail
+ * follows it a moment later; so the mark is taken as a candidate, and
+ * stored once the tail has passed the ring position it needed.  With
+ * idempotency off there is nothing to wait for.  Never past a parked job.
+ */
+static void store_offsets(struct worker *w)
+{
+	uint64_t durable = w->b->idempotency ? kp_ledger_durable(w->ledger) : UINT64_MAX;
+	rd_kafka_topic_partition_list_t *l = NULL;
+
+	for (size_t i = 0; i < w->n_parts; i++) {
+		struct part *p = &w->parts[i];
+		int64_t next = p->fin_next;
+
+		if (p->cand_next > 0 && p->cand_seq <= durable) {
+			if (l == NULL)
+				l = rd_kafka_topic_partition_list_new((int)w->n_parts);
+			rd_kafka_topic_partition_list_add(l, w->b->topics[p->topic], p->partition)
+			    ->offset = p->cand_next;
+			p->stored = p->cand_next;
+			p->cand_next = 0;
+		}
+		if (p->parked && p->parked->m->offset < next)
+			next = p->parked->m->offset;
+		if (p->cand_next == 0 && next > p->stored) {
+			p->cand_next = next;
+			p->cand_seq = p->fin_seq;
+		}
+	}
+	if (l) {
+		rd_kafka_resp_err_t e = rd_kafka_offsets_store(w->rk, l);
+		if (e)
+			kp_log(KP_WARNING, "offsets store: %s", rd_kafka_err2str(e));
+		rd_kafka_topic_partition_list_destroy(l);
+	}
+}
+
+/*
+ * Before partitions go (a revoke, a stop): waits, briefly, for the ledger to
+ * make every finished job durable, and stores their offsets.  What is still
+ * not durable after REVOKE_WAIT_MS (the ledger process is down) is not
+ * stored, and is redelivered to whoever takes the partitions.
+ */
+static void store_final(struct worker *w)
+{
+	uint64_t need = 0;
+	int64_t until = kp_mono_ms() + REVOKE_WAIT_MS;
+
+	for (size_t i = 0; i < w->n_parts; i++)
+		if (w->parts[i].fin_seq > need)
+			need = w->parts[i].fin_seq;
+	while (w->b->idempotency && kp_ledger_durable(w->ledger) < need && kp_mono_ms() < until)
+		usleep(1000);
+	store_offsets(w); /* stores the candidates ... */
+	store_offsets(w); /* ... and then what is finished now */
+}
+
+/* Runs what each partition has taken, for plugins with handle_batch. */
+static void run_batches(struct worker *w)
+{
+	for (size_t i = 0; i < w->n_parts; i++)
+		if (w->parts[i].n_batch > 0)
+			kp_job_run_batch(w, &w->parts[i]);
+}
+
+static void on_message(struct worker *w, rd_kafka_message_t *m)
+{
+	int t;
+	struct part *p;
+
+	if (m->err) {
+		if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			kp_log(KP_WARNING, "consume: %s", rd_kafka_message_errstr(m));
+		rd_kafka_message_destroy(m);
+		return;
+	}
+	t = topic_index(w, rd_kafka_topic_name(m->rkt));
+	p = t < 0 ? NULL : kp_part_get(w, (int16_t)t, m->partition, true);
+	if (p == NULL || m->offset <= p->last_seen) { /* not ours, or fetched again after a pause */
+		rd_kafka_message_destroy(m);
+		return;
+	}
+	p->last_seen = m->offset;
+	if (p->parked)
+		kp_job_backlog(p, m);
+	else if (w->bjobs)
+		p->batch[p->n_batch++] = m; /* run_batches() takes it from here */
+	else
+		kp_job_start(w, p, m);
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+			 rd_kafka_topic_partition_list_t *l, void *opaque)
+{
+	struct worker *w = opaque;
+	bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+	rd_kafka_error_t *e = NULL;
+
+	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+		for (int i = 0; i < l->cnt; i++) {
+			int t = topic_index(w, l->elems[i].topic);
+			struct part *p =
+			    t < 0 ? NULL : kp_part_get(w, (int16_t)t, l->elems[i].partition, true);
+			if (p) { /* from the group's committed offset on */
+				p->last_seen = p->fin_next = -1;
+				p->cand_next = p->stored = 0;
+				p->fin_seq = 0;
+			}
+		}
+		kp_log(KP_INFO, "assigned partitions=%d", l->cnt);
+		if (cooperative)
+			e = rd_kafka_incremental_assign(rk, l);
+		else
+			rd_kafka_assign(rk, l);
+	} else {
+		/* Commit what is finished before the partitions move on. */
+		store_final(w);
+		rd_kafka_commit(rk, NULL, 0);
+		for (int i = 0; i < l->cnt; i++) {
+			int t = topic_index(w, l->elems[i].topic);
+			struct part *p =
+			    t < 0 ? NULL : kp_part_get(w, (int16_t)t, l->elems[i].partition, false);
+			if (p)
+				kp_job_drop(w, p);
+		}
+		kp_log(KP_INFO, "revoked partitions=%d", l->cnt);
+		if (cooperative)
+			e = rd_kafka_incremental_unassign(rk, l);
+		else
+			rd_kafka_assign(rk, NULL);
+	}
+	if (e) {
+		kp_log(KP_ERROR, "rebalance: %s", rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+	}
+}
+
+static void set_kafka(struct kp_slot *s, int state, const char *why)
+{
+	if (why)
+		snprintf(s->kafka_error, sizeof(s->kafka_error), "%s", why);
+	__atomic_store_n(&s->kafka_state, state, __ATOMIC_RELEASE);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	struct worker *w = opaque;
+
+	kp_log(err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ? KP_ERROR : KP_WARNING, "kafka: %s: %s",
+	       rd_kafka_err2name(err), reason);
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && w->slot->kafka_state == KP_KAFKA_DOWN) {
+		/* Keep the cause (which broker, what failed) and say that it is all of them. */
+		char why[KP_ERROR_MAX];
+		if (strncmp(w->slot->kafka_error, "all brokers down", 16) != 0) {
+			snprintf(why, sizeof(why), "all brokers down: %s", w->slot->kafka_error);
+			set_kafka(w->slot, KP_KAFKA_DOWN, why);
+		}
+	} else if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
+		   err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__RESOLVE ||
+		   err == RD_KAFKA_RESP_ERR__TRANSPORT || rd_kafka_fatal_error(rk, NULL, 0)) {
+		set_kafka(w->slot, KP_KAFKA_DOWN, reason);
+	}
+}
+
+/* librdkafka's statistics, once a second: broker reachability and consumer lag. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+	struct worker *w = opaque;
+	struct kp_slot *s = w->slot;
+	json_t *root = json_loadb(json, len, 0, NULL), *brokers, *topics, *v;
+	const char *name;
+	int up = 0;
+
+	if (root == NULL)
+		return 0;
+	brokers = json_object_get(root, "brokers");
+	json_object_foreach (brokers, name, v) {
+		if (json_integer_value(json_object_get(v, "nodeid")) >= 0 &&
+		    strcmp(json_string_value(json_object_get(v, "state")) ?: "", "UP") == 0)
+			up++;
+	}
+	if (up)
+		set_kafka(s, KP_KAFKA_UP, "");
+	else if (s->kafka_state != KP_KAFKA_DOWN)
+		set_kafka(s, KP_KAFKA_DOWN, "no broker reachable");
+	int n = 0;
+	topics = json_object_get(root, "topics");
+	json_object_foreach (topics, name, v) {
+		int t = topic_index(w, name);
+		const char *pname;
+		json_t *pv;
+
+		if (t < 0)
+			continue;
+		json_object_foreach (json_object_get(v, "partitions"), pname, pv) {
+			json_int_t part = json_integer_value(json_object_get(pv, "partition"));
+			json_int_t hi = json_integer_value(json_object_get(pv, "hi_offset"));
+			json_int_t lo = json_integer_value(json_object_get(pv, "lo_offset"));
+			json_int_t co = json_integer_value(json_object_get(pv, "committed_offset"));
+			struct part *pp;
+			int64_t qlo, qhi;
+
+			if (part < 0 || n == KP_LAG_MAX || hi < 0 || (co < 0 && lo < 0) ||
+			    !json_is_true(json_object_get(pv, "desired")))
+				continue;
+			/* A paused partition fetches nothing, so its high watermark in
+			 * the statistics stands still: ask for it (briefly). */
+			pp = kp_part_get(w, (int16_t)t, (int32_t)part, false);
+			if (pp && pp->parked && s->kafka_state == KP_KAFKA_UP &&
+			    rd_kafka_query_watermark_offsets(w->rk, name, (int32_t)part, &qlo, &qhi,
+							     100) == RD_KAFKA_RESP_ERR_NO_ERROR)
+				hi = qhi;
+			/* From the committed offset, as kpool status counts it:
+			 * librdkafka's consumer_lag starts at what was fetched, which
+			 * includes jobs waiting behind a parked one. */
+			json_int_t lag = hi - (co >= 0 ? co : lo);
+			if (lag < 0)
+				lag = 0;
+			s->lag[n].topic = (int16_t)t;
+			s->lag[n].partition = (int32_t)part;
+			s->lag[n].lag = lag;
+			n++;
+		}
+	}
+	s->n_lag = n;
+	json_decref(root);
+	return 0;
+}
+
+/* The slot's topics become this binding's: the supervisor reads its hand and lag by them. */
+static void slot_topics(struct worker *w)
+{
+	struct kp_slot *s = w->slot;
+
+	s->in_hand = 0;
+	s->died_signal = 0;
+	for (int i = 0; i < w->b->n_topics; i++)
+		snprintf(s->topics[i], sizeof(s->topics[i]), "%s", w->b->topics[i]);
+	s->n_topics = w->b->n_topics;
+}
+
+static rd_kafka_t *consumer_new(struct worker *w, const char *bootstrap, char *err, size_t len)
+{
+	static const char *const defaults[][2] = {
+	    {"auto.offset.reset", "earliest"},
+	    {"queued.max.messages.kbytes", "4096"}, /* bounds prefetch, and so RSS */
+	    /* as often as ids are written, so another host repeats little of a dead one's */
+	    {"auto.commit.interval.ms", "200"},
+	    {"session.timeout.ms", "10000"},
+	    {"heartbeat.interval.ms", "1000"},
+	    {"fetch.wait.max.ms", "100"}, /* jobs are waited for: fetch again soon */
+	};
+	rd_kafka_conf_t *rc = rd_kafka_conf_new();
+	rd_kafka_t *rk;
+	char client[KP_NAME_MAX + 32];
+
+	snprintf(client, sizeof(client), "kpool-%s-%d", w->b->name, w->slot->index);
+	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+		rd_kafka_conf_set(rc, defaults[i][0], defaults[i][1], NULL, 0);
+	if (kp_conf_kafka_apply(w->conf, rc, err, len) < 0 ||
+	    rd_kafka_conf_set(rc, "bootstrap.servers", bootstrap, err, len) ||
+	    rd_kafka_conf_set(rc, "group.id", w->b->group, err, len) ||
+	    rd_kafka_conf_set(rc, "client.id", client, err, len) ||
+	    /* what record-then-commit rests on: */
+	    rd_kafka_conf_set(rc, "enable.auto.offset.store", "false", err, len) ||
+	    rd_kafka_conf_set(rc, "enable.auto.commit", "true", err, len) ||
+	    rd_kafka_conf_set(rc, "statistics.interval.ms", "1000", err, len)) {
+		rd_kafka_conf_destroy(rc);
+		return NULL;
+	}
+	rd_kafka_conf_set_opaque(rc, w);
+	rd_kafka_conf_set_rebalance_cb(rc, on_rebalance);
+	rd_kafka_conf_set_error_cb(rc, on_error);
+	rd_kafka_conf_set_log_cb(rc, kp_rdkafka_log);
+	rd_kafka_conf_set_stats_cb(rc, on_stats);
+	rk = rd_kafka_new(RD_KAFKA_CONSUMER, rc, err, len);
+	if (rk == NULL) {
+		rd_kafka_conf_destroy(rc);
+		return NULL;
+	}
+	rd_kafka_poll_set_consumer(rk); /* rc is now owned by rk */
+	return rk;
+}
+
+static int subscribe(struct worker *w, char *err, size_t len)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(w->b->n_topics);
+	rd_kafka_resp_err_t e;
+
+	for (int i = 0; i < w->b->n_topics; i++)
+		if (w->topic_there[i])
+			rd_kafka_topic_partition_list_add(l, w->b->topics[i],
+							  RD_KAFKA_PARTITION_UA);
+	e = l->cnt ? rd_kafka_subscribe(w->rk, l) : RD_KAFKA_RESP_ERR_NO_ERROR;
+	w->n_subscribed = l->cnt;
+	rd_kafka_topic_partition_list_destroy(l);
+	if (e) {
+		snprintf(err, len, "subscribe: %s", rd_kafka_err2str(e));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Subscribes to the binding's topics that exist, and makes each one's
+ * dead-letter topic, when absent, with as many partitions.  librdkafka 2.0
+ * never notices a subscribed topic that is created later (librdkafka #1201),
+ * so a topic the applications have not published to yet is looked for again
+ * every TOPICS_CHECK_MS and subscribed when it appears.
+ */
+static int watch_topics(struct worker *w, char *err, size_t len)
+{
+	char why[512], dlq[KP_TOPIC_MAX + 8];
+	bool changed = false, waiting = false;
+
+	for (int i = 0; i < w->b->n_topics && !kp_stopping; i++) {
+		const char *t = w->b->topics[i];
+		int n = 0, final;
+
+		if (!w->topic_there[i] || !w->dlq_there[i]) {
+			n = kp_topic_partitions(w->rk, t, TOPICS_ASK_MS, why, sizeof(why));
+			if (n < 0) { /* Kafka unreachable: on_error says so; ask later */
+				waiting = true;
+				break;
+			}
+		}
+		if (!w->topic_there[i] && n == 0) {
+			if (!w->topic_told[i])
+				kp_log(KP_WARNING,
+				       "topic=%s does not exist yet; consuming it once it does", t);
+			w->topic_told[i] = true;
+			waiting = true;
+			continue;
+		}
+		if (!w->topic_there[i]) {
+			if (w->topic_told[i])
+				kp_log(KP_NOTICE, "topic=%s appeared with %d partitions", t, n);
+			w->topic_there[i] = changed = true;
+		}
+		if (w->dlq_there[i])
+			continue;
+		kp_dlq_topic(w->b, t, dlq, sizeof(dlq));
+		int have = kp_topic_partitions(w->rk, dlq, TOPICS_ASK_MS, why, sizeof(why));
+		if (have > 0 || kp_topic_create(w->rk, dlq, n, TOPICS_CREATE_MS, &final, why,
+						sizeof(why)) == 0) {
+			if (have <= 0)
+				kp_log(KP_NOTICE,
+				       "created the dead-letter topic %s with %d partitions", dlq,
+				       n);
+			w->dlq_there[i] = true;
+		} else if (final) {
+			kp_log(KP_WARNING, "%s; create it with %d partitions", why, n);
+			w->dlq_there[i] = true; /* a first dead letter may still create it */
+		} else {
+			kp_log(KP_INFO, "%s; trying again", why);
+			waiting = true;
+		}
+	}
+	w->topics_due = waiting ? kp_mono_ms() + TOPICS_CHECK_MS : 0;
+	return changed ? subscribe(w, err, len) : 0;
+}
+
+/*
+ * The worker process: never returns; exits 0 after a graceful stop, or
+ * KP_EXIT_CONFIG when it cannot start (the supervisor throttles it).
+ */
+int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct kp_slot *slot,
+		  struct kp_ledger_shm *ledger)
+{
+	struct worker w = {.conf = conf, .b = b, .slot = slot};
+	char err[512], path[PATH_MAX], *bootstrap = NULL;
+	struct sigaction sa = {.sa_handler = on_stop};
+	int rc = KP_EXIT_CONFIG;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	struct sigaction hup = {.sa_handler = on_hup, .sa_flags = SA_RESTART};
+	sigemptyset(&hup.sa_mask);
+	sigaction(SIGHUP, &hup, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	prctl(PR_SET_PDEATHSIG, SIGTERM); /* a supervisor gone is a graceful stop */
+	kp_log_who("worker=%s#%d", b->name, slot->index);
+	kp_proctitle("kpoold: worker %s#%d", b->name, slot->index);
+	w.rnd = (unsigned)getpid() ^ (unsigned)kp_now_ms();
+	w.host = (struct kpool_host){.worker = b->name,
+				     .index = slot->index,
+				     .state_dir = conf->state_dir,
+				     .log = kp_plugin_log};
+
+	if (kp_plugin_path(conf, b->handler, path, sizeof(path)) < 0 ||
+	    kp_plugin_open(&w.pl, path, err, sizeof(err)) < 0 ||
+	    kp_plugin_init(&w.pl, &w.host, b->opts, b->n_opts, err, sizeof(err)) < 0) {
+		kp_log(KP_ERROR, "handler %s: %s", b->handler, err);
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/%s.db", conf->state_dir, b->name);
+	if ((w.ledger = kp_ledger_open(ledger, path)) == NULL) {
+		kp_log(KP_ERROR, "out of memory");
+		goto out;
+	}
+	slot_topics(&w);
+	if (w.pl.p.handle_batch) {
+		w.bjobs = calloc(BATCH_MAX, sizeof(*w.bjobs));
+		w.breasons = calloc(BATCH_MAX, sizeof(*w.breasons));
+		if (w.bjobs == NULL || w.breasons == NULL) {
+			kp_log(KP_ERROR, "out of memory");
+			goto out;
+		}
+	}
+	bootstrap = kp_conf_bootstrap(conf, err, sizeof(err));
+	if (bootstrap == NULL ||
+	    (w.dlq = kp_dlq_open(conf, b, bootstrap, err, sizeof(err))) == NULL ||
+	    (w.rk = consumer_new(&w, bootstrap, err, sizeof(err))) == NULL) {
+		kp_log(KP_ERROR, "kafka: %s", err);
+		goto out;
+	}
+	/* The embedded broker made every topic of the conf and its dead-letter topic. */
+	for (int i = 0; i < b->n_topics; i++)
+		w.topic_there[i] = w.dlq_there[i] = conf->embedded;
+	if (conf->embedded ? subscribe(&w, err, sizeof(err)) : watch_topics(&w, err, sizeof(err))) {
+		kp_log(KP_ERROR, "kafka: %s", err);
+		goto out;
+	}
+	slot->started_ms = (uint64_t)kp_now_ms();
+	__atomic_store_n(&slot->state, KP_SLOT_RUNNING, __ATOMIC_RELEASE);
+	kp_log(KP_INFO, "started handler=%s topics=%s group=%s pid=%d", b->handler, b->topic_list,
+	       b->group, (int)getpid());
+
+	while (!kp_stopping) {
+		int64_t timeout = kp_job_run_due(&w), now;
+		rd_kafka_message_t *m;
+
+		if (timeout > STORE_EVERY_MS)
+			timeout = STORE_EVERY_MS;
+		m = rd_kafka_consumer_poll(w.rk, (int)timeout);
+		if (m) {
+			on_message(&w, m);
+			if (slot->kafka_state != KP_KAFKA_UP)
+				set_kafka(slot, KP_KAFKA_UP, "");
+		}
+		if (w.bjobs && m) { /* take what is already there, then hand it over by partition */
+			for (int i = 1; i < BATCH_MAX && (m = rd_kafka_consumer_poll(w.rk, 0)); i++)
+				on_message(&w, m);
+			run_batches(&w);
+		}
+		if (reinit)
+			plugin_reinit(&w);
+		now = kp_mono_ms();
+		if (w.topics_due && now >= w.topics_due && watch_topics(&w, err, sizeof(err)) < 0)
+			kp_log(KP_ERROR, "kafka: %s", err);
+		if (now >= w.store_due) {
+			store_offsets(&w);
+			w.store_due = now + STORE_EVERY_MS;
+		}
+		if (now >= w.next_dlq_poll) { /* the producer's events; sends wait on their own */
+			kp_dlq_poll(w.dlq);
+			w.next_dlq_poll = now + POLL_MS;
+		}
+	}
+	__atomic_store_n(&slot->state, KP_SLOT_STOPPING, __ATOMIC_RELEASE);
+	kp_log(KP_INFO, "stopping");
+	store_final(&w);
+	rc = 0;
+out:
+	/* Closing commits, and waits for the broker to answer: a worker whose
+	 * supervisor is gone (nobody to kill it after shutdown_timeout) and whose
+	 * broker is gone too would wait for ever.  It ends itself a little after
+	 * shutdown_timeout instead; what it did not commit is redelivered and
+	 * found in the ledger. */
+	signal(SIGALRM, SIG_DFL);
+	alarm((unsigned)(w.conf->shutdown_timeout_ms / 1000) + 2);
+	if (w.rk) {
+		rd_kafka_consumer_close(w.rk); /* revokes (store, commit) and leaves the group */
+		rd_kafka_destroy(w.rk);
+	}
+	for (size_t i = 0; i < w.n_parts; i++)
+		kp_job_drop(&w, &w.parts[i]);
+	free(w.parts);
+	free(w.bjobs);
+	free(w.breasons);
+	kp_dlq_close(w.dlq);
+	kp_ledger_close(w.ledger);
+	kp_plugin_close(&w.pl);
+	free(bootstrap);
+	if (rc == 0)
+		kp_log(KP_INFO, "stopped");
+	return rc;
+}

@@ -1,0 +1,539 @@
+/*
+ * jobpath.c - one job's path through a worker, the lifecycle of DESIGN.md:
+ * check (bad input), event id, claim in the ledger (a duplicate is skipped,
+ * an id in a sibling's hands waited for), crash guard, the handler call,
+ * and settling its answer: done, a retry with the partition paused, or the
+ * dead-letter topic.  A job that must wait (a retry, a sibling's claim, a
+ * dead-letter send Kafka did not take) is parked at its stage and resumed
+ * from there; jobs behind it on its partition wait in order.
+ *
+ * Finishing a job records its outcome in the ledger and moves its
+ * partition's finished mark; consumer.c stores that offset for commit once
+ * the ledger has made the outcome durable.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "worker.h"
+
+#define CLAIM_WAIT_MS  2    /* a sibling holds the id: look again after this */
+#define FULL_WAIT_MS   10   /* no room in the ledger: the ledger process catches up */
+#define STORE_WAIT_MS  100  /* the store could not be read */
+#define SETTLE_WAIT_US 1000 /* the ledger's ring is full: look again after this */
+#define REPLAY_HEADER  "kpool.replayed-from"
+
+/* The jobs handed to the plugin in the call under way, for kpool_retry_after(). */
+static struct {
+	const struct kpool_job *kj;
+	struct job *const *jobs;
+	size_t n;
+} in_call;
+
+/*
+ * Offered to plugins (kpool_plugin.h): with KPOOL_RETRY, the next attempt at
+ * job waits at least ms, within retry_backoff_max.  kpoold exports it; a
+ * plugin finds it at load time.
+ */
+__attribute__((visibility("default"))) void kpool_retry_after(const struct kpool_job *job,
+							      int64_t ms)
+{
+	for (size_t i = 0; i < in_call.n; i++)
+		if (&in_call.kj[i] == job && ms > in_call.jobs[i]->retry_after_ms)
+			in_call.jobs[i]->retry_after_ms = ms;
+}
+
+/* Pauses or resumes fetching one partition. */
+void kp_job_pause(struct worker *w, struct part *p, bool pause)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+
+	rd_kafka_topic_partition_list_add(l, w->b->topics[p->topic], p->partition);
+	if (pause)
+		rd_kafka_pause_partitions(w->rk, l);
+	else
+		rd_kafka_resume_partitions(w->rk, l);
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void job_free(struct job *j)
+{
+	if (j == NULL)
+		return;
+	if (j->m)
+		rd_kafka_message_destroy(j->m);
+	if (j->heap)
+		free(j);
+}
+
+static void job_log(int level, const struct job *j, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void job_log(int level, const struct job *j, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (level < kp_log_level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	kp_log(level, "topic=%s partition=%" PRId32 " offset=%" PRId64 " event=%s: %s",
+	       rd_kafka_topic_name(j->m->rkt), j->m->partition, j->m->offset, j->event_id, msg);
+}
+
+/* Whether the job holds a claim in the ledger that is not settled. */
+static bool holds_claim(const struct worker *w, const struct job *j)
+{
+	return w->b->idempotency && j->stage != JOB_CLAIM;
+}
+
+/*
+ * Forgets a partition's parked job, backlog and taken batch, when the
+ * partition is revoked: they will be redelivered to its next owner, which
+ * must be able to claim the parked job's id.
+ */
+void kp_job_drop(struct worker *w, struct part *p)
+{
+	if (p->parked && holds_claim(w, p->parked))
+		kp_ledger_release(w->ledger, &p->parked->id);
+	job_free(p->parked);
+	p->parked = NULL;
+	for (size_t i = 0; i < p->n_backlog; i++)
+		rd_kafka_message_destroy(p->backlog[i]);
+	free(p->backlog);
+	p->backlog = NULL;
+	p->n_backlog = p->cap_backlog = 0;
+	for (size_t i = 0; i < p->n_batch; i++)
+		rd_kafka_message_destroy(p->batch[i]);
+	p->n_batch = 0;
+}
+
+/* Keeps a job aside until delay_ms have passed, its partition paused meanwhile. */
+static void park(struct worker *w, struct part *p, struct job *j, int64_t delay_ms)
+{
+	if (!j->heap) {
+		struct job *h = malloc(sizeof(*h));
+		if (h == NULL) { /* not finished, not recorded: redelivered after a restart */
+			kp_log(KP_ERROR, "out of memory; dropping a job for redelivery");
+			if (holds_claim(w, j))
+				kp_ledger_release(w->ledger, &j->id);
+			job_free(j);
+			return;
+		}
+		memcpy(h, j, sizeof(*h));
+		h->heap = true;
+		j = h;
+	}
+	j->due_ms = kp_mono_ms() + delay_ms;
+	p->parked = j;
+	kp_job_pause(w, p, true);
+}
+
+/*
+ * Marks a job finished: its outcome into the ledger (not for a skipped
+ * duplicate), its offset into the partition's finished mark.  A full ledger
+ * ring (its process is behind) is waited for; while stopping the job is left
+ * unfinished instead, to be redelivered.  Frees the job.
+ */
+static void finish(struct worker *w, struct part *p, struct job *j, enum kp_outcome outcome)
+{
+	uint64_t seq = 0;
+
+	if (w->b->idempotency && outcome != KP_OUT_SKIP) {
+		while (kp_ledger_settle(w->ledger, &j->id, outcome == KP_OUT_DEAD, &seq) < 0) {
+			if (kp_stopping) {
+				kp_ledger_release(w->ledger, &j->id);
+				job_free(j);
+				return;
+			}
+			usleep(SETTLE_WAIT_US);
+		}
+	}
+	if (j->m->offset + 1 > p->fin_next)
+		p->fin_next = j->m->offset + 1;
+	if (seq > p->fin_seq)
+		p->fin_seq = seq;
+	job_free(j);
+}
+
+/*
+ * Sends a job to the dead-letter topic and records it.  If Kafka does not
+ * acknowledge the copy, the job is parked and the send tried again later.
+ * Returns true when the job is finished (and freed).
+ */
+static bool dead_letter(struct worker *w, struct part *p, struct job *j)
+{
+	char err[512];
+	struct kp_dlq_info info = {.class = j->class,
+				   .reason = j->reason,
+				   .event_id = j->event_id,
+				   .attempts = j->attempts};
+
+	j->stage = JOB_DEAD_LETTER;
+	if (kp_dlq_send(w->dlq, j->m, &info, err, sizeof(err)) < 0) {
+		job_log(KP_ERROR, j, "dead-letter failed, will try again: %s", err);
+		park(w, p, j, w->b->retry_backoff_ms > 0 ? w->b->retry_backoff_ms : 1000);
+		return false;
+	}
+	job_log(KP_WARNING, j, "dead-lettered class=%s attempts=%d: %s", kp_class_name(j->class),
+		j->attempts, j->reason);
+	kp_stats_dead(w->slot, j->class);
+	finish(w, p, j, KP_OUT_DEAD);
+	return true;
+}
+
+/* Lists a message's headers, as plugins see them (at most MAX_HEADERS), noting a replay. */
+static size_t job_headers(const rd_kafka_message_t *m, struct kpool_header *out, bool *replay)
+{
+	rd_kafka_headers_t *h;
+	size_t n = 0;
+
+	*replay = false;
+	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return 0;
+	while (n < MAX_HEADERS &&
+	       rd_kafka_header_get_all(h, n, &out[n].name, &out[n].value, &out[n].len) ==
+		   RD_KAFKA_RESP_ERR_NO_ERROR) {
+		if (out[n].name[0] == 'k' && strcmp(out[n].name, REPLAY_HEADER) == 0)
+			*replay = true;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Claims the job's id (step 2 of the lifecycle) and applies the crash guard
+ * (step 3).  Returns true when the handler is to be called; otherwise the
+ * job was finished (a duplicate, or dead-lettered) or parked to claim again.
+ */
+static bool claim(struct worker *w, struct part *p, struct job *j)
+{
+	char sig[32];
+	int crashes, signal;
+	enum kp_claim c =
+	    kp_ledger_claim(w->ledger, &j->id, j->replay, w->b->idempotency, &crashes, &signal);
+
+	switch (c) {
+	case KP_CLAIM_DUP:
+		kp_stats_add(w->slot, KP_R_DUPLICATE);
+		job_log(KP_DEBUG, j, "duplicate, skipped");
+		finish(w, p, j, KP_OUT_SKIP);
+		return false;
+	case KP_CLAIM_BUSY:
+		job_log(KP_DEBUG, j, "in another worker's hands; waiting for its outcome");
+		park(w, p, j, CLAIM_WAIT_MS);
+		return false;
+	case KP_CLAIM_FULL:
+		park(w, p, j, FULL_WAIT_MS);
+		return false;
+	case KP_CLAIM_ERROR:
+		park(w, p, j, STORE_WAIT_MS);
+		return false;
+	case KP_CLAIM_NEW:
+		break;
+	}
+	j->stage = JOB_HANDLE;
+	if (j->bad) {
+		j->class = KP_CLASS_BAD_INPUT;
+		dead_letter(w, p, j);
+		return false;
+	}
+	if (crashes >= w->b->max_crashes) {
+		j->class = KP_CLASS_CRASH;
+		snprintf(j->reason, sizeof(j->reason), "%s", kp_signame(signal, sig, sizeof(sig)));
+		j->attempts = crashes;
+		dead_letter(w, p, j);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Step 1 for a message just taken: the checks and the event id; then the
+ * claim.  Returns true when the job is to be handled.
+ */
+static bool prepare(struct worker *w, struct part *p, struct job *j, rd_kafka_message_t *m)
+{
+	struct kp_found found[KP_IDKEYS_MAX];
+	const struct kp_binding *b = w->b;
+
+	j->m = m;
+	j->heap = false;
+	j->stage = JOB_CLAIM;
+	j->attempts = 0;
+	j->class = KP_CLASS_NONE;
+	j->reason[0] = '\0';
+	j->bad = kp_job_check(m->payload, m->len, b->max_job_bytes, b->idkeys, b->n_idkeys, found,
+			      j->reason, sizeof(j->reason)) < 0;
+	j->n_hdrs = job_headers(m, j->hdrs, &j->replay);
+	kp_job_event_id(b, j->hdrs, j->n_hdrs, j->bad ? NULL : found, b->topics[p->topic],
+			m->partition, m->offset, j->event_id, sizeof(j->event_id));
+	kp_ledger_id(j->event_id, &j->id);
+	return claim(w, p, j);
+}
+
+/* Acts on a handler's answer for one job; returns true when it is finished (and freed). */
+static bool settle(struct worker *w, struct part *p, struct job *j, kpool_status st)
+{
+	struct kp_slot *s = w->slot;
+
+	j->reason[KPOOL_REASON_MAX - 1] = '\0';
+	switch (st) {
+	case KPOOL_DONE:
+		kp_stats_add(s, KP_R_DONE);
+		job_log(KP_DEBUG, j, "done attempt=%d", j->attempts);
+		finish(w, p, j, KP_OUT_DONE);
+		return true;
+	case KPOOL_RETRY:
+		kp_stats_add(s, KP_R_RETRIED);
+		if (j->attempts < w->b->max_attempts) {
+			int64_t d =
+			    kp_backoff_ms(w->b->retry_backoff_ms, w->b->retry_backoff_max_ms,
+					  j->attempts, (uint32_t)rand_r(&w->rnd));
+			int64_t asked = j->retry_after_ms < w->b->retry_backoff_max_ms
+					    ? j->retry_after_ms
+					    : w->b->retry_backoff_max_ms;
+			if (asked > d)
+				d = asked;
+			job_log(KP_NOTICE, j, "%s (retry %d/%d in %" PRId64 "ms%s)",
+				j->reason[0] ? j->reason : "retry", j->attempts,
+				w->b->max_attempts - 1, d,
+				j->retry_after_ms > 0 ? ", as the handler asked" : "");
+			park(w, p, j, d);
+			return false;
+		}
+		j->class = KP_CLASS_RETRIES;
+		if (!j->reason[0])
+			snprintf(j->reason, sizeof(j->reason), "handler asked to retry");
+		return dead_letter(w, p, j);
+	case KPOOL_FAIL:
+	default:
+		kp_stats_add(s, KP_R_FAILED);
+		j->class = KP_CLASS_FAIL;
+		if (!j->reason[0])
+			snprintf(j->reason, sizeof(j->reason),
+				 st == KPOOL_FAIL ? "handler failed" : "handler returned %d",
+				 (int)st);
+		return dead_letter(w, p, j);
+	}
+}
+
+/* What a plugin sees of a job, for its next attempt. */
+static void plugin_job(const struct worker *w, const struct part *p, struct job *j,
+		       struct kpool_job *kj)
+{
+	rd_kafka_timestamp_type_t tstype;
+
+	*kj = (struct kpool_job){
+	    .topic = w->b->topics[p->topic],
+	    .partition = j->m->partition,
+	    .offset = j->m->offset,
+	    .timestamp_ms = rd_kafka_message_timestamp(j->m, &tstype),
+	    .key = j->m->key,
+	    .key_len = j->m->key_len,
+	    .value = j->m->payload,
+	    .value_len = j->m->len,
+	    .headers = j->hdrs,
+	    .header_count = j->n_hdrs,
+	    .event_id = j->event_id,
+	    .attempt = ++j->attempts,
+	};
+	j->reason[0] = '\0';
+	j->retry_after_ms = 0;
+}
+
+/*
+ * Calls the handler for jobs[0..n) of partition p: handle_batch when n > 1
+ * or the plugin has only that, else handle.  jobs[0] is the job in hand
+ * should the call kill the process.  The time is counted per job.
+ */
+static void call_handler(struct worker *w, struct part *p, struct job *const *jobs,
+			 struct kpool_job *kj, size_t n, kpool_status *st)
+{
+	struct kp_slot *s = w->slot;
+	struct timespec t0, t1;
+	int64_t us;
+
+	s->hand_topic = p->topic;
+	s->hand_partition = p->partition;
+	s->hand_offset = jobs[0]->m->offset;
+	s->hand_id = jobs[0]->id;
+	memcpy(s->hand_event_id, jobs[0]->event_id, sizeof(s->hand_event_id));
+	__atomic_store_n(&s->in_hand, 1, __ATOMIC_RELEASE);
+	in_call.kj = kj;
+	in_call.jobs = jobs;
+	in_call.n = n;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (w->pl.p.handle_batch && (n > 1 || w->pl.p.handle == NULL)) {
+		const struct kpool_job *kjs[BATCH_MAX];
+		for (size_t i = 0; i < n; i++) {
+			kjs[i] = &kj[i];
+			st[i] = KPOOL_FAIL; /* what a plugin that sets no status meant */
+			w->breasons[i][0] = '\0';
+		}
+		w->pl.p.handle_batch(w->pl.state, kjs, n, st, w->breasons);
+		for (size_t i = 0; i < n; i++)
+			memcpy(jobs[i]->reason, w->breasons[i], KPOOL_REASON_MAX);
+	} else {
+		st[0] = w->pl.p.handle(w->pl.state, kj, jobs[0]->reason);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	in_call.n = 0;
+	__atomic_store_n(&s->in_hand, 0, __ATOMIC_RELEASE);
+	us = ((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000) / (int64_t)n;
+	for (size_t i = 0; i < n; i++)
+		kp_stats_observe(s, us);
+}
+
+/*
+ * Takes a job on from its stage: claims it, calls the handler, or sends it
+ * to the dead-letter topic.  Returns true when it is finished (and freed),
+ * false when it is parked.
+ */
+static bool step(struct worker *w, struct part *p, struct job *j)
+{
+	struct kpool_job kj;
+	kpool_status st;
+
+	if (j->stage == JOB_DEAD_LETTER)
+		return dead_letter(w, p, j);
+	if (j->stage == JOB_CLAIM && !claim(w, p, j))
+		return p->parked == NULL; /* finished, or parked again */
+	plugin_job(w, p, j, &kj);
+	call_handler(w, p, &j, &kj, 1, &st);
+	return settle(w, p, j, st);
+}
+
+/* The lifecycle for a message just taken from Kafka (the one-job path). */
+void kp_job_start(struct worker *w, struct part *p, rd_kafka_message_t *m)
+{
+	struct job *j = &w->scratch;
+
+	if (!prepare(w, p, j, m))
+		return;
+	struct kpool_job kj;
+	kpool_status st;
+	plugin_job(w, p, j, &kj);
+	call_handler(w, p, &j, &kj, 1, &st);
+	settle(w, p, j, st);
+}
+
+/* Runs a partition's backlog after its parked job finished, until one parks again. */
+static void drain(struct worker *w, struct part *p)
+{
+	size_t i = 0;
+
+	while (i < p->n_backlog && !p->parked && !kp_stopping)
+		kp_job_start(w, p, p->backlog[i++]);
+	if (i > 0 && i < p->n_backlog)
+		memmove(p->backlog, p->backlog + i, (p->n_backlog - i) * sizeof(*p->backlog));
+	p->n_backlog -= i;
+	if (!p->parked && p->n_backlog == 0)
+		kp_job_pause(w, p, false);
+}
+
+/* Resumes parked jobs whose wait is over; returns ms until the next one is due. */
+int64_t kp_job_run_due(struct worker *w)
+{
+	int64_t now = kp_mono_ms(), next = 100;
+
+	for (size_t i = 0; i < w->n_parts && !kp_stopping; i++) {
+		struct part *p = &w->parts[i];
+		struct job *j = p->parked;
+
+		if (j == NULL)
+			continue;
+		if (j->due_ms > now) {
+			if (j->due_ms - now < next)
+				next = j->due_ms - now;
+			continue;
+		}
+		p->parked = NULL;
+		if (step(w, p, j))
+			drain(w, p);
+		else if (p->parked && p->parked->due_ms - now < next)
+			next = p->parked->due_ms - now;
+	}
+	return next < 0 ? 0 : next;
+}
+
+/* Queues a message behind a partition's parked job; on no memory it is dropped for redelivery. */
+void kp_job_backlog(struct part *p, rd_kafka_message_t *m)
+{
+	if (p->n_backlog == p->cap_backlog) {
+		size_t cap = p->cap_backlog ? p->cap_backlog * 2 : 64;
+		void *nb = realloc(p->backlog, cap * sizeof(*p->backlog));
+		if (nb == NULL) {
+			kp_log(KP_ERROR, "out of memory");
+			rd_kafka_message_destroy(m);
+			return;
+		}
+		p->backlog = nb;
+		p->cap_backlog = cap;
+	}
+	p->backlog[p->n_backlog++] = m;
+}
+
+/* Puts a job that was parked back in the backlog, to start again from its message. */
+static void requeue(struct worker *w, struct part *p, struct job *j)
+{
+	rd_kafka_message_t *m = j->m;
+
+	if (holds_claim(w, j))
+		kp_ledger_release(w->ledger, &j->id);
+	j->m = NULL;
+	job_free(j);
+	kp_job_backlog(p, m);
+}
+
+/*
+ * Hands a partition's taken messages to the plugin in one call.  Jobs that
+ * are duplicates or bad input are finished on the way; the first that must
+ * wait (its id in a sibling's hands, or earlier in this batch) ends the
+ * batch.  After the call, the first job that asks for a retry parks the
+ * partition, and every job that must wait follows it in offset order.
+ */
+void kp_job_run_batch(struct worker *w, struct part *p)
+{
+	struct kpool_job kj[BATCH_MAX];
+	struct job *ready[BATCH_MAX], *held = NULL;
+	kpool_status st[BATCH_MAX];
+	size_t n = 0, i, rest;
+
+	for (i = 0; i < p->n_batch && held == NULL; i++) {
+		struct job *j = &w->bjobs[n];
+		if (prepare(w, p, j, p->batch[i]))
+			ready[n++] = j;
+		else if (p->parked) { /* waits; the jobs before it go first */
+			held = p->parked;
+			p->parked = NULL;
+		}
+	}
+	rest = i;
+	if (n > 0) {
+		for (i = 0; i < n; i++)
+			plugin_job(w, p, ready[i], &kj[i]);
+		call_handler(w, p, ready, kj, n, st);
+	}
+	for (i = 0; i < n; i++) {
+		if (st[i] == KPOOL_RETRY && p->parked) { /* behind one that waits: wait too */
+			kp_stats_add(w->slot, KP_R_RETRIED);
+			requeue(w, p, ready[i]);
+			continue;
+		}
+		settle(w, p, ready[i], st[i]);
+	}
+	if (held && p->parked)
+		requeue(w, p, held);
+	else if (held)
+		p->parked = held;
+	for (i = rest; i < p->n_batch; i++)
+		kp_job_backlog(p, p->batch[i]);
+	p->n_batch = 0;
+}

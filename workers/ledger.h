@@ -1,0 +1,139 @@
+/*
+ * ledger.h - a binding's ledger of event ids: the memory its processes share
+ * (ledger.c), its durable store (ledger_store.c) and the process that makes
+ * the one durable in the other (ledgerd.c).  ledger.c states the promise.
+ */
+#ifndef KP_LEDGER_H
+#define KP_LEDGER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define KP_LEDGER_WAYS		     8		 /* entries per bucket */
+#define KP_LEDGER_BUCKETS	     (1u << 14)	 /* 131,072 entries of 32 bytes: 4 MiB */
+#define KP_LEDGER_RING		     (1u << 16)	 /* finished ids not yet durable: 2 MiB */
+#define KP_LEDGER_CRASH_MAX	     16		 /* crash notes waiting for the ledger process */
+#define KP_LEDGER_FILTER_MIN	     (64u << 10) /* bytes of one filter, at least ... */
+#define KP_LEDGER_FILTER_MAX	     (64u << 20) /* ... and at most (each of two buffers) */
+#define KP_LEDGER_FILTER_BITS_PER_ID 16		 /* a filter grows past this many bits an id */
+#define KP_LEDGER_HOLD_MS	     100	 /* a durable entry stays in memory this long */
+#define KP_LEDGER_LOOKUP_MS	     50		 /* a store lookup older than this is done again */
+#define KP_LEDGER_WRITE_MAX	     8192	 /* ids written in one transaction, at most */
+#define KP_LEDGER_IDLE_MS	     2		 /* how often an idle ledger process looks */
+
+/* An event id, as the ledger knows it: the first 128 bits of its SHA-256. */
+struct kp_id {
+	uint64_t h[2];
+};
+
+enum kp_lstate { KP_L_FREE, KP_L_CLAIMED, KP_L_DONE, KP_L_DEAD, KP_L_CRASHED };
+#define KP_L_DURABLE  0x80 /* flag on a state: the store has it */
+#define KP_L_STATE(s) ((s)&0x7f)
+
+struct kp_lentry {
+	struct kp_id id;
+	int64_t at_ms; /* finished (durable: when it became so); claimed: when */
+	int32_t pid;   /* claimed: by whom */
+	uint8_t state;
+	uint8_t crashes; /* processes it killed */
+	uint8_t signal;	 /* the last signal that did */
+	uint8_t pad;
+};
+
+/* A finished id on its way to the store. */
+struct kp_lrec {
+	struct kp_id id;
+	int64_t at_ms;
+	uint8_t outcome; /* KP_L_DONE or KP_L_DEAD */
+	uint8_t pad[7];
+};
+
+/* A job that killed a process, on its way to the store's crashes table. */
+struct kp_lcrash {
+	struct kp_id id;
+	char event_id[256];
+	int count, signal;
+};
+
+struct kp_ledger_shm {
+	pthread_mutex_t lock; /* robust and shared: a process may die holding it */
+	int64_t ttl_ms;
+	volatile pid_t pid;	/* the ledger process, 0 while there is none */
+	uint64_t head;		/* ring: next sequence number to write */
+	volatile uint64_t tail; /* ring: everything before it is durable */
+	uint32_t filter_buf;	/* which filter buffer is in use */
+	uint64_t filter_blocks; /* its 64-byte blocks (a power of 2), 0 while being built */
+	uint64_t filter_ids;	/* ids added to it */
+	uint32_t n_crash;	/* crash notes waiting */
+	uint32_t n_crashed;	/* entries holding crash counts: the crash guard looks only then */
+	volatile int64_t disk_ids;   /* rows in the store, per the ledger process */
+	volatile int64_t disk_bytes; /* the store's files */
+	volatile uint64_t lookups;   /* store lookups (a filter said maybe) */
+	volatile uint64_t waits;     /* claims that found no room and waited */
+	struct kp_lcrash crash[KP_LEDGER_CRASH_MAX];
+	struct kp_lentry table[KP_LEDGER_BUCKETS * KP_LEDGER_WAYS];
+	struct kp_lrec ring[KP_LEDGER_RING];
+	/* then two filter buffers of KP_LEDGER_FILTER_MAX bytes each */
+};
+
+/* ledger.c: the shared memory, used by the supervisor, the workers and the ledger process. */
+struct kp_ledger_shm *kp_ledger_map(int64_t ttl_ms);
+void kp_ledger_unmap(struct kp_ledger_shm *l);
+size_t kp_ledger_map_size(void);
+void kp_ledger_id(const char *event_id, struct kp_id *id);
+void kp_ledger_lock(struct kp_ledger_shm *l);
+void kp_ledger_unlock(struct kp_ledger_shm *l);
+uint64_t *kp_ledger_filter(struct kp_ledger_shm *l, uint32_t buf);
+void kp_ledger_filter_add(uint64_t *filter, uint64_t blocks, const struct kp_id *id);
+void kp_ledger_reap(struct kp_ledger_shm *l, pid_t pid, const struct kp_id *hand,
+		    const char *hand_event_id, int signal);
+struct kp_ledger_counts {
+	uint64_t claimed, pending, durable, crashed, capacity, memory_bytes, filter_bytes;
+};
+void kp_ledger_counts(const struct kp_ledger_shm *l, struct kp_ledger_counts *c);
+
+/* What a claim found. */
+enum kp_claim {
+	KP_CLAIM_NEW,	/* claimed: call the handler */
+	KP_CLAIM_DUP,	/* handled before: skip it */
+	KP_CLAIM_BUSY,	/* in another call's hands: wait for its outcome */
+	KP_CLAIM_FULL,	/* no room, or the store not ready: try again soon */
+	KP_CLAIM_ERROR, /* the store could not be read: try again later */
+};
+
+/* A worker's handle on its binding's ledger. */
+struct kp_ledger;
+struct kp_ledger *kp_ledger_open(struct kp_ledger_shm *shm, const char *db_path);
+void kp_ledger_close(struct kp_ledger *l);
+enum kp_claim kp_ledger_claim(struct kp_ledger *l, const struct kp_id *id, bool replay,
+			      bool idempotency, int *crashes, int *signal);
+int kp_ledger_settle(struct kp_ledger *l, const struct kp_id *id, bool dead, uint64_t *seq);
+void kp_ledger_release(struct kp_ledger *l, const struct kp_id *id);
+uint64_t kp_ledger_durable(const struct kp_ledger *l);
+
+/* ledger_store.c: the durable ledger, state_dir/NAME.db. */
+struct kp_lstore;
+struct kp_lstore *kp_lstore_open(const char *path, bool readonly, int64_t ttl_ms, char *err,
+				 size_t len);
+void kp_lstore_close(struct kp_lstore *st);
+int kp_lstore_write(struct kp_lstore *st, const struct kp_lrec *recs, size_t n);
+int kp_lstore_lookup(struct kp_lstore *st, const struct kp_id *id, int64_t since_ms);
+int kp_lstore_crash(struct kp_lstore *st, const struct kp_lcrash *c);
+int kp_lstore_each_crash(struct kp_lstore *st,
+			 void (*fn)(void *arg, const struct kp_id *id, int count, int signal),
+			 void *arg);
+int64_t kp_lstore_each_id(struct kp_lstore *st, void (*fn)(void *arg, const struct kp_id *id),
+			  void *arg);
+int kp_lstore_prune(struct kp_lstore *st, int64_t now_ms);
+int64_t kp_lstore_bytes(struct kp_lstore *st);
+
+/* ledgerd.c: the ledger process of one binding. */
+struct kp_conf;
+struct kp_binding;
+int kp_ledger_run(const struct kp_conf *conf, const struct kp_binding *b,
+		  struct kp_ledger_shm *shm);
+
+#endif /* KP_LEDGER_H */

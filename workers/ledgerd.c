@@ -1,0 +1,266 @@
+/*
+ * ledgerd.c - a binding's ledger process: makes what its workers finished
+ * durable, off their path and on another core.  It drains the ring of the
+ * shared ledger (ledger.c) into the store (ledger_store.c) in transactions
+ * of up to KP_LEDGER_WRITE_MAX ids, adds them to the filter, marks their
+ * entries durable and moves the ring's tail, which lets the workers commit
+ * the offsets behind them.  It also writes the crashes the supervisor noted,
+ * drops generations past idempotency_ttl, and keeps the filter sized to the
+ * store.  A child of the supervisor, like the workers; restarted if it dies,
+ * when it picks up the ring where its predecessor left it.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "kpoold.h"
+#include "ledger.h"
+
+#define STATS_EVERY_MS 1000
+
+static volatile sig_atomic_t stopping;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+struct ledgerd {
+	struct kp_ledger_shm *shm;
+	struct kp_lstore *st;
+	int64_t gen_check_ms, stats_ms;
+	struct kp_lrec batch[KP_LEDGER_WRITE_MAX];
+};
+
+struct fill {
+	uint64_t *filter, blocks;
+};
+
+static void fill_one(void *arg, const struct kp_id *id)
+{
+	struct fill *f = arg;
+
+	kp_ledger_filter_add(f->filter, f->blocks, id);
+}
+
+/*
+ * Builds a filter of everything in the store in the buffer not in use, sized
+ * for twice as many ids, then puts it in use.  -1 on a store error (the old
+ * filter stays).
+ */
+static int filter_build(struct ledgerd *d)
+{
+	struct kp_ledger_shm *shm = d->shm;
+	uint32_t other = shm->filter_buf ^ 1;
+	int64_t n = kp_lstore_each_id(d->st, NULL, NULL);
+	uint64_t blocks = KP_LEDGER_FILTER_MIN / 64, old_blocks = shm->filter_blocks;
+	struct fill f;
+
+	if (n < 0)
+		return -1;
+	while (blocks * 512 < (uint64_t)(2 * n + 1) * KP_LEDGER_FILTER_BITS_PER_ID &&
+	       blocks * 64 < KP_LEDGER_FILTER_MAX)
+		blocks *= 2;
+	f.filter = kp_ledger_filter(shm, other);
+	f.blocks = blocks;
+	memset(f.filter, 0, blocks * 64);
+	if ((n = kp_lstore_each_id(d->st, fill_one, &f)) < 0)
+		return -1;
+	kp_ledger_lock(shm);
+	shm->filter_buf = other;
+	shm->filter_blocks = blocks;
+	shm->filter_ids = (uint64_t)n;
+	kp_ledger_unlock(shm);
+	/* Nobody reads the old buffer now (the workers look under the lock). */
+	if (old_blocks)
+		madvise(kp_ledger_filter(shm, other ^ 1), old_blocks * 64, MADV_REMOVE);
+	shm->disk_ids = n;
+	kp_log(KP_DEBUG, "filter of %" PRId64 " ids in %llu KiB", n,
+	       (unsigned long long)(blocks * 64 / 1024));
+	return 0;
+}
+
+static void load_crash(void *arg, const struct kp_id *id, int count, int signal)
+{
+	struct kp_ledger_shm *shm = arg;
+	struct kp_lentry *b = &shm->table[(id->h[0] & (KP_LEDGER_BUCKETS - 1)) * KP_LEDGER_WAYS];
+
+	for (int i = 0; i < KP_LEDGER_WAYS; i++)
+		if (b[i].state != KP_L_FREE && b[i].id.h[0] == id->h[0] &&
+		    b[i].id.h[1] == id->h[1]) {
+			if (b[i].crashes < count)
+				b[i].crashes = (uint8_t)(count > 255 ? 255 : count);
+			return;
+		}
+	for (int i = 0; i < KP_LEDGER_WAYS; i++)
+		if (b[i].state == KP_L_FREE) {
+			b[i] = (struct kp_lentry){.id = *id,
+						  .at_ms = kp_now_ms(),
+						  .state = KP_L_CRASHED | KP_L_DURABLE,
+						  .crashes = (uint8_t)(count > 255 ? 255 : count),
+						  .signal = (uint8_t)signal};
+			shm->n_crashed++;
+			return;
+		}
+}
+
+/* Writes the crashes the supervisor noted. */
+static void write_crashes(struct ledgerd *d)
+{
+	struct kp_lcrash c[KP_LEDGER_CRASH_MAX];
+	uint32_t n;
+
+	kp_ledger_lock(d->shm);
+	n = d->shm->n_crash;
+	memcpy(c, d->shm->crash, n * sizeof(*c));
+	d->shm->n_crash = 0;
+	kp_ledger_unlock(d->shm);
+	for (uint32_t i = 0; i < n; i++) {
+		kp_log(KP_NOTICE, "event=%s killed %d worker%s", c[i].event_id, c[i].count,
+		       c[i].count == 1 ? "" : "s");
+		if (kp_lstore_crash(d->st, &c[i]) < 0)
+			kp_log(KP_ERROR, "event=%s: its crash count is not on disk", c[i].event_id);
+	}
+}
+
+/*
+ * Writes up to KP_LEDGER_WRITE_MAX finished ids from the ring.  Returns how
+ * many, or -1 when the store refused them (they stay in the ring).
+ */
+static int drain(struct ledgerd *d)
+{
+	struct kp_ledger_shm *shm = d->shm;
+	uint64_t head = __atomic_load_n(&shm->head, __ATOMIC_ACQUIRE), tail = shm->tail;
+	size_t n = head - tail > KP_LEDGER_WRITE_MAX ? KP_LEDGER_WRITE_MAX : (size_t)(head - tail);
+	uint64_t *filter;
+	int64_t now;
+
+	if (n == 0)
+		return 0;
+	/* Workers write only at the head, and never past the tail: this part stays. */
+	for (size_t i = 0; i < n; i++)
+		d->batch[i] = shm->ring[(tail + i) % KP_LEDGER_RING];
+	if (kp_lstore_write(d->st, d->batch, n) < 0)
+		return -1;
+	filter = kp_ledger_filter(shm, shm->filter_buf);
+	for (size_t i = 0; i < n; i++)
+		kp_ledger_filter_add(filter, shm->filter_blocks, &d->batch[i].id);
+	now = kp_now_ms();
+	kp_ledger_lock(shm);
+	for (size_t i = 0; i < n; i++) {
+		const struct kp_lrec *r = &d->batch[i];
+		struct kp_lentry *b =
+		    &shm->table[(r->id.h[0] & (KP_LEDGER_BUCKETS - 1)) * KP_LEDGER_WAYS];
+		for (int k = 0; k < KP_LEDGER_WAYS; k++)
+			if (b[k].state == r->outcome && b[k].id.h[0] == r->id.h[0] &&
+			    b[k].id.h[1] == r->id.h[1]) {
+				b[k].state |= KP_L_DURABLE;
+				b[k].at_ms = now;
+			}
+	}
+	shm->filter_ids += n;
+	__atomic_store_n(&shm->tail, tail + n, __ATOMIC_RELEASE);
+	kp_ledger_unlock(shm);
+	shm->disk_ids += (int64_t)n;
+	return (int)n;
+}
+
+/* Hourly chores, done when due: forgetting, the filter's size, the figures. */
+static void chores(struct ledgerd *d, int64_t now)
+{
+	struct kp_ledger_shm *shm = d->shm;
+	bool rebuild = shm->filter_ids * KP_LEDGER_FILTER_BITS_PER_ID > shm->filter_blocks * 512 &&
+		       shm->filter_blocks * 64 < KP_LEDGER_FILTER_MAX;
+
+	if (now >= d->gen_check_ms) {
+		int n = kp_lstore_prune(d->st, kp_now_ms());
+		if (n > 0) {
+			kp_log(KP_INFO,
+			       "forgot %d generation%s of ids older than the "
+			       "idempotency_ttl",
+			       n, n == 1 ? "" : "s");
+			rebuild = true;
+		}
+		d->gen_check_ms = now + (shm->ttl_ms / 8 > 1000 ? shm->ttl_ms / 8 : 1000) / 4;
+	}
+	if (rebuild && filter_build(d) < 0)
+		kp_log(KP_ERROR, "the filter could not be rebuilt; keeping the old one");
+	if (now >= d->stats_ms) {
+		shm->disk_bytes = kp_lstore_bytes(d->st);
+		d->stats_ms = now + STATS_EVERY_MS;
+	}
+}
+
+/*
+ * The ledger process: never returns to the supervisor's code.  Exits 0 after
+ * a graceful stop (once the ring is written), KP_EXIT_CONFIG when the store
+ * cannot be opened.
+ */
+int kp_ledger_run(const struct kp_conf *conf, const struct kp_binding *b, struct kp_ledger_shm *shm)
+{
+	struct sigaction sa = {.sa_handler = on_stop};
+	struct ledgerd *d = calloc(1, sizeof(*d));
+	char path[4096], err[512];
+	int rc = KP_EXIT_CONFIG;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	kp_log_who("ledger=%s", b->name);
+	kp_proctitle("kpoold: ledger %s", b->name);
+	if (d == NULL)
+		return rc;
+	d->shm = shm;
+	snprintf(path, sizeof(path), "%s/%s.db", conf->state_dir, b->name);
+	d->st = kp_lstore_open(path, false, shm->ttl_ms, err, sizeof(err));
+	if (d->st == NULL) {
+		kp_log(KP_ERROR, "%s", err);
+		goto out;
+	}
+	kp_ledger_lock(shm);
+	kp_lstore_each_crash(d->st, load_crash, shm);
+	kp_ledger_unlock(shm);
+	if (filter_build(d) < 0) {
+		kp_log(KP_ERROR, "%s: cannot read the ledger", path);
+		goto out;
+	}
+	shm->pid = getpid();
+	kp_log(KP_INFO, "started ids=%" PRId64 " ring=%llu pid=%d", shm->disk_ids,
+	       (unsigned long long)(shm->head - shm->tail), (int)getpid());
+	for (;;) {
+		int64_t now = kp_mono_ms();
+		int n = drain(d);
+
+		if (shm->n_crash)
+			write_crashes(d);
+		chores(d, now);
+		if (n < 0 && stopping)
+			break; /* what is left is redelivered: its offsets were not committed */
+		if (n < 0) {
+			usleep(100 * 1000); /* the store refused: the ring waits */
+			continue;
+		}
+		if (n == 0 && stopping)
+			break;
+		if (n == 0)
+			usleep(KP_LEDGER_IDLE_MS * 1000);
+	}
+	rc = 0;
+	kp_log(KP_INFO, "stopped");
+out:
+	shm->pid = 0;
+	kp_lstore_close(d->st);
+	free(d);
+	return rc;
+}

@@ -1,0 +1,95 @@
+/*
+ * worker.h - what a worker process's two halves share: the consumer
+ * (consumer.c: the loop, librdkafka's callbacks, topics, offsets) and the
+ * job path (jobpath.c: check, claim, call the handler, settle).
+ */
+#ifndef KP_WORKER_H
+#define KP_WORKER_H
+
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+
+#include "kpoold.h"
+
+#define MAX_HEADERS 64
+#define BATCH_MAX   256 /* jobs of one partition handed to handle_batch at once */
+
+extern volatile sig_atomic_t kp_stopping;
+
+/* Where a job is in its life; a parked job resumes at its stage. */
+enum job_stage {
+	JOB_CLAIM,	 /* its id is to be claimed in the ledger */
+	JOB_HANDLE,	 /* claimed: the handler is to be called (again) */
+	JOB_DEAD_LETTER, /* to be sent to the dead-letter topic */
+};
+
+/* A job taken from Kafka and not finished yet. */
+struct job {
+	rd_kafka_message_t *m;
+	bool heap;   /* parked jobs live on the heap, the others in the worker's scratch */
+	bool bad;    /* not a job: dead-lettered as bad-input once claimed */
+	bool replay; /* it carries kpool.replayed-from */
+	enum job_stage stage;
+	struct kpool_header hdrs[MAX_HEADERS]; /* point into m */
+	size_t n_hdrs;
+	char event_id[KP_EVENT_ID_MAX];
+	struct kp_id id;     /* the ledger's key for event_id */
+	int attempts;	     /* handler calls so far */
+	enum kp_class class; /* set once it is to be dead-lettered */
+	char reason[KPOOL_REASON_MAX];
+	int64_t due_ms;		/* when parked: when to try again */
+	int64_t retry_after_ms; /* the handler's wish for the next retry (kpool_retry_after) */
+};
+
+/* One assigned partition. */
+struct part {
+	int16_t topic;
+	int32_t partition;
+	int64_t last_seen; /* highest offset taken from Kafka, to drop refetched ones */
+	int64_t fin_next;  /* one past the highest offset finished, or -1 */
+	uint64_t fin_seq;  /* the ledger ring position all those finishes need */
+	int64_t cand_next; /* an offset to store once the ledger passes cand_seq */
+	uint64_t cand_seq;
+	int64_t stored;		      /* the last offset stored for commit */
+	struct job *parked;	      /* head job waiting; the partition is paused */
+	rd_kafka_message_t **backlog; /* arrived behind the parked job, in order */
+	size_t n_backlog, cap_backlog;
+	rd_kafka_message_t *batch[BATCH_MAX]; /* taken, for handle_batch, not started yet */
+	size_t n_batch;
+};
+
+struct worker {
+	const struct kp_conf *conf;
+	const struct kp_binding *b;
+	struct kp_slot *slot;
+	rd_kafka_t *rk;
+	struct kp_dlq *dlq;
+	struct kp_ledger *ledger;
+	struct kp_plugin pl;
+	struct kpool_host host;
+	struct part *parts;
+	size_t n_parts;
+	int64_t store_due; /* when to store the offsets the ledger made safe */
+	int64_t next_dlq_poll;
+	unsigned rnd;
+	struct job scratch; /* the job in hand, unless it had to be parked */
+	struct job *bjobs;  /* BATCH_MAX of them, when the plugin has handle_batch */
+	char (*breasons)[KPOOL_REASON_MAX]; /* and their reasons */
+	/* Topics are subscribed once they exist; dead-letter topics made to match. */
+	bool topic_there[KP_TOPICS_MAX], dlq_there[KP_TOPICS_MAX], topic_told[KP_TOPICS_MAX];
+	int n_subscribed;
+	int64_t topics_due; /* when to look again; 0 once everything is there */
+};
+
+/* jobpath.c */
+void kp_job_start(struct worker *w, struct part *p, rd_kafka_message_t *m);
+int64_t kp_job_run_due(struct worker *w);
+void kp_job_run_batch(struct worker *w, struct part *p);
+void kp_job_drop(struct worker *w, struct part *p);
+void kp_job_backlog(struct part *p, rd_kafka_message_t *m);
+void kp_job_pause(struct worker *w, struct part *p, bool pause);
+
+/* consumer.c */
+struct part *kp_part_get(struct worker *w, int16_t topic, int32_t partition, bool create);
+
+#endif /* KP_WORKER_H */
