@@ -1,7 +1,9 @@
+# shellcheck shell=bash
 # scripts/bench-lib.sh - what the benchmarks (scripts/bench, scripts/bench-email,
 # scripts/bench-webhook) share; sourced, with NAME set to a short name.
 # Sets T (a scratch directory, removed at exit) and B (an embedded broker in
-# a kpoold of its own); pids+=(PID) has PID stopped at exit.
+# a kpoold of its own, unless BENCH_NO_BROKER is set); pids+=(PID) has PID
+# stopped at exit, and a function bench_at_exit, if defined, is called then.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup
@@ -12,6 +14,7 @@ pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
+	if declare -F bench_at_exit >/dev/null; then bench_at_exit || true; fi
 	rm -rf "$T"
 }
 trap cleanup EXIT
@@ -21,11 +24,14 @@ wait_for() { # SECONDS CMD...
 }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-printf '[kafka]\nbootstrap.servers = embedded\n[pool]\nstate_dir = %s/broker\nmetrics_listen =\n' "$T" >"$T/broker.conf"
-build/workers/kpoold -c "$T/broker.conf" 2>"$T/broker.log" &
-pids+=($!)
-wait_for 20 test -s "$T/broker/embedded.bootstrap"
-B=$(cat "$T/broker/embedded.bootstrap")
+# BENCH_NO_BROKER=1: no embedded broker; the caller sets B itself.
+if [ -z "${BENCH_NO_BROKER:-}" ]; then
+	printf '[kafka]\nbootstrap.servers = embedded\n[pool]\nstate_dir = %s/broker\nmetrics_listen =\n' "$T" >"$T/broker.conf"
+	build/workers/kpoold -c "$T/broker.conf" 2>"$T/broker.log" &
+	pids+=($!)
+	wait_for 20 test -s "$T/broker/embedded.bootstrap"
+	B=$(cat "$T/broker/embedded.bootstrap")
+fi
 
 # bench_conf NAME: $T/NAME.conf, one binding NAME on topic NAME with the
 # handler lines (handler = ... and its options) read from stdin, and the
@@ -45,7 +51,7 @@ bench_conf() {
 bench_run() {
 	build/workers/kpoold -c "$T/$1.conf" 2>"$T/$1.log" &
 	local kp=$! rss=0 wpid
-	pids+=($kp)
+	pids+=("$kp")
 	until [ "$(sqlite3 "$T/$1/$1.db" 'SELECT count(*) FROM processed' 2>/dev/null || echo 0)" -ge "$2" ]; do
 		wpid=$(pgrep -f "kpoold: worker $1#0" | head -1 || true)
 		[ -n "$wpid" ] && rss=$(awk '/VmHWM/ {print $2}' "/proc/$wpid/status" 2>/dev/null || echo "$rss")
