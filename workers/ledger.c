@@ -117,12 +117,15 @@ void kp_ledger_unlock(struct kp_ledger_shm *l)
 void kp_ledger_id(const char *event_id, struct kp_id *id)
 {
 	static EVP_MD_CTX *ctx;
+	static EVP_MD *sha256; /* fetched once: a fetch per digest costs more than the digest */
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int n = 0;
 
 	if (ctx == NULL)
 		ctx = EVP_MD_CTX_new();
-	if (ctx == NULL || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ||
+	if (sha256 == NULL)
+		sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (ctx == NULL || sha256 == NULL || !EVP_DigestInit_ex2(ctx, sha256, NULL) ||
 	    !EVP_DigestUpdate(ctx, event_id, strlen(event_id)) ||
 	    !EVP_DigestFinal_ex(ctx, md, &n) || n < 16) {
 		/* Out of memory in OpenSSL: still a key, if a weaker one. */

@@ -5,11 +5,14 @@
  *
  * Finished ids live in generation tables, ids_G_I: generation I of length G
  * ms (idempotency_ttl / 8, at least a second) holds the ids that finished in
- * [I*G, (I+1)*G).  Each row is the first 16 bytes of the id's SHA-256 and
- * one integer, finished-at ms * 2 + (1 if dead-lettered): about 30 bytes an
- * id on disk.  Forgetting after idempotency_ttl drops whole tables, so no
- * row carries an index for its age and the write path pays nothing for it.
- * The view ids joins the generations; the view processed shows them as
+ * [I*G, (I+1)*G).  A row is the id's key (the first 16 bytes of its
+ * SHA-256, as two integers; the first is the rowid, so a table is one
+ * integer-keyed B-tree) and finished-at ms * 2 + (1 if dead-lettered):
+ * about 30 bytes an id on disk.  Two ids whose keys share the first 64 bits
+ * (for 100 million ids, a chance of 1 in 3,700) cannot both be kept: the
+ * second is then not remembered, and a copy of it would be handled again.  Forgetting after
+ * idempotency_ttl drops whole tables, so no row carries an index for its age and the write path
+ * pays nothing for it. The view ids joins the generations; the view processed shows them as
  * (outcome, processed_at) for people and scripts.  crashes counts the
  * processes each job killed.
  */
@@ -29,7 +32,10 @@
 #define BUSY_TIMEOUT_MS 10000
 #define GENS_PER_TTL	8
 #define GEN_MIN_MS	1000
-#define GENS_MAX	64 /* generation tables kept at once (a ttl change adds some) */
+#define GENS_MAX	64    /* generation tables kept at once (a ttl change adds some) */
+#define STORE_CACHE_KIB 32768 /* the ledger process's page cache */
+#define KP_STR_(x)	#x
+#define KP_STR(x)	KP_STR_(x)
 
 struct gen {
 	int64_t len_ms, index;
@@ -105,10 +111,10 @@ static int views_make(struct kp_lstore *st)
 		fputs("DROP VIEW IF EXISTS processed; ", f);
 	fputs("DROP VIEW IF EXISTS ids; CREATE VIEW ids AS ", f);
 	if (st->n_gens == 0)
-		fputs("SELECT NULL AS k, NULL AS v WHERE 0", f);
+		fputs("SELECT NULL AS k, NULL AS k2, NULL AS v WHERE 0", f);
 	for (int i = 0; i < st->n_gens; i++)
-		fprintf(f, "%sSELECT k, v FROM ids_%" PRId64 "_%" PRId64, i ? " UNION ALL " : "",
-			st->gens[i].len_ms, st->gens[i].index);
+		fprintf(f, "%sSELECT k, k2, v FROM ids_%" PRId64 "_%" PRId64,
+			i ? " UNION ALL " : "", st->gens[i].len_ms, st->gens[i].index);
 	fputs(";", f);
 	if (!old_table)
 		fputs("CREATE VIEW processed AS SELECT CASE v & 1 WHEN 0 THEN 'done' ELSE "
@@ -136,7 +142,7 @@ static struct gen *gen_for(struct kp_lstore *st, int64_t at_ms)
 	}
 	snprintf(sql, sizeof(sql),
 		 "CREATE TABLE IF NOT EXISTS ids_%" PRId64 "_%" PRId64
-		 " (k BLOB PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID",
+		 " (k INTEGER PRIMARY KEY, k2 INTEGER NOT NULL, v INTEGER NOT NULL)",
 		 st->gen_ms, index);
 	if (exec(st, sql) < 0)
 		return NULL;
@@ -184,13 +190,14 @@ static int migrate(struct kp_lstore *st)
 			sqlite3_stmt *ins;
 			snprintf(sql, sizeof(sql),
 				 "INSERT OR IGNORE INTO ids_%" PRId64 "_%" PRId64
-				 " VALUES (?1, ?2)",
+				 " VALUES (?1, ?3, ?2)",
 				 g->len_ms, g->index);
 			if (sqlite3_prepare_v2(st->db, sql, -1, &ins, NULL) != SQLITE_OK) {
 				rc = -1;
 				break;
 			}
-			sqlite3_bind_blob(ins, 1, rec.id.h, sizeof(rec.id.h), SQLITE_STATIC);
+			sqlite3_bind_int64(ins, 1, (int64_t)rec.id.h[0]);
+			sqlite3_bind_int64(ins, 3, (int64_t)rec.id.h[1]);
 			sqlite3_bind_int64(ins, 2, rec.at_ms * 2 + (rec.outcome == KP_L_DEAD));
 			if (sqlite3_step(ins) != SQLITE_DONE)
 				rc = -1;
@@ -241,7 +248,10 @@ static int setup(struct kp_lstore *st)
 		if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
 			sqlite3_sleep(20);
 	}
-	if (rc != SQLITE_OK || exec(st, "BEGIN IMMEDIATE") < 0)
+	/* A bigger page cache than SQLite's 2 MB: the ids of a generation are
+	 * keyed by hash, so every insert lands on a random page. */
+	if (rc != SQLITE_OK || exec(st, "PRAGMA cache_size = -" KP_STR(STORE_CACHE_KIB)) < 0 ||
+	    exec(st, "BEGIN IMMEDIATE") < 0)
 		return -1;
 	/* an old crashes table (topic, partition, offset, ...) makes way */
 	sqlite3_stmt *q;
@@ -289,7 +299,7 @@ struct kp_lstore *kp_lstore_open(const char *path, bool readonly, int64_t ttl_ms
 	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
 	if (!readonly && setup(st) < 0)
 		goto fail;
-	if (sqlite3_prepare_v3(st->db, "SELECT v FROM ids WHERE k = ?1 AND v >= ?2", -1,
+	if (sqlite3_prepare_v3(st->db, "SELECT v FROM ids WHERE k = ?1 AND k2 = ?2 AND v >= ?3", -1,
 			       SQLITE_PREPARE_PERSISTENT, &st->lookup, NULL) != SQLITE_OK)
 		goto fail;
 	return st;
@@ -320,6 +330,14 @@ void kp_lstore_close(struct kp_lstore *st)
 	free(st);
 }
 
+static int by_key_cmp(const void *a, const void *b)
+{
+	int64_t x = (int64_t)(*(const struct kp_lrec *const *)a)->id.h[0];
+	int64_t y = (int64_t)(*(const struct kp_lrec *const *)b)->id.h[0];
+
+	return (x > y) - (x < y);
+}
+
 static int insert_one(struct kp_lstore *st, const struct kp_lrec *r)
 {
 	struct gen *g = gen_for(st, r->at_ms);
@@ -333,14 +351,15 @@ static int insert_one(struct kp_lstore *st, const struct kp_lrec *r)
 		 * was dead-lettered. */
 		snprintf(sql, sizeof(sql),
 			 "INSERT INTO ids_%" PRId64 "_%" PRId64
-			 " VALUES (?1, ?2) ON CONFLICT (k) DO UPDATE SET v = ?2 "
-			 "WHERE v & 1 = 1 AND ?2 & 1 = 0",
+			 " VALUES (?1, ?3, ?2) ON CONFLICT (k) DO UPDATE SET v = ?2 "
+			 "WHERE k2 = ?3 AND v & 1 = 1 AND ?2 & 1 = 0",
 			 g->len_ms, g->index);
 		if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &g->insert,
 				       NULL) != SQLITE_OK)
 			return -1;
 	}
-	sqlite3_bind_blob(g->insert, 1, r->id.h, sizeof(r->id.h), SQLITE_STATIC);
+	sqlite3_bind_int64(g->insert, 1, (int64_t)r->id.h[0]);
+	sqlite3_bind_int64(g->insert, 3, (int64_t)r->id.h[1]);
 	sqlite3_bind_int64(g->insert, 2, r->at_ms * 2 + (r->outcome == KP_L_DEAD));
 	rc = sqlite3_step(g->insert);
 	sqlite3_reset(g->insert);
@@ -353,14 +372,27 @@ static int insert_one(struct kp_lstore *st, const struct kp_lrec *r)
  */
 int kp_lstore_write(struct kp_lstore *st, const struct kp_lrec *recs, size_t n)
 {
-	if (exec(st, "BEGIN IMMEDIATE") < 0)
+	const struct kp_lrec **by_key = malloc(n * sizeof(*by_key));
+
+	if (by_key == NULL)
 		return -1;
+	/* In key order, each insert lands next to the one before.  The order of
+	 * two outcomes of one id does not matter: done is never undone. */
 	for (size_t i = 0; i < n; i++)
-		if (insert_one(st, &recs[i]) < 0) {
+		by_key[i] = &recs[i];
+	qsort(by_key, n, sizeof(*by_key), by_key_cmp);
+	if (exec(st, "BEGIN IMMEDIATE") < 0) {
+		free(by_key);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (insert_one(st, by_key[i]) < 0) {
+			free(by_key);
 			kp_log(KP_ERROR, "%s: %s", st->path, sqlite3_errmsg(st->db));
 			sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 			return -1;
 		}
+	free(by_key);
 	if (exec(st, "COMMIT") < 0) {
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 		return -1;
@@ -376,8 +408,9 @@ int kp_lstore_lookup(struct kp_lstore *st, const struct kp_id *id, int64_t since
 {
 	int rc, found = 0;
 
-	sqlite3_bind_blob(st->lookup, 1, id->h, sizeof(id->h), SQLITE_STATIC);
-	sqlite3_bind_int64(st->lookup, 2, since_ms * 2);
+	sqlite3_bind_int64(st->lookup, 1, (int64_t)id->h[0]);
+	sqlite3_bind_int64(st->lookup, 2, (int64_t)id->h[1]);
+	sqlite3_bind_int64(st->lookup, 3, since_ms * 2);
 	while ((rc = sqlite3_step(st->lookup)) == SQLITE_ROW)
 		if (found != KP_L_DONE)
 			found = sqlite3_column_int64(st->lookup, 0) & 1 ? KP_L_DEAD : KP_L_DONE;
@@ -440,12 +473,11 @@ int64_t kp_lstore_each_id(struct kp_lstore *st, void (*fn)(void *arg, const stru
 	int64_t n = 0;
 	int rc;
 
-	if (sqlite3_prepare_v2(st->db, "SELECT k FROM ids", -1, &q, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(st->db, "SELECT k, k2 FROM ids", -1, &q, NULL) != SQLITE_OK)
 		return -1;
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		if (sqlite3_column_bytes(q, 0) != sizeof(id.h))
-			continue;
-		memcpy(id.h, sqlite3_column_blob(q, 0), sizeof(id.h));
+		id.h[0] = (uint64_t)sqlite3_column_int64(q, 0);
+		id.h[1] = (uint64_t)sqlite3_column_int64(q, 1);
 		if (fn)
 			fn(arg, &id);
 		n++;
