@@ -213,9 +213,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		else
 			rd_kafka_assign(rk, l);
 	} else {
-		/* Commit what is finished before the partitions move on. */
+		/* Commit what is finished before the partitions move on (without
+		 * waiting for the broker's answer here, in a callback). */
 		store_final(w);
-		rd_kafka_commit(rk, NULL, 0);
+		rd_kafka_commit(rk, NULL, 1);
 		for (int i = 0; i < l->cnt; i++) {
 			int t = topic_index(w, l->elems[i].topic);
 			struct part *p =

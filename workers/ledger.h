@@ -21,7 +21,9 @@
 #define KP_LEDGER_FILTER_BITS_PER_ID 16		 /* a filter grows past this many bits an id */
 #define KP_LEDGER_HOLD_MS	     100	 /* a durable entry stays in memory this long */
 #define KP_LEDGER_LOOKUP_MS	     50		 /* a store lookup older than this is done again */
-#define KP_LEDGER_WRITE_MAX	     8192	 /* ids written in one transaction, at most */
+#define KP_LEDGER_WRITE_MAX	     8192	 /* ids written in one transaction, at most ... */
+#define KP_LEDGER_WRITE_MIN	     1024	 /* ... and at least, unless ... */
+#define KP_LEDGER_WRITE_WAIT_MS	     10		 /* ... the oldest has waited this long */
 #define KP_LEDGER_IDLE_MS	     2		 /* how often an idle ledger process looks */
 
 /* An event id, as the ledger knows it: the first 128 bits of its SHA-256. */

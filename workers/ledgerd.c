@@ -37,6 +37,7 @@ struct ledgerd {
 	struct kp_ledger_shm *shm;
 	struct kp_lstore *st;
 	int64_t gen_check_ms, stats_ms;
+	int64_t waiting_since; /* when the ring's oldest unwritten id was first seen */
 	struct kp_lrec batch[KP_LEDGER_WRITE_MAX];
 };
 
@@ -132,8 +133,12 @@ static void write_crashes(struct ledgerd *d)
 }
 
 /*
- * Writes up to KP_LEDGER_WRITE_MAX finished ids from the ring.  Returns how
- * many, or -1 when the store refused them (they stay in the ring).
+ * Writes up to KP_LEDGER_WRITE_MAX finished ids from the ring: once there
+ * are KP_LEDGER_WRITE_MIN, or the oldest has waited KP_LEDGER_WRITE_WAIT_MS,
+ * or when stopping (a transaction's cost is mostly the pages it dirties, and
+ * ids keyed by hash dirty a page each: the more ids a transaction holds, the
+ * more of them share pages).  Returns how many, or -1 when the store refused
+ * them (they stay in the ring).
  */
 static int drain(struct ledgerd *d)
 {
@@ -141,10 +146,18 @@ static int drain(struct ledgerd *d)
 	uint64_t head = __atomic_load_n(&shm->head, __ATOMIC_ACQUIRE), tail = shm->tail;
 	size_t n = head - tail > KP_LEDGER_WRITE_MAX ? KP_LEDGER_WRITE_MAX : (size_t)(head - tail);
 	uint64_t *filter;
-	int64_t now;
+	int64_t now = kp_mono_ms();
 
-	if (n == 0)
+	if (n == 0) {
+		d->waiting_since = 0;
 		return 0;
+	}
+	if (d->waiting_since == 0)
+		d->waiting_since = now;
+	if (n < KP_LEDGER_WRITE_MIN && now - d->waiting_since < KP_LEDGER_WRITE_WAIT_MS &&
+	    !stopping)
+		return 0;
+	d->waiting_since = 0;
 	/* Workers write only at the head, and never past the tail: this part stays. */
 	for (size_t i = 0; i < n; i++)
 		d->batch[i] = shm->ring[(tail + i) % KP_LEDGER_RING];
@@ -251,7 +264,7 @@ int kp_ledger_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 			usleep(100 * 1000); /* the store refused: the ring waits */
 			continue;
 		}
-		if (n == 0 && stopping)
+		if (n == 0 && stopping && shm->head == shm->tail)
 			break;
 		if (n == 0)
 			usleep(KP_LEDGER_IDLE_MS * 1000);

@@ -262,8 +262,9 @@ static bool ledger_died(struct kp_supervisor *sv, pid_t pid, int status)
 		lp->pid = 0;
 		if (lp->refs == 0)
 			return true;
-		if (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) {
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 			lp->due_ms = kp_mono_ms(); /* asked to start anew (a new ttl) */
+			kp_log(KP_NOTICE, "ledger=%s starting anew", lp->name);
 			return true;
 		}
 		if (kp_mono_ms() - lp->spawned_ms >= KP_HEALTHY_MS)
@@ -666,8 +667,11 @@ int kp_health(const struct kp_supervisor *sv, char **json)
 		}
 		if (running == 0)
 			kafka = "no worker running";
-		if (running < bs->b->processes || strcmp(kafka, "up") != 0 || bs->throttled)
+		if (running < bs->b->processes || strcmp(kafka, "up") != 0 || bs->throttled ||
+		    bs->lp == NULL || bs->lp->pid <= 0)
 			healthy = 0;
+		json_object_set_new(w, "ledger",
+				    json_string(bs->lp && bs->lp->pid > 0 ? "up" : "down"));
 		json_object_set_new(w, "processes", json_integer(bs->b->processes));
 		json_object_set_new(w, "running", json_integer(running));
 		json_object_set_new(w, "restarts", json_integer((json_int_t)bs->restarts));

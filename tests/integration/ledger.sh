@@ -5,7 +5,7 @@
 # three times meanwhile, nothing is lost and no more ids are handled twice
 # than the jobs in hand at the kills; a batch whose last job is dead-lettered
 # is committed; the ledger outlives a restart of kpoold; idempotency_ttl
-# forgets an id, and not before.
+# forgets an id, and not before; a killed ledger process loses nothing.
 . "$(dirname "$0")/lib.sh"
 require_tools
 
@@ -222,3 +222,28 @@ check "ttl: all consumed" wait_for 30 lag_is "$T/ttl.conf" 0
 check "ttl: the record shows t1 twice, both done" test "$(grep -c '^t1 1 done$' "$T/ttl.record")-$(t1_count)" = "2-2"
 stop_kpoold "$KPID"
 check "ttl: kpoold stops with status 0" test $? -eq 0
+
+# 6. The ledger process killed (SIGKILL) while jobs flow: it is restarted and
+# picks up the ring where it was; nothing is lost or handled twice, every
+# offset is committed once the ids are durable, and the file has every id.
+ledger_pid() { sed -n "s/^info ledger=$2 started .* pid=\([0-9]*\).*/\1/p" "$1" | tail -1; }
+pool led 'processes = 2'
+check "ledger: both processes hold partitions" wait_for 60 joined "$T/led.log" led 2
+N=600
+TOPIC=led$R publish $N l '' 3 &
+PUB=$!
+wait_for 60 at_least $((N / 3)) lines_in "$T/led.record"
+victim=$(ledger_pid "$T/led.log" led)
+check "ledger: the ledger process is there ($victim)" kill -KILL "$victim"
+relaunched() { p=$(ledger_pid "$T/led.log" led); [ -n "$p" ] && [ "$p" != "$victim" ] && kill -0 "$p" 2>/dev/null; }
+check "ledger: the supervisor starts it again" wait_for 30 relaunched
+wait "$PUB"
+check "ledger: every job consumed and committed" wait_for 60 consumed "$T/led.conf" "$T/led.record" $N
+seq 0 $((N - 1)) | sed 's/^/l/' | sort >"$T/led.want"
+check "ledger: every id handled exactly once" once_each "$T/led.record" "$T/led.want"
+in_file() { [ "$("$SQLITE3" "$T/led/led.db" 'SELECT count(*) FROM processed' 2>/dev/null)" = "$N" ]; }
+check "ledger: the file holds the $N ids" wait_for 10 in_file
+unwritten() { http "$(metrics_url "$T/led")/metrics" | grep -q '^kpool_ledger_unwritten{worker="led"} 0$'; }
+check "ledger: /metrics shows nothing left unwritten" wait_for 10 unwritten
+stop_kpoold "$KPID"
+check "ledger: kpoold stops with status 0" test $? -eq 0
