@@ -79,8 +79,11 @@ bool kp_utf8_valid(const void *buf, size_t len)
  * binding's json: idempotency keys.  Building a tree for that (jansson) was a
  * fifth of a worker's time, so one pass over the bytes does both, accepting
  * exactly what jansson's json_loadb(JSON_DECODE_ANY | JSON_ALLOW_NUL) accepts:
- * RFC 8259, depth at most 2048 containers, integers that fit in 64 bits, reals
- * that do not overflow, no NUL in keys.  tests/fuzz/job_fuzz.c holds the two
+ * RFC 8259, values nested at most 2048 deep, integers that fit in 64 bits,
+ * reals that do not overflow, no NUL in keys.  One difference: jansson
+ * skips a single NUL byte after a number or a literal (its push-back buffer
+ * takes 0 for empty); the scan refuses any NUL byte outside a string, as
+ * RFC 8259 does.  tests/fuzz/job_fuzz.c holds the two
  * to the same answers.  Plugins still parse the job as they like.
  */
 #define SCAN_DEPTH_MAX 2048 /* jansson's JSON_PARSER_MAX_DEPTH */
@@ -358,11 +361,12 @@ static int scan_value(struct scan *s, uint32_t want, int depth)
 		else
 			inside |= 1u << i;
 	}
+	if (s->depth + 1 > SCAN_DEPTH_MAX) /* jansson counts every value, scalars too */
+		return -1;
 	switch (*s->p) {
 	case '{':
 	case '[':
-		if (++s->depth > SCAN_DEPTH_MAX)
-			return -1;
+		s->depth++;
 		rc = *s->p == '{' ? scan_object(s, inside, depth) : scan_array(s);
 		s->depth--;
 		return rc;
@@ -405,6 +409,12 @@ int kp_json_unescape(const void *raw, size_t n, char *out, size_t outlen)
 
 	while (p < end) {
 		uint32_t cp = *p++;
+		if (cp >= 0x80) { /* already UTF-8 (the job was checked): as it is */
+			if (o + 1 >= outlen)
+				return -1;
+			out[o++] = (char)cp;
+			continue;
+		}
 		if (cp == '\\') {
 			char c = (char)*p++;
 			const char *from = "\"\\/bfnrt", *to = "\"\\/\b\f\n\r\t";
@@ -490,6 +500,12 @@ int kp_job_check(const void *buf, size_t len, int64_t max_bytes, const struct kp
 	}
 	if (!kp_utf8_valid(buf, len)) {
 		snprintf(reason, rlen, "job is not UTF-8");
+		return -1;
+	}
+	const char *nul = memchr(buf, '\0', len);
+	if (nul) {
+		snprintf(reason, rlen, "job is not JSON: a NUL byte at offset %zu",
+			 (size_t)(nul - (const char *)buf));
 		return -1;
 	}
 	skip_ws(&s);

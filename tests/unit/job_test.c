@@ -101,6 +101,33 @@ static void scan_agrees_with_jansson(void **state)
 			fail_msg("'%s': scan says %d, jansson %d", cases[i], got, want);
 		json_decref(r);
 	}
+	/* A NUL byte outside a string: not JSON, whatever jansson makes of it. */
+	assert_int_equal(
+	    kp_job_check("{\"a\":1\0}", 8, 100, NULL, 0, found, reason, sizeof(reason)), -1);
+	assert_non_null(strstr(reason, "NUL byte at offset 6"));
+	/* Depth counts every value: a number inside 2047 containers is fine,
+	 * inside 2048 it is not (as in jansson). */
+	for (int depth = 2047; depth <= 2048; depth++) {
+		char *buf = malloc(2 * (size_t)depth + 16);
+		size_t n = 0;
+		buf[n++] = '{';
+		memcpy(buf + n, "\"a\":", 4);
+		n += 4;
+		for (int i = 1; i < depth; i++)
+			buf[n++] = '[';
+		buf[n++] = '0';
+		for (int i = 1; i < depth; i++)
+			buf[n++] = ']';
+		buf[n++] = '}';
+		json_error_t e;
+		json_t *r = json_loadb(buf, n, JSON_DECODE_ANY, &e);
+		assert_int_equal(
+		    kp_job_check(buf, n, 1 << 20, NULL, 0, found, reason, sizeof(reason)),
+		    r ? 0 : -1);
+		assert_int_equal(r != NULL, depth == 2047);
+		json_decref(r);
+		free(buf);
+	}
 	/* Depth: 2048 containers are fine, 2049 are not. */
 	for (int depth = 2047; depth <= 2049; depth++) {
 		char *buf = malloc(2 * (size_t)depth + 16);
@@ -166,6 +193,8 @@ static void event_ids(void **state)
 	assert_string_equal(id_of(&b, NULL, 0, "{\"eventId\":\"caf\\u00e9\\/x\"}"),
 			    "caf\xc3\xa9/x");
 	assert_string_equal(id_of(&b, NULL, 0, "{\"e\\u0076entId\":\"esc-key\"}"), "esc-key");
+	assert_string_equal(id_of(&b, NULL, 0, "{\"id\":\"\xc3\xa9\\/\"}"),
+			    "\xc3\xa9/"); /* raw UTF-8 */
 	assert_string_equal(id_of(&b, NULL, 0, "{\"eventId\":\"a\",\"eventId\":\"b\"}"), "b");
 	assert_string_equal(
 	    id_of(&b, NULL, 0, "{\"metadata\":{\"eventId\":\"m\"},\"metadata\":{},\"id\":5}"), "5");
