@@ -23,7 +23,8 @@
 #include "worker.h"
 
 #define CLAIM_WAIT_MS  2    /* a sibling holds the id: look again after this */
-#define FULL_WAIT_MS   10   /* no room in the ledger: the ledger process catches up */
+#define FULL_WAIT_US   200  /* no room in the ledger: the ledger process catches up ... */
+#define FULL_WAIT_MS   10   /* ... and, while stopping, parked */
 #define STORE_WAIT_MS  100  /* the store could not be read */
 #define SETTLE_WAIT_US 1000 /* the ledger's ring is full: look again after this */
 #define REPLAY_HEADER  "kpool.replayed-from"
@@ -230,8 +231,14 @@ static bool claim(struct worker *w, struct part *p, struct job *j)
 		park(w, p, j, CLAIM_WAIT_MS);
 		return false;
 	case KP_CLAIM_FULL:
-		park(w, p, j, FULL_WAIT_MS);
-		return false;
+		/* The ledger process is behind: wait here, briefly (parking would
+		 * pause the partition, and a resumed partition fetches again). */
+		if (kp_stopping) {
+			park(w, p, j, FULL_WAIT_MS);
+			return false;
+		}
+		usleep(FULL_WAIT_US);
+		return claim(w, p, j);
 	case KP_CLAIM_ERROR:
 		park(w, p, j, STORE_WAIT_MS);
 		return false;

@@ -19,8 +19,8 @@
 #define KP_LEDGER_FILTER_MIN	     (64u << 10) /* bytes of one filter, at least ... */
 #define KP_LEDGER_FILTER_MAX	     (64u << 20) /* ... and at most (each of two buffers) */
 #define KP_LEDGER_FILTER_BITS_PER_ID 16		 /* a filter grows past this many bits an id */
-#define KP_LEDGER_HOLD_MS	     100	 /* a durable entry stays in memory this long */
-#define KP_LEDGER_LOOKUP_MS	     50		 /* a store lookup older than this is done again */
+#define KP_LEDGER_HOLD_MS	     20	 /* a durable entry stays in memory this long */
+#define KP_LEDGER_LOOKUP_MS  10		 /* a store lookup older than this is done again */
 #define KP_LEDGER_WRITE_MAX	     8192	 /* ids written in one transaction, at most ... */
 #define KP_LEDGER_WRITE_MIN	     1024	 /* ... and at least, unless ... */
 #define KP_LEDGER_WRITE_WAIT_MS	     10		 /* ... the oldest has waited this long */
@@ -75,6 +75,7 @@ struct kp_ledger_shm {
 	volatile int64_t disk_bytes; /* the store's files */
 	volatile uint64_t lookups;   /* store lookups (a filter said maybe) */
 	volatile uint64_t waits;     /* claims that found no room and waited */
+	volatile uint64_t ring_waits; /* outcomes that found the ring full and waited */
 	struct kp_lcrash crash[KP_LEDGER_CRASH_MAX];
 	struct kp_lentry table[KP_LEDGER_BUCKETS * KP_LEDGER_WAYS];
 	struct kp_lrec ring[KP_LEDGER_RING];

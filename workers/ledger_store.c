@@ -34,6 +34,7 @@
 #define GEN_MIN_MS	1000
 #define GENS_MAX	64    /* generation tables kept at once (a ttl change adds some) */
 #define STORE_CACHE_KIB 32768 /* the ledger process's page cache */
+#define STORE_WAL_PAGES 8192  /* a checkpoint once the WAL holds this many pages (32 MiB) */
 #define KP_STR_(x)	#x
 #define KP_STR(x)	KP_STR_(x)
 
@@ -250,7 +251,11 @@ static int setup(struct kp_lstore *st)
 	}
 	/* A bigger page cache than SQLite's 2 MB: the ids of a generation are
 	 * keyed by hash, so every insert lands on a random page. */
+	/* ... and checkpoints (each of which waits for the disk twice) once the WAL
+	 * holds STORE_WAL_PAGES, not SQLite's 1,000: a transaction of ids dirties
+	 * hundreds of pages, which would make every one a checkpoint. */
 	if (rc != SQLITE_OK || exec(st, "PRAGMA cache_size = -" KP_STR(STORE_CACHE_KIB)) < 0 ||
+	    exec(st, "PRAGMA wal_autocheckpoint = " KP_STR(STORE_WAL_PAGES)) < 0 ||
 	    exec(st, "BEGIN IMMEDIATE") < 0)
 		return -1;
 	/* an old crashes table (topic, partition, offset, ...) makes way */
