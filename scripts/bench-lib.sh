@@ -52,12 +52,12 @@ bench_run() {
 	build/workers/kpoold -c "$T/$1.conf" 2>"$T/$1.log" &
 	local kp=$! rss=0 wpid
 	pids+=("$kp")
-	until [ "$(sqlite3 "$T/$1/$1.db" 'SELECT count(*) FROM processed' 2>/dev/null || echo 0)" -ge "$2" ]; do
+	until [ "$(sqlite3 "$T/$1/$1.db" 'SELECT coalesce(sum(n), 0) FROM processed_counts' 2>/dev/null || echo 0)" -ge "$2" ]; do
 		wpid=$(pgrep -f "kpoold: worker $1#0" | head -1 || true)
 		[ -n "$wpid" ] && rss=$(awk '/VmHWM/ {print $2}' "/proc/$wpid/status" 2>/dev/null || echo "$rss")
 		sleep 0.2
 	done
-	read -r first last <<<"$(sqlite3 -separator ' ' "$T/$1/$1.db" 'SELECT min(processed_at), max(processed_at) FROM processed')"
+	read -r first last <<<"$(sqlite3 -separator ' ' "$T/$1/$1.db" 'SELECT min(first_ms), max(last_ms) FROM processed_counts')"
 	kill -TERM "$kp"; wait "$kp" || true
 	echo "$(python3 -c "print(round(($2 - 1) / max(($last - $first) / 1000, 0.001)))") $rss"
 }

@@ -212,6 +212,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			e = rd_kafka_incremental_assign(rk, l);
 		else
 			rd_kafka_assign(rk, l);
+		/* A partition paused for a job that waited when it was revoked stays
+		 * paused in librdkafka if it comes back: it starts afresh here. */
+		rd_kafka_resume_partitions(rk, l);
 	} else {
 		/* Commit what is finished before the partitions move on (without
 		 * waiting for the broker's answer here, in a callback). */

@@ -152,7 +152,7 @@ static struct kp_lentry *bucket(struct kp_ledger_shm *l, const struct kp_id *id)
 /* An entry that finished longer than idempotency_ttl ago counts as absent. */
 static bool expired(const struct kp_ledger_shm *l, const struct kp_lentry *e, int64_t now)
 {
-	int s = KP_L_STATE(e->state);
+	int s = kp_l_state(e->state);
 
 	return (s == KP_L_DONE || s == KP_L_DEAD || s == KP_L_CRASHED) &&
 	       e->at_ms < now - l->ttl_ms;
@@ -186,7 +186,7 @@ static struct kp_lentry *make_room(struct kp_ledger_shm *l, const struct kp_id *
 
 	for (int i = 0; i < KP_LEDGER_WAYS; i++) {
 		struct kp_lentry *e = &b[i];
-		int s = KP_L_STATE(e->state);
+		int s = kp_l_state(e->state);
 
 		if (e->state == KP_L_FREE || expired(l, e, now))
 			return e;
@@ -238,7 +238,7 @@ void kp_ledger_reap(struct kp_ledger_shm *l, pid_t pid, const struct kp_id *hand
 	kp_ledger_lock(l);
 	for (size_t i = 0; i < KP_LEDGER_BUCKETS * KP_LEDGER_WAYS; i++) {
 		e = &l->table[i];
-		if (KP_L_STATE(e->state) == KP_L_CLAIMED && e->pid == pid) {
+		if (kp_l_state(e->state) == KP_L_CLAIMED && e->pid == pid) {
 			e->state = e->crashes ? KP_L_CRASHED : KP_L_FREE;
 			e->pid = 0;
 			e->at_ms = now;
@@ -276,7 +276,7 @@ void kp_ledger_counts(const struct kp_ledger_shm *l, struct kp_ledger_counts *c)
 	memset(c, 0, sizeof(*c));
 	for (size_t i = 0; i < KP_LEDGER_BUCKETS * KP_LEDGER_WAYS; i++) {
 		uint8_t st = l->table[i].state;
-		switch (KP_L_STATE(st)) {
+		switch (kp_l_state(st)) {
 		case KP_L_CLAIMED:
 			c->claimed++;
 			break;
@@ -398,7 +398,7 @@ enum kp_claim kp_ledger_claim(struct kp_ledger *l, const struct kp_id *id, bool 
 		kp_ledger_lock(shm);
 	}
 	if (e) {
-		switch (KP_L_STATE(e->state)) {
+		switch (kp_l_state(e->state)) {
 		case KP_L_CLAIMED:
 			kp_ledger_unlock(shm);
 			return KP_CLAIM_BUSY;
@@ -424,7 +424,12 @@ enum kp_claim kp_ledger_claim(struct kp_ledger *l, const struct kp_id *id, bool 
 		return KP_CLAIM_DUP;
 	} else if ((e = make_room(shm, id, now)) == NULL) {
 		__atomic_add_fetch(&shm->waits, 1, __ATOMIC_RELAXED);
-		if (shm->waits % 200 == 1) { struct kp_lentry *b = bucket(shm, id); for (int i = 0; i < 8; i++) kp_log(KP_WARNING, "DBG %d st=%x age=%lld", i, b[i].state, (long long)(now - b[i].at_ms)); }
+		if (shm->waits % 200 == 1) {
+			struct kp_lentry *b = bucket(shm, id);
+			for (int i = 0; i < 8; i++)
+				kp_log(KP_WARNING, "DBG %d st=%x age=%lld", i, b[i].state,
+				       (long long)(now - b[i].at_ms));
+		}
 		kp_ledger_unlock(shm);
 		return KP_CLAIM_FULL;
 	} else {
@@ -479,7 +484,7 @@ void kp_ledger_release(struct kp_ledger *l, const struct kp_id *id)
 
 	kp_ledger_lock(l->shm);
 	e = find(l->shm, id, kp_now_ms());
-	if (e && KP_L_STATE(e->state) == KP_L_CLAIMED && e->pid == l->pid)
+	if (e && kp_l_state(e->state) == KP_L_CLAIMED && e->pid == l->pid)
 		e->state = e->crashes ? KP_L_CRASHED : KP_L_FREE;
 	kp_ledger_unlock(l->shm);
 }

@@ -19,8 +19,8 @@
 #define KP_LEDGER_FILTER_MIN	     (64u << 10) /* bytes of one filter, at least ... */
 #define KP_LEDGER_FILTER_MAX	     (64u << 20) /* ... and at most (each of two buffers) */
 #define KP_LEDGER_FILTER_BITS_PER_ID 16		 /* a filter grows past this many bits an id */
-#define KP_LEDGER_HOLD_MS	     20	 /* a durable entry stays in memory this long */
-#define KP_LEDGER_LOOKUP_MS  10		 /* a store lookup older than this is done again */
+#define KP_LEDGER_HOLD_MS	     20		 /* a durable entry stays in memory this long */
+#define KP_LEDGER_LOOKUP_MS	     10		 /* a store lookup older than this is done again */
 #define KP_LEDGER_WRITE_MAX	     8192	 /* ids written in one transaction, at most ... */
 #define KP_LEDGER_WRITE_MIN	     1024	 /* ... and at least, unless ... */
 #define KP_LEDGER_WRITE_WAIT_MS	     10		 /* ... the oldest has waited this long */
@@ -32,8 +32,11 @@ struct kp_id {
 };
 
 enum kp_lstate { KP_L_FREE, KP_L_CLAIMED, KP_L_DONE, KP_L_DEAD, KP_L_CRASHED };
-#define KP_L_DURABLE  0x80 /* flag on a state: the store has it */
-#define KP_L_STATE(s) ((s)&0x7f)
+#define KP_L_DURABLE 0x80		/* flag on a state: the store has it */
+static inline int kp_l_state(uint8_t s) /* the state without its flags */
+{
+	return s & 0x7f;
+}
 
 struct kp_lentry {
 	struct kp_id id;
@@ -71,10 +74,10 @@ struct kp_ledger_shm {
 	uint64_t filter_ids;	/* ids added to it */
 	uint32_t n_crash;	/* crash notes waiting */
 	uint32_t n_crashed;	/* entries holding crash counts: the crash guard looks only then */
-	volatile int64_t disk_ids;   /* rows in the store, per the ledger process */
-	volatile int64_t disk_bytes; /* the store's files */
-	volatile uint64_t lookups;   /* store lookups (a filter said maybe) */
-	volatile uint64_t waits;     /* claims that found no room and waited */
+	volatile int64_t disk_ids;    /* rows in the store, per the ledger process */
+	volatile int64_t disk_bytes;  /* the store's files */
+	volatile uint64_t lookups;    /* store lookups (a filter said maybe) */
+	volatile uint64_t waits;      /* claims that found no room and waited */
 	volatile uint64_t ring_waits; /* outcomes that found the ring full and waited */
 	struct kp_lcrash crash[KP_LEDGER_CRASH_MAX];
 	struct kp_lentry table[KP_LEDGER_BUCKETS * KP_LEDGER_WAYS];

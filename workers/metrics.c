@@ -119,8 +119,9 @@ static void write_ledger(FILE *f, const struct kp_supervisor *sv)
 		fprintf(
 		    f, "kpool_ledger_unwritten{worker=\"%s\"} %llu\n", sv->ledgers[i]->name,
 		    (unsigned long long)(sv->ledgers[i]->shm->head - sv->ledgers[i]->shm->tail));
-	family(f, "kpool_ledger_waits_total", "counter",
-	       "Times a worker waited for the ledger process (no room in memory, or its ring full).");
+	family(
+	    f, "kpool_ledger_waits_total", "counter",
+	    "Times a worker waited for the ledger process (no room in memory, or its ring full).");
 	for (size_t i = 0; i < sv->n_ledgers; i++) {
 		fprintf(f, "kpool_ledger_waits_total{worker=\"%s\",for=\"room\"} %llu\n",
 			sv->ledgers[i]->name, (unsigned long long)sv->ledgers[i]->shm->waits);

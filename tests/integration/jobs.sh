@@ -67,8 +67,8 @@ check "not UTF-8 is bad-input" test "$(field bad-utf8 2)|$(field bad-utf8 9)" = 
 check "empty is bad-input" test "$(field bad-empty 2)|$(field bad-empty 9)" = "bad-input|empty job"
 check "over max_job_bytes is bad-input" sh -c "awk -F'\t' '\$1==\"bad-big\"{print \$2, \$9}' '$T/dlq.tsv' | grep -q '^bad-input job is 2010 bytes, over max_job_bytes (1024)'"
 check "bad input never reaches the handler" test "$(grep -c '^bad-' "$T/record")" -eq 0
-check "processed table records done and dead-lettered ids" wait_for 10 sh -c \
-	"[ \"\$('$SQLITE3' '$T/state/w.db' \"SELECT outcome, count(*) FROM processed GROUP BY outcome ORDER BY outcome\" | tr '\n' ' ')\" = 'dead-lettered|8 done|6 ' ]"
+check "the ledger's file records done and dead-lettered ids" wait_for 10 sh -c \
+	"[ \"\$('$SQLITE3' '$T/state/w.db' \"SELECT outcome, n FROM processed_counts ORDER BY outcome\" | tr '\n' ' ')\" = 'dead-lettered|8 done|6 ' ]"
 http "$U/healthz" >"$T/healthz"
 check "/healthz answers 200 with status ok" sh -c "[ \"\$(cat '$T/http.code')\" = 200 ] && grep -q '\"status\":\"ok\"' '$T/healthz'"
 stop_kpoold "$KPID"

@@ -87,6 +87,59 @@ static void store_write_and_lookup(void **state)
 	kp_lstore_close(st);
 }
 
+/*
+ * Many writes: runs of a shard are merged as they pile up, so a lookup reads
+ * a few; every id is still found, with its outcome.
+ */
+static void store_runs_merge(void **state)
+{
+	char err[256], id[32], cmd[400];
+	struct kp_lstore *st = kp_lstore_open(path, false, TTL_MS, err, sizeof(err));
+	static struct kp_lrec r[1000];
+	int64_t now = kp_now_ms();
+	FILE *p;
+	int most = 0;
+
+	(void)state;
+	for (int b = 0; b < 150; b++) {
+		for (int i = 0; i < 1000; i++) {
+			snprintf(id, sizeof(id), "m-%d-%d", b, i);
+			r[i] = rec(id, now, i % 7 == 0 ? KP_L_DEAD : KP_L_DONE);
+		}
+		assert_int_equal(kp_lstore_write(st, r, 1000), 0);
+	}
+	assert_int_equal(kp_lstore_each_id(st, NULL, NULL), 150000);
+	for (int b = 0; b < 150; b += 7)
+		for (int i = 0; i < 1000; i += 13) {
+			snprintf(id, sizeof(id), "m-%d-%d", b, i);
+			assert_int_equal(lookup(st, id, 0), i % 7 == 0 ? KP_L_DEAD : KP_L_DONE);
+		}
+	assert_int_equal(lookup(st, "m-150-0", 0), 0);
+	kp_lstore_close(st);
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "sqlite3 '%s' 'SELECT max(c) FROM (SELECT count(*) AS c FROM runs GROUP BY shard)'",
+	    path);
+	if ((p = popen(cmd, "r")) == NULL || fscanf(p, "%d", &most) != 1) {
+		if (p)
+			pclose(p);
+		skip(); /* no sqlite3 command */
+	}
+	pclose(p);
+	/* 150 writes, each a run in every shard: merged into a few tiers. */
+	if (most > 16)
+		fail_msg("%d runs in one shard", most);
+	snprintf(cmd, sizeof(cmd),
+		 "sqlite3 '%s' \"SELECT group_concat(outcome || '=' || n, ' ') FROM "
+		 "(SELECT * FROM processed_counts ORDER BY outcome)\"",
+		 path);
+	char line[128] = "";
+	p = popen(cmd, "r");
+	assert_non_null(fgets(line, sizeof(line), p));
+	pclose(p);
+	assert_string_equal(line, "dead-lettered=21450 done=128550\n");
+}
+
 /* A replayed job's success turns its dead-lettered row into a done one. */
 static void store_replay_turns_dead_into_done(void **state)
 {
@@ -416,6 +469,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup(store_write_and_lookup, fresh),
 	    cmocka_unit_test_setup(store_replay_turns_dead_into_done, fresh),
+	    cmocka_unit_test_setup(store_runs_merge, fresh),
 	    cmocka_unit_test_setup(store_prune, fresh),
 	    cmocka_unit_test_setup(store_crashes, fresh),
 	    cmocka_unit_test_setup(store_migrates_old_file, fresh),
