@@ -526,6 +526,7 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 		kp_log(KP_ERROR, "kafka: %s", err);
 		goto out;
 	}
+	w.queue = rd_kafka_queue_get_consumer(w.rk);
 	slot->started_ms = (uint64_t)kp_now_ms();
 	__atomic_store_n(&slot->state, KP_SLOT_RUNNING, __ATOMIC_RELEASE);
 	kp_log(KP_INFO, "started handler=%s topics=%s group=%s pid=%d", b->handler, b->topic_list,
@@ -533,21 +534,21 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 
 	while (!kp_stopping) {
 		int64_t timeout = kp_job_run_due(&w), now;
-		rd_kafka_message_t *m;
+		rd_kafka_message_t *ms[BATCH_MAX];
+		ssize_t n;
 
 		if (timeout > STORE_EVERY_MS)
 			timeout = STORE_EVERY_MS;
-		m = rd_kafka_consumer_poll(w.rk, (int)timeout);
-		if (m) {
-			on_message(&w, m);
-			if (slot->kafka_state != KP_KAFKA_UP)
-				set_kafka(slot, KP_KAFKA_UP, "");
-		}
-		if (w.bjobs && m) { /* take what is already there, then hand it over by partition */
-			for (int i = 1; i < BATCH_MAX && (m = rd_kafka_consumer_poll(w.rk, 0)); i++)
-				on_message(&w, m);
+		/* What is there, up to a batch, under one lock of librdkafka's queue
+		 * (it serves the callbacks, and counts as a poll, as
+		 * rd_kafka_consumer_poll does). */
+		n = rd_kafka_consume_batch_queue(w.queue, (int)timeout, ms, BATCH_MAX);
+		for (ssize_t i = 0; i < n; i++)
+			on_message(&w, ms[i]);
+		if (n > 0 && slot->kafka_state != KP_KAFKA_UP)
+			set_kafka(slot, KP_KAFKA_UP, "");
+		if (w.bjobs && n > 0) /* hand them over by partition */
 			run_batches(&w);
-		}
 		if (reinit)
 			plugin_reinit(&w);
 		now = kp_mono_ms();
@@ -574,6 +575,8 @@ out:
 	 * found in the ledger. */
 	signal(SIGALRM, SIG_DFL);
 	alarm((unsigned)(w.conf->shutdown_timeout_ms / 1000) + 2);
+	if (w.queue)
+		rd_kafka_queue_destroy(w.queue);
 	if (w.rk) {
 		rd_kafka_consumer_close(w.rk); /* revokes (store, commit) and leaves the group */
 		rd_kafka_destroy(w.rk);

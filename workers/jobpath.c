@@ -23,8 +23,9 @@
 #include "worker.h"
 
 #define CLAIM_WAIT_MS  2    /* a sibling holds the id: look again after this */
-#define FULL_WAIT_US   200  /* no room in the ledger: the ledger process catches up ... */
-#define FULL_WAIT_MS   10   /* ... and, while stopping, parked */
+#define FULL_WAIT_US   200  /* no room in the ledger: look again after this ... */
+#define FULL_SPINS     250  /* ... this many times (50 ms), then park the job */
+#define FULL_WAIT_MS   100  /* for this long */
 #define STORE_WAIT_MS  100  /* the store could not be read */
 #define SETTLE_WAIT_US 1000 /* the ledger's ring is full: look again after this */
 #define REPLAY_HEADER  "kpool.replayed-from"
@@ -216,10 +217,16 @@ static size_t job_headers(const rd_kafka_message_t *m, struct kpool_header *out,
 static bool claim(struct worker *w, struct part *p, struct job *j)
 {
 	char sig[32];
-	int crashes, signal;
-	enum kp_claim c =
-	    kp_ledger_claim(w->ledger, &j->id, j->replay, w->b->idempotency, &crashes, &signal);
+	int crashes, signal, spins = 0;
+	enum kp_claim c;
 
+	/* No room: the ledger process is behind.  Wait here, briefly (a parked
+	 * job pauses its partition, which fetches again when resumed); park only
+	 * when it lasts (the ledger process is down, or we are stopping). */
+	while ((c = kp_ledger_claim(w->ledger, &j->id, j->replay, w->b->idempotency, &crashes,
+				    &signal)) == KP_CLAIM_FULL &&
+	       spins++ < FULL_SPINS && !kp_stopping)
+		usleep(FULL_WAIT_US);
 	switch (c) {
 	case KP_CLAIM_DUP:
 		kp_stats_add(w->slot, KP_R_DUPLICATE);
@@ -231,14 +238,8 @@ static bool claim(struct worker *w, struct part *p, struct job *j)
 		park(w, p, j, CLAIM_WAIT_MS);
 		return false;
 	case KP_CLAIM_FULL:
-		/* The ledger process is behind: wait here, briefly (parking would
-		 * pause the partition, and a resumed partition fetches again). */
-		if (kp_stopping) {
-			park(w, p, j, FULL_WAIT_MS);
-			return false;
-		}
-		usleep(FULL_WAIT_US);
-		return claim(w, p, j);
+		park(w, p, j, FULL_WAIT_MS);
+		return false;
 	case KP_CLAIM_ERROR:
 		park(w, p, j, STORE_WAIT_MS);
 		return false;

@@ -24,6 +24,7 @@
 #include "ledger.h"
 
 #define STATS_EVERY_MS 1000
+#define MARK_CHUNK     256 /* entries marked durable under one hold of the lock */
 
 static volatile sig_atomic_t stopping;
 
@@ -169,6 +170,10 @@ static int drain(struct ledgerd *d)
 	now = kp_now_ms();
 	kp_ledger_lock(shm);
 	for (size_t i = 0; i < n; i++) {
+		if (i % MARK_CHUNK == MARK_CHUNK - 1) { /* let the workers in between */
+			kp_ledger_unlock(shm);
+			kp_ledger_lock(shm);
+		}
 		const struct kp_lrec *r = &d->batch[i];
 		struct kp_lentry *b =
 		    &shm->table[(r->id.h[0] & (KP_LEDGER_BUCKETS - 1)) * KP_LEDGER_WAYS];

@@ -63,6 +63,7 @@ struct worker {
 	const struct kp_binding *b;
 	struct kp_slot *slot;
 	rd_kafka_t *rk;
+	rd_kafka_queue_t *queue; /* the consumer's queue, taken from in batches */
 	struct kp_dlq *dlq;
 	struct kp_ledger *ledger;
 	struct kp_plugin pl;
