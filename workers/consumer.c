@@ -539,10 +539,14 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 
 		if (timeout > STORE_EVERY_MS)
 			timeout = STORE_EVERY_MS;
-		/* What is there, up to a batch, under one lock of librdkafka's queue
-		 * (it serves the callbacks, and counts as a poll, as
-		 * rd_kafka_consumer_poll does). */
-		n = rd_kafka_consume_batch_queue(w.queue, (int)timeout, ms, BATCH_MAX);
+		/* The first message as soon as it comes, then what is there, up to
+		 * a batch, under one lock of librdkafka's queue (which serves the
+		 * callbacks too).  rd_kafka_consume_batch_queue() alone would wait
+		 * out its timeout for a batch to fill. */
+		ms[0] = rd_kafka_consumer_poll(w.rk, (int)timeout); /* returns at the first */
+		n = ms[0] ? 1 + rd_kafka_consume_batch_queue(w.queue, 0, ms + 1, BATCH_MAX - 1) : 0;
+		if (n < 1) /* an error of the batch call: only the first */
+			n = ms[0] ? 1 : 0;
 		for (ssize_t i = 0; i < n; i++)
 			on_message(&w, ms[i]);
 		if (n > 0 && slot->kafka_state != KP_KAFKA_UP)

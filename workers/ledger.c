@@ -424,12 +424,6 @@ enum kp_claim kp_ledger_claim(struct kp_ledger *l, const struct kp_id *id, bool 
 		return KP_CLAIM_DUP;
 	} else if ((e = make_room(shm, id, now)) == NULL) {
 		__atomic_add_fetch(&shm->waits, 1, __ATOMIC_RELAXED);
-		if (shm->waits % 200 == 1) {
-			struct kp_lentry *b = bucket(shm, id);
-			for (int i = 0; i < 8; i++)
-				kp_log(KP_WARNING, "DBG %d st=%x age=%lld", i, b[i].state,
-				       (long long)(now - b[i].at_ms));
-		}
 		kp_ledger_unlock(shm);
 		return KP_CLAIM_FULL;
 	} else {

@@ -13,14 +13,14 @@
 #include <sys/types.h>
 
 #define KP_LEDGER_WAYS		     8		 /* entries per bucket */
-#define KP_LEDGER_BUCKETS	     (1u << 14)	 /* 131,072 entries of 32 bytes: 4 MiB */
-#define KP_LEDGER_RING		     (1u << 16)	 /* finished ids not yet durable: 2 MiB */
+#define KP_LEDGER_BUCKETS	     (1u << 13)	 /* 65,536 entries of 32 bytes: 2 MiB */
+#define KP_LEDGER_RING		     (1u << 15)	 /* finished ids not yet durable: 1 MiB */
 #define KP_LEDGER_CRASH_MAX	     16		 /* crash notes waiting for the ledger process */
 #define KP_LEDGER_FILTER_MIN	     (64u << 10) /* bytes of one filter, at least ... */
 #define KP_LEDGER_FILTER_MAX	     (64u << 20) /* ... and at most (each of two buffers) */
 #define KP_LEDGER_FILTER_BITS_PER_ID 16		 /* a filter grows past this many bits an id */
-#define KP_LEDGER_HOLD_MS	     20		 /* a durable entry stays in memory this long */
-#define KP_LEDGER_LOOKUP_MS	     10		 /* a store lookup older than this is done again */
+#define KP_LEDGER_HOLD_MS	     5		 /* a durable entry stays in memory this long */
+#define KP_LEDGER_LOOKUP_MS	     2		 /* a store lookup older than this is done again */
 #define KP_LEDGER_WRITE_MAX	     8192	 /* ids written in one transaction, at most ... */
 #define KP_LEDGER_WRITE_MIN	     1024	 /* ... and at least, unless ... */
 #define KP_LEDGER_WRITE_WAIT_MS	     10		 /* ... the oldest has waited this long */
