@@ -3,6 +3,10 @@
 # worker; after max_crashes deaths it is dead-lettered with class crash and
 # the signal, and every other job is handled exactly once.
 . "$(dirname "$0")/lib.sh"
+# The probe's crash is a SIGSEGV on purpose: in a sanitizer build, let it kill
+# the worker as it would anywhere else, instead of AddressSanitizer's handler.
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}handle_segv=0"
+export ASAN_OPTIONS
 require_tools
 
 plugins "$T/plugins"
