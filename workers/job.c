@@ -258,6 +258,34 @@ static bool key_is(const unsigned char *k, size_t n, bool esc, const char *name)
 
 static int scan_value(struct scan *s, uint32_t want, int depth);
 
+/* At an opening bracket: 0 when the container is empty (and passed), 1 when items follow. */
+static int container_open(struct scan *s, unsigned char close)
+{
+	s->p++;
+	skip_ws(s);
+	if (s->p < s->end && *s->p == close) {
+		s->p++;
+		return 0;
+	}
+	return 1;
+}
+
+/* After a member or element: 1 past a comma, 0 past the closing bracket, -1 otherwise. */
+static int item_next(struct scan *s, unsigned char close)
+{
+	skip_ws(s);
+	if (s->p < s->end && *s->p == ',') {
+		s->p++;
+		skip_ws(s);
+		return 1;
+	}
+	if (s->p < s->end && *s->p == close) {
+		s->p++;
+		return 0;
+	}
+	return -1;
+}
+
 /*
  * An object at s->p.  want holds the idempotency keys whose path matched up
  * to this object (depth components); a member completing one is kept in
@@ -265,13 +293,9 @@ static int scan_value(struct scan *s, uint32_t want, int depth);
  */
 static int scan_object(struct scan *s, uint32_t want, int depth)
 {
-	s->p++;
-	skip_ws(s);
-	if (s->p < s->end && *s->p == '}') {
-		s->p++;
-		return 0;
-	}
-	for (;;) {
+	int next = container_open(s, '}');
+
+	while (next == 1) {
 		const unsigned char *k;
 		size_t n;
 		bool esc;
@@ -295,43 +319,21 @@ static int scan_object(struct scan *s, uint32_t want, int depth)
 			s->found[__builtin_ctz(m)].kind = KP_FOUND_NONE;
 		if (scan_value(s, match, depth + 1) < 0)
 			return -1;
-		skip_ws(s);
-		if (s->p < s->end && *s->p == ',') {
-			s->p++;
-			skip_ws(s);
-			continue;
-		}
-		if (s->p < s->end && *s->p == '}') {
-			s->p++;
-			return 0;
-		}
-		return -1;
+		next = item_next(s, '}');
 	}
+	return next;
 }
 
 static int scan_array(struct scan *s)
 {
-	s->p++;
-	skip_ws(s);
-	if (s->p < s->end && *s->p == ']') {
-		s->p++;
-		return 0;
-	}
-	for (;;) {
+	int next = container_open(s, ']');
+
+	while (next == 1) {
 		if (s->p >= s->end || scan_value(s, 0, 0) < 0)
 			return -1;
-		skip_ws(s);
-		if (s->p < s->end && *s->p == ',') {
-			s->p++;
-			skip_ws(s);
-			continue;
-		}
-		if (s->p < s->end && *s->p == ']') {
-			s->p++;
-			return 0;
-		}
-		return -1;
+		next = item_next(s, ']');
 	}
+	return next;
 }
 
 static bool literal(struct scan *s, const char *word, size_t n)
