@@ -33,9 +33,19 @@
 volatile sig_atomic_t kp_stopping;
 static volatile sig_atomic_t reinit; /* SIGHUP: the supervisor reloaded, our binding unchanged */
 
+static unsigned stop_alarm_s; /* shutdown_timeout + 2 s */
+
+/*
+ * A stop: the loop finishes what it holds and commits.  Should anything
+ * block it meanwhile (a broker that no longer answers a request made in a
+ * callback), the worker ends itself a little after shutdown_timeout, as it
+ * does when closing: SIGALRM's default action.
+ */
 static void on_stop(int sig)
 {
 	(void)sig;
+	if (!kp_stopping)
+		alarm(stop_alarm_s);
 	kp_stopping = 1;
 }
 
@@ -476,6 +486,8 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 	struct sigaction sa = {.sa_handler = on_stop};
 	int rc = KP_EXIT_CONFIG;
 
+	stop_alarm_s = (unsigned)(conf->shutdown_timeout_ms / 1000) + 2;
+	signal(SIGALRM, SIG_DFL);
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
@@ -577,8 +589,7 @@ out:
 	 * broker is gone too would wait for ever.  It ends itself a little after
 	 * shutdown_timeout instead; what it did not commit is redelivered and
 	 * found in the ledger. */
-	signal(SIGALRM, SIG_DFL);
-	alarm((unsigned)(w.conf->shutdown_timeout_ms / 1000) + 2);
+	alarm(stop_alarm_s);
 	if (w.queue)
 		rd_kafka_queue_destroy(w.queue);
 	if (w.rk) {

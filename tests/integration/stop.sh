@@ -74,7 +74,8 @@ EOF2
 	printf '{"eventId":"a1","do":"fail"}\n{"eventId":"a2","do":"retry"}\n' |
 		"$KPOOL" -c "$T/alone.conf" send alone --key one 2>/dev/null
 	check "a lone worker: its jobs are in hand" wait_for 60 grep -q '^a2 ' "$T/alone.record"
-	wpid=$(pgrep -P "$APID" | head -1)
+	# The worker, not the binding's ledger process (also a child).
+	wpid=$(pgrep -P "$APID" -f 'kpoold: worker alone#0' | head -1)
 	kill -KILL $(pgrep -P "$BKPID") "$BKPID" 2>/dev/null
 	kill -KILL "$APID"
 	check "  its broker and supervisor killed, it ends within shutdown_timeout + 2s" \
