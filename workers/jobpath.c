@@ -399,6 +399,17 @@ static void call_handler(struct worker *w, struct part *p, struct job *const *jo
 		kp_stats_observe(s, us);
 }
 
+/* Calls the handler for one claimed job and acts on its answer; true when it is finished. */
+static bool handle_one(struct worker *w, struct part *p, struct job *j)
+{
+	struct kpool_job kj;
+	kpool_status st;
+
+	plugin_job(w, p, j, &kj);
+	call_handler(w, p, &j, &kj, 1, &st);
+	return settle(w, p, j, st);
+}
+
 /*
  * Takes a job on from its stage: claims it, calls the handler, or sends it
  * to the dead-letter topic.  Returns true when it is finished (and freed),
@@ -406,16 +417,11 @@ static void call_handler(struct worker *w, struct part *p, struct job *const *jo
  */
 static bool step(struct worker *w, struct part *p, struct job *j)
 {
-	struct kpool_job kj;
-	kpool_status st;
-
 	if (j->stage == JOB_DEAD_LETTER)
 		return dead_letter(w, p, j);
 	if (j->stage == JOB_CLAIM && !claim(w, p, j))
 		return p->parked == NULL; /* finished, or parked again */
-	plugin_job(w, p, j, &kj);
-	call_handler(w, p, &j, &kj, 1, &st);
-	return settle(w, p, j, st);
+	return handle_one(w, p, j);
 }
 
 /* The lifecycle for a message just taken from Kafka (the one-job path). */
@@ -423,13 +429,8 @@ void kp_job_start(struct worker *w, struct part *p, rd_kafka_message_t *m)
 {
 	struct job *j = &w->scratch;
 
-	if (!prepare(w, p, j, m))
-		return;
-	struct kpool_job kj;
-	kpool_status st;
-	plugin_job(w, p, j, &kj);
-	call_handler(w, p, &j, &kj, 1, &st);
-	settle(w, p, j, st);
+	if (prepare(w, p, j, m))
+		handle_one(w, p, j);
 }
 
 /* Runs a partition's backlog after its parked job finished, until one parks again. */

@@ -39,7 +39,8 @@
 #include "kpoold.h"
 #include "ledger.h"
 
-#define FILTER_PROBES 6 /* bits set per id, in one 512-bit block */
+#define FILTER_PROBES 6	  /* bits set per id, in one 512-bit block */
+#define MARK_CHUNK    256 /* entries marked durable under one hold of the lock */
 
 static size_t head_size(void)
 {
@@ -268,6 +269,55 @@ void kp_ledger_reap(struct kp_ledger_shm *l, pid_t pid, const struct kp_id *hand
 		}
 	}
 	kp_ledger_unlock(l);
+}
+
+/*
+ * The ledger process, once the store has recs: their entries become durable
+ * (evictable after KP_LEDGER_HOLD_MS) and the ring's tail moves to tail,
+ * which lets the workers commit the offsets behind them.  The lock is let go
+ * every MARK_CHUNK entries, for the workers in between.
+ */
+void kp_ledger_made_durable(struct kp_ledger_shm *l, const struct kp_lrec *recs, size_t n,
+			    uint64_t tail)
+{
+	int64_t now = kp_now_ms();
+
+	kp_ledger_lock(l);
+	for (size_t i = 0; i < n; i++) {
+		struct kp_lentry *e = find(l, &recs[i].id, now);
+		if (i % MARK_CHUNK == MARK_CHUNK - 1) {
+			kp_ledger_unlock(l);
+			kp_ledger_lock(l);
+			e = find(l, &recs[i].id, now);
+		}
+		if (e && e->state == recs[i].outcome) {
+			e->state |= KP_L_DURABLE;
+			e->at_ms = now;
+		}
+	}
+	l->filter_ids += n;
+	__atomic_store_n(&l->tail, tail, __ATOMIC_RELEASE);
+	kp_ledger_unlock(l);
+}
+
+/*
+ * The ledger process, at start: a job's crash count as the store has it
+ * (the caller holds the lock).  No room: the count is left to the store.
+ */
+void kp_ledger_crash_load(struct kp_ledger_shm *l, const struct kp_id *id, int count, int signal)
+{
+	int64_t now = kp_now_ms();
+	struct kp_lentry *e = find(l, id, now);
+
+	if (e == NULL && (e = make_room(l, id, now)) != NULL) {
+		*e = (struct kp_lentry){
+		    .id = *id, .at_ms = now, .state = KP_L_CRASHED | KP_L_DURABLE};
+		l->n_crashed++;
+	}
+	if (e && e->crashes < count) {
+		e->crashes = (uint8_t)(count > UINT8_MAX ? UINT8_MAX : count);
+		e->signal = (uint8_t)signal;
+	}
 }
 
 /* What the table holds now, for /metrics; read without the lock. */

@@ -94,6 +94,9 @@ void kp_ledger_lock(struct kp_ledger_shm *l);
 void kp_ledger_unlock(struct kp_ledger_shm *l);
 uint64_t *kp_ledger_filter(struct kp_ledger_shm *l, uint32_t buf);
 void kp_ledger_filter_add(uint64_t *filter, uint64_t blocks, const struct kp_id *id);
+void kp_ledger_made_durable(struct kp_ledger_shm *l, const struct kp_lrec *recs, size_t n,
+			    uint64_t tail);
+void kp_ledger_crash_load(struct kp_ledger_shm *l, const struct kp_id *id, int count, int signal);
 void kp_ledger_reap(struct kp_ledger_shm *l, pid_t pid, const struct kp_id *hand,
 		    const char *hand_event_id, int signal);
 struct kp_ledger_counts {

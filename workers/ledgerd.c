@@ -24,7 +24,6 @@
 #include "ledger.h"
 
 #define STATS_EVERY_MS 1000
-#define MARK_CHUNK     256 /* entries marked durable under one hold of the lock */
 
 static volatile sig_atomic_t stopping;
 
@@ -92,26 +91,7 @@ static int filter_build(struct ledgerd *d)
 
 static void load_crash(void *arg, const struct kp_id *id, int count, int signal)
 {
-	struct kp_ledger_shm *shm = arg;
-	struct kp_lentry *b = &shm->table[(id->h[0] & (KP_LEDGER_BUCKETS - 1)) * KP_LEDGER_WAYS];
-
-	for (int i = 0; i < KP_LEDGER_WAYS; i++)
-		if (b[i].state != KP_L_FREE && b[i].id.h[0] == id->h[0] &&
-		    b[i].id.h[1] == id->h[1]) {
-			if (b[i].crashes < count)
-				b[i].crashes = (uint8_t)(count > 255 ? 255 : count);
-			return;
-		}
-	for (int i = 0; i < KP_LEDGER_WAYS; i++)
-		if (b[i].state == KP_L_FREE) {
-			b[i] = (struct kp_lentry){.id = *id,
-						  .at_ms = kp_now_ms(),
-						  .state = KP_L_CRASHED | KP_L_DURABLE,
-						  .crashes = (uint8_t)(count > 255 ? 255 : count),
-						  .signal = (uint8_t)signal};
-			shm->n_crashed++;
-			return;
-		}
+	kp_ledger_crash_load(arg, id, count, signal);
 }
 
 /* Writes the crashes the supervisor noted. */
@@ -167,26 +147,7 @@ static int drain(struct ledgerd *d)
 	filter = kp_ledger_filter(shm, shm->filter_buf);
 	for (size_t i = 0; i < n; i++)
 		kp_ledger_filter_add(filter, shm->filter_blocks, &d->batch[i].id);
-	now = kp_now_ms();
-	kp_ledger_lock(shm);
-	for (size_t i = 0; i < n; i++) {
-		if (i % MARK_CHUNK == MARK_CHUNK - 1) { /* let the workers in between */
-			kp_ledger_unlock(shm);
-			kp_ledger_lock(shm);
-		}
-		const struct kp_lrec *r = &d->batch[i];
-		struct kp_lentry *b =
-		    &shm->table[(r->id.h[0] & (KP_LEDGER_BUCKETS - 1)) * KP_LEDGER_WAYS];
-		for (int k = 0; k < KP_LEDGER_WAYS; k++)
-			if (b[k].state == r->outcome && b[k].id.h[0] == r->id.h[0] &&
-			    b[k].id.h[1] == r->id.h[1]) {
-				b[k].state |= KP_L_DURABLE;
-				b[k].at_ms = now;
-			}
-	}
-	shm->filter_ids += n;
-	__atomic_store_n(&shm->tail, tail + n, __ATOMIC_RELEASE);
-	kp_ledger_unlock(shm);
+	kp_ledger_made_durable(shm, d->batch, n, tail + n);
 	shm->disk_ids += (int64_t)n;
 	return (int)n;
 }
