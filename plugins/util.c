@@ -38,17 +38,32 @@ void buf_str(struct buf *b, const char *s)
 	buf_add(b, s, strlen(s));
 }
 
+/* Formats straight into the buffer, whatever the length (never cut). */
 void buf_printf(struct buf *b, const char *fmt, ...)
 {
 	char tmp[512];
-	va_list ap;
+	va_list ap, again;
 	int n;
 
 	va_start(ap, fmt);
+	va_copy(again, ap);
 	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
-	if (n > 0)
-		buf_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+	if (n < 0) {
+		b->oom = true;
+	} else if ((size_t)n < sizeof(tmp)) {
+		buf_add(b, tmp, (size_t)n);
+	} else {
+		char *big = malloc((size_t)n + 1);
+		if (big == NULL)
+			b->oom = true;
+		else if (vsnprintf(big, (size_t)n + 1, fmt, again) == n)
+			buf_add(b, big, (size_t)n);
+		else
+			b->oom = true;
+		free(big);
+	}
+	va_end(again);
 }
 
 /* The value at a dotted path of data, as text; false if there is none. */
@@ -190,11 +205,18 @@ int64_t util_time_ms(json_t *v)
 {
 	if (json_is_integer(v) || json_is_real(v)) {
 		double d = json_number_value(v);
-		if (d <= 0)
+		/* Past the year 9999 (or not a number at all) is no time. */
+		if (!(d > 0 && d < UTIL_TIME_MAX_MS))
 			return -1;
 		return d < 1e11 ? (int64_t)(d * 1000) : (int64_t)d;
 	}
 	return json_is_string(v) ? util_time_text_ms(json_string_value(v)) : -1;
+}
+
+/* Two decimal digits at p (which may end first). */
+static bool digit2(const char *p)
+{
+	return p[0] >= '0' && p[0] <= '9' && p[1] >= '0' && p[1] <= '9';
 }
 
 /* An ISO 8601 / RFC 3339 time in milliseconds since the epoch; -1 if s is none. */
@@ -222,14 +244,22 @@ int64_t util_time_text_ms(const char *s)
 		if (*p == 'Z' || *p == 'z') {
 			p++;
 		} else if (*p == '+' || *p == '-') {
-			int hh, mm;
-			if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
+			/* Exactly +HH:MM or +HHMM, nothing shorter. */
+			const char *z = p + 1;
+			bool colon = z[0] && z[1] && z[2] == ':';
+			const char *m = colon ? z + 3 : z + 2;
+			if (!digit2(z) || !digit2(m))
 				return -1;
-			off = (hh * 60 + mm) * 60 * (*p == '-' ? -1 : 1);
-			p += 6;
+			int hh = (z[0] - '0') * 10 + (z[1] - '0');
+			int mm = (m[0] - '0') * 10 + (m[1] - '0');
+			if (hh > 23 || mm > 59)
+				return -1;
+			off = (hh * 60L + mm) * 60 * (*p == '-' ? -1 : 1);
+			p = m + 2;
 		}
 	}
-	if (*p != '\0')
+	/* Years 1-9999 only: a time_t past them is of no use and may overflow. */
+	if (*p != '\0' || tm.tm_year < 1 - 1900 || tm.tm_year > 9999 - 1900)
 		return -1;
 	return ((int64_t)timegm(&tm) - off) * 1000 + ms;
 }

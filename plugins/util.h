@@ -28,6 +28,8 @@ char *util_read_file(const char *path, size_t max, char *err, size_t len);
 long util_duration_ms(const char *s);
 void util_xml_escape(struct buf *out, const char *s, size_t n);
 void util_hex(const unsigned char *p, size_t n, char *out);
+/* 10000-01-01T00:00:00Z: times are before it. */
+#define UTIL_TIME_MAX_MS 253402300800000LL
 int64_t util_time_ms(json_t *v);
 int64_t util_time_text_ms(const char *s);
 

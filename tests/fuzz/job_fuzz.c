@@ -8,6 +8,8 @@
  * Built with clang -fsanitize=fuzzer by scripts/fuzz; built with replay.c
  * (a main() that feeds it the files of corpus/job) by make check, so the
  * corpus is replayed by every test run.
+ *
+ * fuzz-sources: workers/job.c workers/conf.c workers/log.c
  */
 #include <jansson.h>
 #include <stdio.h>
