@@ -215,14 +215,15 @@ int kp_idkeys_parse(const char *s, struct kp_idkey *keys, int *n, char *err, siz
 		return -1;
 	}
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		struct kp_idkey *k = &keys[*n];
 		char *t = trim(tok);
 
-		memset(k, 0, sizeof(*k));
+		/* Counted before the slot is touched: there is no slot past the last. */
 		if (*n == KP_IDKEYS_MAX) {
 			snprintf(err, len, "more than %d sources", KP_IDKEYS_MAX);
 			goto out;
 		}
+		struct kp_idkey *k = &keys[*n];
+		memset(k, 0, sizeof(*k));
 		if (strncmp(t, "header:", 7) == 0 && t[7]) {
 			k->kind = KP_IDKEY_HEADER;
 			k->name = strdup(t + 7);

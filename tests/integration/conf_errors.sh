@@ -195,6 +195,19 @@ idempotency_key = header:event-id, body:id
 EOF2
 check "bad idempotency_key source" refused idkey "[worker:w] idempotency_key: 'body:id' is not header:NAME or json:PATH"
 
+# Nine sources: the ninth is refused (it was written past the eight slots).
+for last in json:x.y.z header:i; do
+	write idkey9 <<EOF2
+[worker:w]
+topic = t
+handler = probe
+idempotency_key = header:a, header:b, header:c, header:d, header:e, header:f, header:g, header:h, $last
+EOF2
+	check "nine idempotency_key sources, the last $last" refused idkey9 \
+		"idkey9.conf:10: [worker:w] idempotency_key: more than 8 sources"
+	check "  and kpoold -t says the same" sh -c "'$KPOOLD' -t -c '$T/idkey9.conf' 2>&1 | grep -qF 'idempotency_key: more than 8 sources'"
+done
+
 check "-t reports the same error" sh -c "'$KPOOLD' -t -c '$T/abi.conf' 2>&1 | grep -q 'is not binary compatible'"
 "$KPOOLD" -c "$T/nonexistent.conf" >"$T/noconf.out" 2>&1
 check "a missing conf file is named" test $? -eq 1 -a -n "$(grep -F "$T/nonexistent.conf: No such file" "$T/noconf.out")"

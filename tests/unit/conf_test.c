@@ -161,6 +161,37 @@ static void errors(void **state)
 		     ":3: [kafka] no.such.property: No such configuration property");
 }
 
+/* A ninth source is refused without touching memory past the eight slots. */
+static void too_many_idkeys(void **state)
+{
+	struct {
+		struct kp_idkey keys[KP_IDKEYS_MAX];
+		unsigned char after[sizeof(struct kp_idkey)];
+	} s;
+	unsigned char want[sizeof(s.after)];
+	char err[256] = "";
+	int n = -1;
+
+	(void)state;
+	memset(s.after, 0xa5, sizeof(s.after));
+	memcpy(want, s.after, sizeof(want));
+	assert_int_equal(kp_idkeys_parse("header:a, header:b, header:c, header:d, header:e, "
+					 "header:f, header:g, header:h, json:x.y.z",
+					 s.keys, &n, err, sizeof(err)),
+			 -1);
+	assert_string_equal(err, "more than 8 sources");
+	assert_memory_equal(s.after, want, sizeof(want));
+	kp_idkeys_free(s.keys, n);
+	assert_int_equal(kp_idkeys_parse("header:a, header:b, header:c, header:d, header:e, "
+					 "header:f, header:g, json:x.y.z",
+					 s.keys, &n, err, sizeof(err)),
+			 0);
+	assert_int_equal(n, 8);
+	assert_int_equal(s.keys[7].depth, 3);
+	assert_memory_equal(s.after, want, sizeof(want));
+	kp_idkeys_free(s.keys, n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -169,6 +200,7 @@ int main(void)
 	    cmocka_unit_test(defaults_and_options),
 	    cmocka_unit_test(relative_state_dir),
 	    cmocka_unit_test(errors),
+	    cmocka_unit_test(too_many_idkeys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
