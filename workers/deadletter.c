@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,30 +115,71 @@ static void rfc3339_now(char *buf, size_t len)
 	snprintf(buf, len, "%s.%03dZ", date, (int)(ts.tv_nsec / 1000000));
 }
 
-/*
- * Produces the dead-letter copy of m and waits until Kafka acknowledges it.
- * Returns 0 when acknowledged; -1 with err when it was not, and then nothing
- * may be recorded: the caller tries again later, or the job is redelivered.
- */
-int kp_dlq_send(struct kp_dlq *q, const rd_kafka_message_t *m, const struct kp_dlq_info *info,
-		char *err, size_t len)
+/* Whether Kafka (or librdkafka before it) refused a record for its size. */
+static bool too_large(rd_kafka_resp_err_t e)
 {
-	const char *src = rd_kafka_topic_name(m->rkt);
-	char topic[KP_TOPIC_MAX + 8], part[16], off[24], ts[24], attempts[16], failed_at[40];
-	rd_kafka_headers_t *orig = NULL, *h;
+	return e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+	       e == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE ||
+	       e == RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE;
+}
+
+/* Produces one record and waits for its acknowledgement; h is taken over. */
+static rd_kafka_resp_err_t deliver(struct kp_dlq *q, const char *topic, const void *key,
+				   size_t key_len, const void *value, size_t len,
+				   rd_kafka_headers_t *h)
+{
 	struct delivery d = {0};
-	rd_kafka_timestamp_type_t tstype;
-	int64_t tsv = rd_kafka_message_timestamp(m, &tstype);
 	rd_kafka_resp_err_t e;
 
-	kp_dlq_topic(q->b, src, topic, sizeof(topic));
+	e = rd_kafka_producev(q->rk, RD_KAFKA_V_TOPIC(topic),
+			      RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+			      RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, len),
+			      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+			      RD_KAFKA_V_OPAQUE(&d), RD_KAFKA_V_END);
+	if (e) {
+		rd_kafka_headers_destroy(h); /* not taken over on failure */
+		return e;
+	}
+	while (!d.done) /* bounded by message.timeout.ms */
+		rd_kafka_poll(q->rk, DLQ_POLL_MS);
+	return d.err;
+}
+
+/* What of the original record a dead-letter copy leaves out. */
+enum omit { OMIT_NONE, OMIT_VALUE, OMIT_ALL };
+
+/*
+ * The headers of m's dead-letter copy: m's own (unless omit is OMIT_ALL)
+ * and kpool's, the last round's replaced.  A copy without the value says so
+ * (kpool.omitted, kpool.original.value-bytes, and in kpool.error).
+ */
+static rd_kafka_headers_t *dlq_headers(struct kp_dlq *q, const rd_kafka_message_t *m,
+				       const struct kp_dlq_info *info, const char *topic,
+				       enum omit omit)
+{
+	const char *src = rd_kafka_topic_name(m->rkt);
+	char part[16], off[24], ts[24], attempts[16], failed_at[40], bytes[24];
+	char reason[KP_ERROR_MAX + KP_TOPIC_MAX * 2 + 160];
+	rd_kafka_headers_t *orig = NULL, *h;
+	rd_kafka_timestamp_type_t tstype;
+	int64_t tsv = rd_kafka_message_timestamp(m, &tstype);
+
 	snprintf(part, sizeof(part), "%" PRId32, m->partition);
 	snprintf(off, sizeof(off), "%" PRId64, m->offset);
 	snprintf(ts, sizeof(ts), "%" PRId64, tsv);
 	snprintf(attempts, sizeof(attempts), "%d", info->attempts);
+	snprintf(bytes, sizeof(bytes), "%zu", m->len);
 	rfc3339_now(failed_at, sizeof(failed_at));
+	if (omit == OMIT_NONE)
+		snprintf(reason, sizeof(reason), "%s", info->reason);
+	else
+		snprintf(reason, sizeof(reason),
+			 "%s (this copy is without the job's %s: too large for %s; the job "
+			 "stays at %s/%s/%s until that topic's retention ends)",
+			 info->reason, omit == OMIT_VALUE ? "value" : "value, key and headers",
+			 topic, src, part, off);
 
-	h = rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR
+	h = omit != OMIT_ALL && rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR
 		? rd_kafka_headers_copy(orig)
 		: rd_kafka_headers_new(16);
 	const char *const add[][2] = {
@@ -149,32 +191,58 @@ int kp_dlq_send(struct kp_dlq *q, const rd_kafka_message_t *m, const struct kp_d
 	    {"kpool.worker", q->b->name},
 	    {"kpool.handler", q->handler},
 	    {"kpool.error.class", kp_class_name(info->class)},
-	    {"kpool.error", info->reason},
+	    {"kpool.error", reason},
 	    {"kpool.attempts", attempts},
 	    {"kpool.failed-at", failed_at},
 	    {"kpool.host", q->host},
 	    {"kpool.pid", q->pid},
+	    {"kpool.omitted", omit == OMIT_NONE	   ? NULL
+			      : omit == OMIT_VALUE ? "value"
+						   : "value,key,headers"},
+	    {"kpool.original.value-bytes", omit == OMIT_NONE ? NULL : bytes},
 	};
 	/* A replayed job that failed again carries the last round's headers: replace them. */
 	for (size_t i = 0; i < sizeof(add) / sizeof(add[0]); i++) {
 		rd_kafka_header_remove(h, add[i][0]);
-		rd_kafka_header_add(h, add[i][0], -1, add[i][1], -1);
+		if (add[i][1])
+			rd_kafka_header_add(h, add[i][0], -1, add[i][1], -1);
 	}
+	return h;
+}
 
-	e = rd_kafka_producev(
-	    q->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
-	    RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
-	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(&d),
-	    RD_KAFKA_V_END);
-	if (e) {
-		rd_kafka_headers_destroy(h); /* not taken over on failure */
-		snprintf(err, len, "produce to %s: %s", topic, rd_kafka_err2str(e));
-		return -1;
+/*
+ * Produces the dead-letter copy of m and waits until Kafka acknowledges it.
+ * A copy refused for its size is sent again without the job's value, then
+ * also without its key and headers: a job too large to copy must not stop
+ * its partition, and the copy points at where the job still is.
+ * Returns 0 when acknowledged; -1 with err when it was not, and then nothing
+ * may be recorded: the caller tries again later, or the job is redelivered.
+ */
+int kp_dlq_send(struct kp_dlq *q, const rd_kafka_message_t *m, const struct kp_dlq_info *info,
+		char *err, size_t len)
+{
+	char topic[KP_TOPIC_MAX + 8];
+	rd_kafka_resp_err_t e;
+
+	kp_dlq_topic(q->b, rd_kafka_topic_name(m->rkt), topic, sizeof(topic));
+	e = deliver(q, topic, m->key, m->key_len, m->payload, m->len,
+		    dlq_headers(q, m, info, topic, OMIT_NONE));
+	if (too_large(e)) {
+		kp_log(KP_ERROR,
+		       "%s: the dead-letter copy of %s/%" PRId32 "/%" PRId64
+		       " (%zu bytes) is too large for %s (%s): sending it without its value",
+		       q->b->name, rd_kafka_topic_name(m->rkt), m->partition, m->offset, m->len,
+		       topic, rd_kafka_err2str(e));
+		e = deliver(q, topic, m->key, m->key_len, NULL, 0,
+			    dlq_headers(q, m, info, topic, OMIT_VALUE));
 	}
-	while (!d.done) /* bounded by message.timeout.ms */
-		rd_kafka_poll(q->rk, DLQ_POLL_MS);
-	if (d.err) {
-		snprintf(err, len, "produce to %s: %s", topic, rd_kafka_err2str(d.err));
+	if (too_large(e)) {
+		kp_log(KP_ERROR, "%s: still too large for %s: sending it without key and headers",
+		       q->b->name, topic);
+		e = deliver(q, topic, NULL, 0, NULL, 0, dlq_headers(q, m, info, topic, OMIT_ALL));
+	}
+	if (e) {
+		snprintf(err, len, "produce to %s: %s", topic, rd_kafka_err2str(e));
 		return -1;
 	}
 	return 0;
