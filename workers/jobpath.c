@@ -280,9 +280,12 @@ static bool prepare(struct worker *w, struct part *p, struct job *j, rd_kafka_me
 	j->bad = kp_job_check(m->payload, m->len, b->max_job_bytes, b->idkeys, b->n_idkeys, found,
 			      j->reason, sizeof(j->reason)) < 0;
 	j->n_hdrs = job_headers(m, j->hdrs, &j->replay);
-	kp_job_event_id(b, j->hdrs, j->n_hdrs, j->bad ? NULL : found, b->topics[p->topic],
-			m->partition, m->offset, j->event_id, sizeof(j->event_id));
-	kp_ledger_id(j->event_id, &j->id);
+	/* A job without an id is known by its place, in keys of their own. */
+	if (kp_job_event_id(b, j->hdrs, j->n_hdrs, j->bad ? NULL : found, b->topics[p->topic],
+			    m->partition, m->offset, j->event_id, sizeof(j->event_id)) == 1)
+		kp_ledger_place_id(j->event_id, &j->id);
+	else
+		kp_ledger_id(j->event_id, &j->id);
 	return claim(w, p, j);
 }
 

@@ -110,6 +110,34 @@ void kp_ledger_unlock(struct kp_ledger_shm *l)
 	pthread_mutex_unlock(&l->lock);
 }
 
+/* The first 128 bits of SHA-256(prefix || s), n bytes of prefix. */
+static void digest(const char *prefix, size_t n, const char *s, struct kp_id *id)
+{
+	static EVP_MD_CTX *ctx;
+	static EVP_MD *sha256; /* fetched once: a fetch per digest costs more than the digest */
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+
+	if (ctx == NULL)
+		ctx = EVP_MD_CTX_new();
+	if (sha256 == NULL)
+		sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (ctx == NULL || sha256 == NULL || !EVP_DigestInit_ex2(ctx, sha256, NULL) ||
+	    (n > 0 && !EVP_DigestUpdate(ctx, prefix, n)) || !EVP_DigestUpdate(ctx, s, strlen(s)) ||
+	    !EVP_DigestFinal_ex(ctx, md, &len) || len < 16) {
+		/* Out of memory in OpenSSL: still a key, if a weaker one. */
+		uint64_t h = 1469598103934665603ull;
+		for (size_t i = 0; i < n; i++)
+			h = (h ^ (unsigned char)prefix[i]) * 1099511628211ull;
+		for (const char *p = s; *p; p++)
+			h = (h ^ (unsigned char)*p) * 1099511628211ull;
+		id->h[0] = h;
+		id->h[1] = ~h;
+		return;
+	}
+	memcpy(id->h, md, sizeof(id->h));
+}
+
 /*
  * The ledger's key for an event id: the first 128 bits of its SHA-256, the
  * same on every host and for every version, and for which two ids of one
@@ -117,27 +145,20 @@ void kp_ledger_unlock(struct kp_ledger_shm *l)
  */
 void kp_ledger_id(const char *event_id, struct kp_id *id)
 {
-	static EVP_MD_CTX *ctx;
-	static EVP_MD *sha256; /* fetched once: a fetch per digest costs more than the digest */
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0;
+	digest(NULL, 0, event_id, id);
+}
 
-	if (ctx == NULL)
-		ctx = EVP_MD_CTX_new();
-	if (sha256 == NULL)
-		sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-	if (ctx == NULL || sha256 == NULL || !EVP_DigestInit_ex2(ctx, sha256, NULL) ||
-	    !EVP_DigestUpdate(ctx, event_id, strlen(event_id)) ||
-	    !EVP_DigestFinal_ex(ctx, md, &n) || n < 16) {
-		/* Out of memory in OpenSSL: still a key, if a weaker one. */
-		uint64_t h = 1469598103934665603ull;
-		for (const char *p = event_id; *p; p++)
-			h = (h ^ (unsigned char)*p) * 1099511628211ull;
-		id->h[0] = h;
-		id->h[1] = ~h;
-		return;
-	}
-	memcpy(id->h, md, sizeof(id->h));
+/*
+ * The key of a job that carries no event id, from where it is
+ * ("topic/partition/offset"): hashed after a prefix that begins with a NUL
+ * byte, which no event id has, so that no job can name another's place as
+ * its id and have it taken for a duplicate.
+ */
+void kp_ledger_place_id(const char *where, struct kp_id *id)
+{
+	static const char prefix[] = "\0kpool.place\0";
+
+	digest(prefix, sizeof(prefix) - 1, where, id);
 }
 
 static bool id_eq(const struct kp_id *a, const struct kp_id *b)

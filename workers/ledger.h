@@ -90,6 +90,7 @@ struct kp_ledger_shm *kp_ledger_map(int64_t ttl_ms);
 void kp_ledger_unmap(struct kp_ledger_shm *l);
 size_t kp_ledger_map_size(void);
 void kp_ledger_id(const char *event_id, struct kp_id *id);
+void kp_ledger_place_id(const char *where, struct kp_id *id);
 void kp_ledger_lock(struct kp_ledger_shm *l);
 void kp_ledger_unlock(struct kp_ledger_shm *l);
 uint64_t *kp_ledger_filter(struct kp_ledger_shm *l, uint32_t buf);

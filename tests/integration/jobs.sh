@@ -69,6 +69,16 @@ check "over max_job_bytes is bad-input" sh -c "awk -F'\t' '\$1==\"bad-big\"{prin
 check "bad input never reaches the handler" test "$(grep -c '^bad-' "$T/record")" -eq 0
 check "the ledger's file records done and dead-lettered ids" wait_for 10 sh -c \
 	"[ \"\$('$SQLITE3' '$T/state/w.db' \"SELECT outcome, n FROM processed_counts ORDER BY outcome\" | tr '\n' ' ')\" = 'dead-lettered|8 done|6 ' ]"
+
+# A job whose id names another job's place (topic/partition/offset, the id of
+# a job that has none) does not make that job a duplicate.
+printf '{"eventId":"place-probe"}' | "$KCAT" -P -b "$B" -t "jobs$R" -k place
+wait_for 30 grep -q '^place-probe 1 done' "$T/record"
+pl=$("$KCAT" -C -b "$B" -t "jobs$R" -e -q -f '%k %p %o\n' 2>/dev/null | awk '$1 == "place" { print $2 "/" $3 + 2 }')
+printf '{"id":"jobs%s/%s"}' "$R" "$pl" | "$KCAT" -P -b "$B" -t "jobs$R" -k place
+printf '{"n":"no id"}' | "$KCAT" -P -b "$B" -t "jobs$R" -k place
+check "a job named by another's place is still handled (place $pl)" \
+	wait_for 30 sh -c "[ \$(grep -c '^jobs$R/$pl 1 done' '$T/record') -eq 2 ]"
 http "$U/healthz" >"$T/healthz"
 check "/healthz answers 200 with status ok" sh -c "[ \"\$(cat '$T/http.code')\" = 200 ] && grep -q '\"status\":\"ok\"' '$T/healthz'"
 stop_kpoold "$KPID"
