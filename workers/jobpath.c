@@ -254,7 +254,9 @@ static bool claim(struct worker *w, struct part *p, struct job *j)
 	}
 	if (crashes >= w->b->max_crashes) {
 		j->class = KP_CLASS_CRASH;
-		snprintf(j->reason, sizeof(j->reason), "%s", kp_signame(signal, sig, sizeof(sig)));
+		/* Signal 0: the worker exited (not killed) with the job in hand. */
+		snprintf(j->reason, sizeof(j->reason), "%s",
+			 signal ? kp_signame(signal, sig, sizeof(sig)) : "exit");
 		j->attempts = crashes;
 		dead_letter(w, p, j);
 		return false;

@@ -247,8 +247,9 @@ static bool filter_maybe(struct kp_ledger_shm *l, const struct kp_id *id)
 
 /*
  * The supervisor, when process pid has ended: its claims are released, and
- * if hand (the job in hand) is given with the signal that killed it, a crash
- * is counted against it and noted for the store.  Never fails; a crash that
+ * if hand (the job in hand) is given, a crash is counted against it and
+ * noted for the store, with the signal that killed the process (0 when it
+ * exited: a handler that calls exit() is as fatal as one that faults).  Never fails; a crash that
  * finds no room in memory is logged.
  */
 void kp_ledger_reap(struct kp_ledger_shm *l, pid_t pid, const struct kp_id *hand,
@@ -266,7 +267,7 @@ void kp_ledger_reap(struct kp_ledger_shm *l, pid_t pid, const struct kp_id *hand
 			e->at_ms = now;
 		}
 	}
-	if (hand && signal) {
+	if (hand) {
 		e = find(l, hand, now);
 		if (e == NULL && (e = make_room(l, hand, now)) != NULL)
 			*e = (struct kp_lentry){.id = *hand};

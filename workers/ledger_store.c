@@ -707,7 +707,8 @@ int kp_lstore_crash(struct kp_lstore *st, const struct kp_lcrash *c)
 	sqlite3_bind_blob(st->crash_put, 1, c->id.h, sizeof(c->id.h), SQLITE_STATIC);
 	sqlite3_bind_text(st->crash_put, 2, c->event_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st->crash_put, 3, c->count);
-	sqlite3_bind_text(st->crash_put, 4, kp_signame(c->signal, sig, sizeof(sig)), -1,
+	sqlite3_bind_text(st->crash_put, 4,
+			  c->signal ? kp_signame(c->signal, sig, sizeof(sig)) : "exit", -1,
 			  SQLITE_TRANSIENT);
 	rc = sqlite3_step(st->crash_put);
 	sqlite3_reset(st->crash_put);

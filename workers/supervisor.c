@@ -577,6 +577,13 @@ static void reap(struct kp_supervisor *sv, bool stopping)
 				kp_log(stopping || bs->draining ? KP_WARNING : KP_ERROR,
 				       "worker=%s#%d pid=%d killed by %s", bs->b->name, k, (int)pid,
 				       sig);
+		} else if (s->in_hand) {
+			kp_log(KP_ERROR,
+			       "worker=%s#%d pid=%d exited with status %d with a job in hand: "
+			       "topic=%s partition=%d offset=%lld event=%s",
+			       bs->b->name, k, (int)pid, WEXITSTATUS(status),
+			       s->hand_topic < s->n_topics ? s->topics[s->hand_topic] : "?",
+			       s->hand_partition, (long long)s->hand_offset, s->hand_event_id);
 		} else if (WEXITSTATUS(status) != 0 || !(stopping || bs->draining)) {
 			kp_log(KP_ERROR, "worker=%s#%d pid=%d exited with status %d%s", bs->b->name,
 			       k, (int)pid, WEXITSTATUS(status),

@@ -15,6 +15,11 @@ pool_conf "$T/crash.conf" 'metrics_listen = 127.0.0.1:0' <<EOF2
 topic = crashy$R
 handler = probe
 record = $T/record
+
+[worker:x]
+topic = quitty$R
+handler = probe
+record = $T/record-x
 EOF2
 start_kpoold "$T/crash.conf" "$T/kpoold.log"
 B=$(bootstrap "$T/state") || { not_ok "embedded broker started"; exit 1; }
@@ -44,5 +49,19 @@ check "the death was logged with the job in hand" \
 	log_has "$T/kpoold.log" "killed by SIGSEGV with a job in hand: topic=crashy$R"
 check "crashes table counted it" test "$("$SQLITE3" "$T/state/c.db" \
 	"SELECT count, last_signal FROM crashes WHERE event_id = 'boom'")" = "3|SIGSEGV"
+
+# A handler that exits (not killed by a signal) with the job in hand is as
+# fatal: the guard counts it too, instead of starting the worker for ever.
+printf '{"eventId":"quit","do":"exit"}\n{"eventId":"after-quit"}\n' |
+	"$KPOOL" -c "$T/crash.conf" send "quitty$R" --key same 2>/dev/null
+check "a job whose handler exits reaches the dead-letter topic" wait_for 90 sh -c \
+	"'$KCAT' -C -b '$B' -t 'quitty$R.dlq' -e -q | grep -q quit"
+dlq_json "$B" "quitty$R.dlq" | "$PYTHON3" "$top_srcdir/tests/integration/dlq_dump.py" >"$T/dlq.tsv"
+check "  class crash, kpool.error exit, attempts 3" \
+	test "$(field quit 2) $(field quit 9) $(field quit 3)" = "crash exit 3"
+check "  the handler ran it 3 times" test "$(grep -c '^quit ' "$T/record-x")" -eq 3
+check "  the job behind it is handled" wait_for 30 grep -q '^after-quit 1 done' "$T/record-x"
+check "  the exit was logged with the job in hand" \
+	log_has "$T/kpoold.log" "exited with status 3 with a job in hand: topic=quitty$R"
 stop_kpoold "$KPID"
 check "kpoold stops with status 0" test $? -eq 0

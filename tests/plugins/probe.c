@@ -8,8 +8,8 @@
  * Option fixed_when = PATH: once PATH exists, "fail" and "retry" jobs are done
  * (the handler was fixed), which is what a replay from the dead-letter topic needs.
  * Job fields: "do": "ok" (default) | "fail" | "retry" (until attempt
- * "succeed_at", default never) | "crash" (SIGSEGV) | "sleep" ("ms" milliseconds, then ok;
- * with "announce": true a line "EVENT_ID ATTEMPT start" is written first).
+ * "succeed_at", default never) | "crash" (SIGSEGV) | "exit" (exit(3)) | "sleep" ("ms" milliseconds,
+ * then ok; with "announce": true a line "EVENT_ID ATTEMPT start" is written first).
  *
  * Built with -DPROBE_BATCH it is "probebatch": the same, through handle_batch,
  * with the batch size as a fourth field of each record line.
@@ -117,6 +117,9 @@ static kpool_status probe_handle(void *state, const struct kpool_job *job,
 	} else if (strcmp(what, "crash") == 0) {
 		record(p, job, "crash");
 		raise(SIGSEGV);
+	} else if (strcmp(what, "exit") == 0) {
+		record(p, job, "exit");
+		exit(3);
 	} else if (strcmp(what, "sleep") == 0) {
 		json_int_t ms = json_integer_value(json_object_get(root, "ms"));
 		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
