@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <libesmtp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -39,7 +40,6 @@
 #include "kpool_plugin.h"
 #include "mime.h"
 
-#define MAX_RCPT     100
 #define MAX_TEMPLATE (1024 * 1024)
 #define MAX_BATCH    64
 
@@ -69,21 +69,15 @@ struct email {
 
 /* One outgoing message: the text, the envelope, and what became of it. */
 struct mail {
-	struct buf msg;
-	char *from;	      /* envelope sender */
-	char *rcpt[MAX_RCPT]; /* envelope recipients: to, cc, bcc */
-	size_t n_rcpt;
+	struct mime_msg mm;
 	char id[33]; /* hex, from the event id */
 	smtp_message_t m;
-	smtp_recipient_t r[MAX_RCPT];
+	smtp_recipient_t r[MIME_MAX_RCPT];
 };
 
 static void mail_free(struct mail *ml)
 {
-	free(ml->msg.p);
-	free(ml->from);
-	for (size_t i = 0; i < ml->n_rcpt; i++)
-		free(ml->rcpt[i]);
+	mime_msg_free(&ml->mm);
 	memset(ml, 0, sizeof(*ml));
 }
 
@@ -167,45 +161,6 @@ static int templates_load(struct email *e, char *err, size_t len)
 	return rc;
 }
 
-/* A header of addresses from a string or an array; recipients go to the envelope. */
-static bool addresses(struct mail *ml, const char *hname, json_t *v, bool header, char *reason)
-{
-	struct buf line = {0};
-	size_t n = json_is_array(v) ? json_array_size(v) : 1;
-	bool ok = true;
-
-	if (v == NULL || json_is_null(v))
-		return true;
-	if (!json_is_string(v) && !json_is_array(v)) {
-		snprintf(reason, KPOOL_REASON_MAX, "%s: not a string or an array", hname);
-		return false;
-	}
-	for (size_t i = 0; i < n && ok; i++) {
-		json_t *x = json_is_array(v) ? json_array_get(v, i) : v;
-		char *addr = NULL;
-		if (!json_is_string(x)) {
-			snprintf(reason, KPOOL_REASON_MAX, "%s: not a string", hname);
-			ok = false;
-			break;
-		}
-		if (i > 0)
-			buf_str(&line, ",\r\n ");
-		ok = mime_address(hname, json_string_value(x), &line, &addr, reason);
-		if (ok && ml->n_rcpt == MAX_RCPT) {
-			snprintf(reason, KPOOL_REASON_MAX, "more than %d recipients", MAX_RCPT);
-			ok = false;
-		}
-		if (ok)
-			ml->rcpt[ml->n_rcpt++] = addr;
-		else
-			free(addr);
-	}
-	if (ok && header && line.len)
-		buf_printf(&ml->msg, "%s: %s\r\n", hname, line.p);
-	free(line.p);
-	return ok;
-}
-
 static const char *str_field(json_t *o, const char *k)
 {
 	return json_string_value(json_object_get(o, k));
@@ -226,9 +181,9 @@ static bool build(struct email *e, const struct kpool_job *job, struct mail *ml,
 {
 	json_error_t jerr;
 	json_t *root = json_loadb(job->value, job->value_len, 0, &jerr), *j, *data;
-	char *text = NULL, *html = NULL, *from_addr = NULL;
-	const char *subject, *from, *tname;
-	struct buf hdr = {0};
+	char *text = NULL, *html = NULL, *subject = NULL;
+	struct mime_content c = {.default_from = e->from, .id = ml->id, .date = time(NULL)};
+	const char *tname;
 	bool ok = false;
 
 	if (!json_is_object(root)) {
@@ -244,7 +199,7 @@ static bool build(struct email *e, const struct kpool_job *job, struct mail *ml,
 
 	/* Content first: the template, or literal text/html. */
 	tname = str_field(j, "template");
-	subject = str_field(j, "subject");
+	c.subject = str_field(j, "subject");
 	if (tname) {
 		struct tmpl *t = name_ok(tname) ? tmpl_get(e, tname, false) : NULL;
 		if (t == NULL) {
@@ -255,13 +210,11 @@ static bool build(struct email *e, const struct kpool_job *job, struct mail *ml,
 		if ((t->txt && !(text = mime_render(tname, "txt", t->txt, data, false, reason))) ||
 		    (t->html && !(html = mime_render(tname, "html", t->html, data, true, reason))))
 			goto out_data;
-		if (subject == NULL && t->subject) {
-			char *s = mime_render(tname, "txt", t->subject, data, false, reason);
-			if (s == NULL)
+		if (c.subject == NULL && t->subject) {
+			subject = mime_render(tname, "txt", t->subject, data, false, reason);
+			if (subject == NULL)
 				goto out_data;
-			buf_str(&hdr, s); /* kept in hdr until the Subject header is written */
-			free(s);
-			subject = hdr.p;
+			c.subject = subject;
 		}
 	} else {
 		const char *t = str_field(j, "text"), *h = str_field(j, "html");
@@ -272,94 +225,17 @@ static bool build(struct email *e, const struct kpool_job *job, struct mail *ml,
 			goto out_data;
 		}
 	}
-	if (subject == NULL) {
-		snprintf(reason, KPOOL_REASON_MAX, "no subject");
-		goto out_data;
-	}
-	if (mime_has_crlf(subject)) {
-		snprintf(reason, KPOOL_REASON_MAX,
-			 "subject: CR or LF in a header value (header injection)");
-		goto out_data;
-	}
-
-	/* Headers.  Each value is checked or encoded; none comes from the job as is. */
-	from = str_field(j, "from") ? str_field(j, "from") : e->from;
-	if (from == NULL) {
-		snprintf(reason, KPOOL_REASON_MAX, "no from (and no 'from' option)");
-		goto out_data;
-	}
-	if (!mime_address("from", from, &ml->msg, &from_addr, reason))
-		goto out_data;
-	{ /* "From: " goes in front of what mime_address() wrote */
-		struct buf f = {0};
-		buf_str(&f, "From: ");
-		buf_add(&f, ml->msg.p, ml->msg.len);
-		buf_str(&f, "\r\n");
-		free(ml->msg.p);
-		ml->msg = f;
-	}
-	ml->from = from_addr;
-	if (!addresses(ml, "To", json_object_get(j, "to"), true, reason) ||
-	    !addresses(ml, "Cc", json_object_get(j, "cc"), true, reason) ||
-	    !addresses(ml, "Bcc", json_object_get(j, "bcc"), false, reason))
-		goto out_data;
-	if (ml->n_rcpt == 0) {
-		snprintf(reason, KPOOL_REASON_MAX, "no recipient (to, cc or bcc)");
-		goto out_data;
-	}
-	if (json_object_get(j, "replyTo")) {
-		size_t before = ml->n_rcpt;
-		if (!addresses(ml, "Reply-To", json_object_get(j, "replyTo"), true, reason))
-			goto out_data;
-		while (ml->n_rcpt > before) /* a reply address is not a recipient */
-			free(ml->rcpt[--ml->n_rcpt]);
-	}
-	buf_str(&ml->msg, "Subject: ");
-	mime_encode_words(&ml->msg, subject);
-	buf_str(&ml->msg, "\r\n");
-
-	char date[64];
-	time_t now = time(NULL);
-	struct tm tm;
-	gmtime_r(&now, &tm);
-	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	c.text = text;
+	c.html = html;
 	message_id(job->event_id, ml->id);
-	buf_printf(&ml->msg, "Date: %s\r\nMessage-ID: <%s.kpool@%s>\r\nMIME-Version: 1.0\r\n", date,
-		   ml->id, strchr(from_addr, '@') + 1);
-
-	/* The body: one part, or multipart/alternative with text first. */
-	if (text && html) {
-		buf_printf(&ml->msg,
-			   "Content-Type: multipart/alternative; boundary=\"=_kpool_%s\"\r\n\r\n"
-			   "This is a MIME message.\r\n\r\n--=_kpool_%s\r\n",
-			   ml->id, ml->id);
-	}
-	if (text) {
-		buf_str(&ml->msg, "Content-Type: text/plain; charset=UTF-8\r\n"
-				  "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
-		mime_encode_qp(&ml->msg, text);
-	}
-	if (text && html)
-		buf_printf(&ml->msg, "\r\n--=_kpool_%s\r\n", ml->id);
-	if (html) {
-		buf_str(&ml->msg, "Content-Type: text/html; charset=UTF-8\r\n"
-				  "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
-		mime_encode_qp(&ml->msg, html);
-	}
-	if (text && html)
-		buf_printf(&ml->msg, "\r\n--=_kpool_%s--\r\n", ml->id);
-	if (ml->msg.oom) {
-		snprintf(reason, KPOOL_REASON_MAX, "out of memory");
-		goto out_data;
-	}
-	ok = true;
+	ok = mime_message(&ml->mm, j, &c, reason);
 out_data:
 	json_decref(data);
 out:
 	json_decref(root);
 	free(text);
 	free(html);
-	free(hdr.p);
+	free(subject);
 	return ok;
 }
 
@@ -397,13 +273,14 @@ static kpool_status write_file(struct email *e, struct mail *ml, char *reason)
 		return KPOOL_RETRY;
 	}
 	char env[1024];
-	int n = snprintf(env, sizeof(env), "X-Kpool-Envelope-From: %s\r\n", ml->from);
+	int n = snprintf(env, sizeof(env), "X-Kpool-Envelope-From: %s\r\n", ml->mm.from);
 	bool ok = write(fd, env, (size_t)n) == n;
-	for (size_t i = 0; ok && i < ml->n_rcpt; i++) {
-		n = snprintf(env, sizeof(env), "X-Kpool-Envelope-To: %s\r\n", ml->rcpt[i]);
+	for (size_t i = 0; ok && i < ml->mm.n_rcpt; i++) {
+		n = snprintf(env, sizeof(env), "X-Kpool-Envelope-To: %s\r\n", ml->mm.rcpt[i]);
 		ok = write(fd, env, (size_t)n) == n;
 	}
-	ok = ok && write(fd, ml->msg.p, ml->msg.len) == (ssize_t)ml->msg.len && fsync(fd) == 0;
+	ok = ok && write(fd, ml->mm.text.p, ml->mm.text.len) == (ssize_t)ml->mm.text.len &&
+	     fsync(fd) == 0;
 	if (close(fd) < 0 || !ok || rename(tmp, path) < 0) {
 		snprintf(reason, KPOOL_REASON_MAX, "%s: %s", path, strerror(errno));
 		unlink(tmp);
@@ -412,12 +289,96 @@ static kpool_status write_file(struct email *e, struct mail *ml, char *reason)
 	return KPOOL_DONE;
 }
 
+/*
+ * libesmtp bounds the reads and writes of a session (its Timeout_* kinds),
+ * but not its connect(2): it connects with a blocking connect() to each
+ * address the server's name resolves to, which against a host that drops
+ * SYNs waits as long as the kernel retries them (over two minutes).  So while
+ * it connects, a timer of this thread sends it CONNECT_SIGNAL once `timeout`
+ * has passed and every CONNECT_REPEAT_MS after, until it is connected; the
+ * handler, installed without SA_RESTART, only makes connect() fail with EINTR.
+ */
+#define CONNECT_SIGNAL	  SIGRTMIN
+#define CONNECT_REPEAT_MS 100
+#ifndef sigev_notify_thread_id
+#define sigev_notify_thread_id _sigev_un._tid /* glibc 2.36 does not name it */
+#endif
+
+struct connect_timer {
+	timer_t id;
+	bool made;
+	long ms;
+	struct sigaction old;
+};
+
+static volatile sig_atomic_t connect_interrupted;
+
+static void on_connect_timer(int sig)
+{
+	(void)sig;
+	connect_interrupted = 1;
+}
+
+/* Arms the timer for a connect that may take ms, or disarms it (ms 0). */
+static void connect_timer_set(struct connect_timer *t, long ms)
+{
+	struct itimerspec its = {0};
+
+	if (!t->made)
+		return;
+	if (ms > 0) {
+		its.it_value.tv_sec = ms / 1000;
+		its.it_value.tv_nsec = ms % 1000 * 1000000L;
+		its.it_interval.tv_nsec = CONNECT_REPEAT_MS * 1000000L;
+	}
+	timer_settime(t->id, 0, &its, NULL);
+}
+
+/* Makes and arms the timer for this thread; without one (it cannot be
+ * made), a connect is bounded by the kernel only, and the log says so. */
+static void connect_timer_start(struct email *e, struct connect_timer *t)
+{
+	struct sigaction sa = {.sa_handler = on_connect_timer}; /* no SA_RESTART */
+	struct sigevent sev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = CONNECT_SIGNAL};
+
+	memset(t, 0, sizeof(*t));
+	t->ms = e->timeout_ms;
+	connect_interrupted = 0;
+	sev.sigev_notify_thread_id = gettid();
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(CONNECT_SIGNAL, &sa, &t->old) < 0) {
+		e->host->log(LOG_WARNING, "email: sigaction: %s (connect without a timeout)",
+			     strerror(errno));
+		return;
+	}
+	if (timer_create(CLOCK_MONOTONIC, &sev, &t->id) < 0) {
+		e->host->log(LOG_WARNING, "email: timer_create: %s (connect without a timeout)",
+			     strerror(errno));
+		sigaction(CONNECT_SIGNAL, &t->old, NULL);
+		return;
+	}
+	t->made = true;
+	connect_timer_set(t, t->ms);
+}
+
+/* Deletes the timer, and puts back what CONNECT_SIGNAL did before. */
+static void connect_timer_end(struct connect_timer *t)
+{
+	if (!t->made)
+		return;
+	timer_delete(t->id);
+	sigaction(CONNECT_SIGNAL, &t->old, NULL);
+	t->made = false;
+}
+
 struct session_info {
 	bool no_starttls;
 	bool bad_certificate;
 	char last_error[200]; /* the server's last 4xx or 5xx reply */
 	char auth_error[200]; /* its answer to AUTH, when it refused */
 	bool auth_sent, auth_ok;
+	bool connected; /* to some address of the server */
+	struct connect_timer timer;
 };
 
 /* The protocol as it goes: keeps the server's last error reply, for a session that fails. */
@@ -460,9 +421,14 @@ static void on_event(smtp_session_t s, int ev, void *arg, ...)
 
 	(void)s;
 	va_start(ap, arg);
-	if (ev == SMTP_EV_EXTNA_STARTTLS)
+	if (ev == SMTP_EV_CONNECT) {
+		si->connected = true;
+		connect_timer_set(&si->timer, 0); /* the Timeout_* kinds take over */
+	} else if (ev == SMTP_EV_DISCONNECT) {
+		connect_timer_set(&si->timer, si->timer.ms); /* for its next address, if any */
+	} else if (ev == SMTP_EV_EXTNA_STARTTLS) {
 		si->no_starttls = true;
-	else if (ev == SMTP_EV_WRONG_PEER_CERTIFICATE) {
+	} else if (ev == SMTP_EV_WRONG_PEER_CERTIFICATE) {
 		/* OpenSSL checked the name (or IP address) in the handshake already;
 		 * libesmtp's own check knows no IP addresses. */
 		int *ok = va_arg(ap, int *);
@@ -502,12 +468,12 @@ static kpool_status outcome(struct mail *ml, const char *session_err, char *reas
 
 	if (st && st->code >= 400)
 		worst = st;
-	for (size_t i = 0; i < ml->n_rcpt; i++) {
+	for (size_t i = 0; i < ml->mm.n_rcpt; i++) {
 		st = smtp_recipient_status(ml->r[i]);
 		if (st && st->code >= 400 &&
 		    (worst == NULL || st->code / 100 > worst->code / 100)) {
 			worst = st;
-			who = ml->rcpt[i];
+			who = ml->mm.rcpt[i];
 		}
 	}
 	if (worst == NULL) {
@@ -562,13 +528,19 @@ static void send_session(struct email *e, struct mail **ml, size_t n, kpool_stat
 	}
 	for (size_t i = 0; i < n; i++) {
 		ml[i]->m = smtp_add_message(s);
-		smtp_set_reverse_path(ml[i]->m, ml[i]->from);
-		for (size_t r = 0; r < ml[i]->n_rcpt; r++)
-			ml[i]->r[r] = smtp_add_recipient(ml[i]->m, ml[i]->rcpt[r]);
-		smtp_set_message_str(ml[i]->m, ml[i]->msg.p);
+		smtp_set_reverse_path(ml[i]->m, ml[i]->mm.from);
+		for (size_t r = 0; r < ml[i]->mm.n_rcpt; r++)
+			ml[i]->r[r] = smtp_add_recipient(ml[i]->m, ml[i]->mm.rcpt[r]);
+		smtp_set_message_str(ml[i]->m, ml[i]->mm.text.p);
 	}
 	verify_error[0] = '\0';
-	if (!smtp_start_session(s)) {
+	connect_timer_start(e, &si.timer);
+	int started = smtp_start_session(s);
+	connect_timer_end(&si.timer);
+	if (!started && !si.connected && connect_interrupted) {
+		snprintf(err, sizeof(err), "smtp %s: no connection within %ld ms (timeout)",
+			 e->server, e->timeout_ms);
+	} else if (!started) {
 		char b[200];
 		snprintf(err, sizeof(err), "smtp %s: %s", e->server,
 			 smtp_strerror(smtp_errno(), b, sizeof(b)));

@@ -3,8 +3,10 @@
 # port): templates with non-ASCII data, text+html, the envelope form, 4xx then
 # success, 5xx dead-lettered with the reply, CR/LF in subject and address
 # dead-lettered with nothing reaching the server, STARTTLS required against a
-# server without it, one SMTP session per batch, the file:// transport, and
-# STARTTLS with AUTH against a server with a certificate made here.
+# server without it, one SMTP session per batch, the file:// transport,
+# STARTTLS with AUTH against a server with a certificate made here, long
+# headers folded (ten long recipients, 2,000-character subjects), and a
+# connect bounded by the timeout against a port that drops SYNs.
 . "$(dirname "$0")/lib.sh"
 require_tools
 SMTPD_PYTHON=""
@@ -29,6 +31,12 @@ PIDS="$PIDS $!"
 wait_for 20 test -s "$T/smtps/port" || { not_ok "the STARTTLS SMTP server started"; exit 1; }
 SMTPS=127.0.0.1:$(cat "$T/smtps/port")
 CLOSED=$("$PYTHON3" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# A port whose SYNs are dropped, as by a host behind a firewall that drops packets.
+mkdir -p "$T/blackhole"
+"$SMTPD_PYTHON" "$top_srcdir/tests/integration/smtp_server.py" "$T/blackhole" --blackhole &
+PIDS="$PIDS $!"
+wait_for 20 sh -c "test -s '$T/blackhole/port' || test -s '$T/blackhole/failed'"
+BLACKHOLE=$(cat "$T/blackhole/port" 2>/dev/null || echo "$CLOSED")
 printf 's3cret\n' >"$T/smtp-password"
 printf 'wrong\n' >"$T/wrong-password"
 
@@ -90,6 +98,14 @@ topic = down-queue$R
 handler = email
 smtp_url = smtp://127.0.0.1:$CLOSED
 from = noreply@example.com
+max_attempts = 2
+retry_backoff = 100ms
+[worker:slow]
+topic = slow-queue$R
+handler = email
+smtp_url = smtp://127.0.0.1:$BLACKHOLE
+from = noreply@example.com
+timeout = 2s
 max_attempts = 2
 retry_backoff = 100ms
 [worker:files]
@@ -158,6 +174,31 @@ sessions=$(lines_in "$T/smtp/sessions")
 diag "SMTP sessions for 12 jobs on one partition: $sessions"
 check "jobs of a batch share SMTP sessions ($sessions sessions for 6 deliveries and a retry)" test "$sessions" -lt 7
 
+# Long headers: folded as RFC 5322 asks (lines of at most 998 characters,
+# here of 78), never cut; every recipient in To and in the envelope, and what
+# follows a long header on a line of its own.
+"$PYTHON3" - >"$T/long.jsonl" <<'PY'
+import json
+to = ["Recipient Number %d With A Long Display Name <r%d@example.com>" % (i, i) for i in range(1, 11)]
+print(json.dumps({"eventId": "m-ten", "to": to, "subject": "Ten recipients", "text": "x"}))
+words = " ".join("word%04d" % i for i in range(250))[:2000]
+print(json.dumps({"eventId": "m-long-words", "to": "words@example.com", "subject": words, "text": "x"}))
+print(json.dumps({"eventId": "m-long-word", "to": "word@example.com", "subject": "x" * 2000, "text": "x"}))
+PY
+"$PYTHON3" -c 'print(" ".join("word%04d" % i for i in range(250))[:2000])' >"$T/words.txt"
+send email-queue --key k <"$T/long.jsonl"
+check "long headers: the three messages arrive" wait_for 60 sh -c "dump() { '$SMTPD_PYTHON' '$top_srcdir/tests/integration/mail_dump.py' \"\$1\"; }; dump '$T/smtp' | grep -q '^word@'"
+dump "$T/smtp" >"$T/mail.tsv"
+tens=$(seq -f 'r%g@example.com' 1 10 | paste -sd, -)
+check "ten long recipients: all in the envelope" test "$(mail '^r1@' 1)" = "$tens"
+check "  all in To, as a reader parses it" test "$(mail '^r1@' 8)" = "$tens"
+check "  the Subject a header of its own" test "$(mail '^r1@' 2)" = "Ten recipients"
+check "  no header line over 78 characters ($(mail '^r1@' 9))" test "$(mail '^r1@' 9)" -le 78
+check "a 2,000-character subject of words: read back whole" test "$(mail '^words@' 2)" = "$(cat "$T/words.txt")"
+check "  folded: no header line over 78 characters ($(mail '^words@' 9))" test "$(mail '^words@' 9)" -le 78
+check "a 2,000-character word as subject: read back whole" test "$(mail '^word@' 2)" = "$("$PYTHON3" -c 'print("x" * 2000)')"
+check "  encoded words: no header line over 78 characters ($(mail '^word@' 9))" test "$(mail '^word@' 9)" -le 78
+
 # STARTTLS required, the server without it: retried, and the reason says why.
 printf '{"eventId":"t1","to":"t@example.com","subject":"TLS","text":"secret"}\n' | send tls-queue
 check "STARTTLS required but not offered: dead-lettered after retries" wait_for 60 sh -c \
@@ -186,6 +227,19 @@ printf '{"eventId":"d1","to":"down@example.com","subject":"Down","text":"x"}\n' 
 check "connection refused: retried, then dead-lettered" wait_for 60 sh -c \
 	"'$KCAT' -C -b '$B' -t 'down-queue$R.dlq' -e -q -f '%h\n' | grep -q 'kpool.error.class=retries-exhausted'"
 check "connection refused: the reason says so" sh -c "'$KCAT' -C -b '$B' -t 'down-queue$R.dlq' -e -q -f '%h\n' | grep -q 'kpool.error=smtp 127.0.0.1:$CLOSED: Connection refused'"
+
+# A server that never answers the connect: each attempt ends after the
+# timeout (2 s), not after the kernel's SYN retries (over two minutes).
+if [ -s "$T/blackhole/port" ]; then
+	start=$(date +%s)
+	printf '{"eventId":"b1","to":"slow@example.com","subject":"Slow","text":"x"}\n' | send slow-queue
+	check "no answer to the connect: dead-lettered within 20 s (2 attempts, timeout = 2s)" wait_for 20 sh -c \
+		"'$KCAT' -C -b '$B' -t 'slow-queue$R.dlq' -e -q -f '%h\n' | grep -q 'kpool.error.class=retries-exhausted'"
+	diag "dead-lettered $(($(date +%s) - start)) s after it was sent"
+	check "  the reason says so" sh -c "'$KCAT' -C -b '$B' -t 'slow-queue$R.dlq' -e -q -f '%h\n' | grep -q 'kpool.error=smtp 127.0.0.1:$BLACKHOLE: no connection within 2000 ms (timeout)'"
+else
+	ok "no answer to the connect # SKIP no port that drops SYNs here: $(cat "$T/blackhole/failed" 2>/dev/null)"
+fi
 
 # file:// transport: a .eml file per message, named by the Message-ID.
 printf '{"eventId":"f1","to":"file@example.com","template":"welcome","data":{"name":"Ana","plan":{"name":"Pro"}}}\n' | send file-queue

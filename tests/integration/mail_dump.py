@@ -2,8 +2,12 @@
 (smtp_server.py) or the file:// transport (*.eml) received:
 
 ENVELOPE_TO SUBJECT CONTENT_TYPES MESSAGE_ID HEADER_NAMES TEXT_BODY|HTML_BODY RAW_SUBJECT
+TO_ADDRESSES LONGEST_HEADER_LINE
 
-ENVELOPE_TO and CONTENT_TYPES comma separated; bodies with newlines as \\n.
+ENVELOPE_TO, CONTENT_TYPES and TO_ADDRESSES (the addresses of the To header
+as a reader parses it) comma separated; bodies with newlines as \\n;
+LONGEST_HEADER_LINE the length of the longest line of the message's headers,
+without its CRLF.
 """
 import email
 import email.policy
@@ -18,7 +22,7 @@ for path in sorted(glob.glob(os.path.join(d, "*.json"))):
     rec = json.load(open(path))
     items.append((rec["to"], rec["data"]))
 for path in sorted(glob.glob(os.path.join(d, "*.eml"))):
-    raw = open(path, encoding="utf-8").read()
+    raw = open(path, encoding="utf-8", newline="").read()  # CRLF kept
     env = [l.split(": ", 1)[1].strip() for l in raw.splitlines() if l.startswith("X-Kpool-Envelope-To: ")]
     items.append((env, raw))
 for to, raw in items:
@@ -33,5 +37,12 @@ for to, raw in items:
         if not p.is_multipart():
             bodies.append(p.get_content().replace("\r\n", "\n").replace("\n", "\\n"))
     names = sorted(set(k.lower() for k in m.keys()))
+    try:
+        to_header = [a.addr_spec for a in m["to"].addresses] if m["to"] is not None else []
+    except Exception as e:  # a header a reader cannot parse
+        to_header = ["unparsable: %s" % e]
+    head = raw.split("\r\n\r\n", 1)[0]
+    longest = max(len(line) for line in head.split("\r\n"))
     print("\t".join([",".join(to), str(m["subject"]), ",".join(types), str(m["message-id"]),
-                     ",".join(names), "|".join(bodies), raw_subject]))
+                     ",".join(names), "|".join(bodies), raw_subject, ",".join(to_header),
+                     str(longest)]))

@@ -2,6 +2,7 @@
 
 smtp_server.py DIR [--reject ADDR=CODE TEXT]... [--tempfail-once ADDR]...
                [--starttls CERT KEY] [--auth USER:PASSWORD]
+smtp_server.py DIR --blackhole
 
 Writes its port to DIR/port once it listens; each message it accepts goes to
 DIR/N.json ({"from", "to", "data"}), and each EHLO/HELO (one per session) is
@@ -9,6 +10,13 @@ a line of DIR/sessions.  --reject answers RCPT TO for ADDR with CODE TEXT
 every time, --tempfail-once answers 451 the first time only.  Without
 --starttls the server does not offer STARTTLS; with --auth it requires AUTH
 (over TLS when it offers STARTTLS).  Each message records "tls" and "auth".
+
+--blackhole: no SMTP at all, but a port whose connections never complete: a
+socket that listens with a backlog of 0, whose one place is taken by a
+connection of its own and never accepted, so that the kernel drops every
+further SYN (the client retries its SYN for minutes, as against a host that
+drops packets).  It writes DIR/port once a trial connection has timed out,
+or DIR/failed with the reason when the kernel answered it after all.
 """
 import json
 import os
@@ -22,9 +30,38 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
+def blackhole(out):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    held = socket.create_connection(("127.0.0.1", port), timeout=5)
+    trial = socket.socket()
+    trial.settimeout(1)
+    try:
+        trial.connect(("127.0.0.1", port))
+        result, text = "failed", "a connection beyond the backlog was answered"
+    except socket.timeout:
+        result, text = "port", str(port)
+    except OSError as e:
+        result, text = "failed", "a connection beyond the backlog: " + str(e)
+    trial.close()
+    with open(os.path.join(out, result + ".tmp"), "w") as f:
+        f.write(text)
+    os.rename(os.path.join(out, result + ".tmp"), os.path.join(out, result))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    held.close()
+    listener.close()
+
+
 def main():
     args = sys.argv[1:]
     out = args.pop(0)
+    if args == ["--blackhole"]:
+        return blackhole(out)
     reject, tempfail, tls, auth = {}, set(), None, None
     while args:
         a = args.pop(0)
