@@ -210,7 +210,11 @@ struct kp_plugin {
 };
 int kp_plugin_path(const struct kp_conf *conf, const char *handler, char *path, size_t len);
 int kp_plugin_open(struct kp_plugin *pl, const char *path, char *err, size_t len);
-int kp_plugin_safe(const char *path, char *err, size_t len);
+int kp_plugin_safe_open(const char *path, char *err, size_t len);
+
+/* privileges.c */
+int kp_state_dir_make(const char *dir);
+int kp_become_user(const struct kp_conf *conf, bool give_state_dir, char *err, size_t len);
 int kp_plugin_init(struct kp_plugin *pl, const struct kpool_host *host, const struct kp_kv *opts,
 		   size_t n_opts, char *err, size_t len);
 void kp_plugin_close(struct kp_plugin *pl);

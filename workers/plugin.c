@@ -6,6 +6,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,51 +27,90 @@ int kp_plugin_path(const struct kp_conf *conf, const char *handler, char *path, 
 	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-/* Refuses a file or directory others could have written to; -1 with err naming it. */
-static int owned_safely(const char *path, const char *what, char *err, size_t len)
+/* Refuses what others than root and us could have written (st: path's); -1 with err. */
+static int owned_safely(const struct stat *st, const char *path, const char *what, char *err,
+			size_t len)
 {
-	struct stat st;
-
-	if (stat(path, &st) < 0) {
-		snprintf(err, len, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+	if (st->st_mode & (S_IWGRP | S_IWOTH)) {
 		snprintf(err, len, "%s: %s is writable by %s; refusing to load code from it", path,
-			 what, st.st_mode & S_IWOTH ? "others" : "its group");
+			 what, st->st_mode & S_IWOTH ? "others" : "its group");
 		return -1;
 	}
-	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+	if (st->st_uid != 0 && st->st_uid != geteuid()) {
 		snprintf(
 		    err, len,
 		    "%s: %s is owned by uid %u, neither root nor us; refusing to load code from it",
-		    path, what, (unsigned)st.st_uid);
+		    path, what, (unsigned)st->st_uid);
 		return -1;
 	}
 	return 0;
 }
 
-/*
- * Checks that neither a plugin file nor its directory can be changed by
- * someone else than root or the user kpoold runs as (symlinks are followed:
- * the file checked is the one loaded).  -1 with err naming the path.
- */
-int kp_plugin_safe(const char *path, char *err, size_t len)
+/* The directory of path, checked like the file; -1 with err naming it. */
+static int dir_safe(const char *path, char *err, size_t len)
 {
-	char real[4096], *slash;
+	char dir[4096], *slash;
+	struct stat st;
 
-	if (realpath(path, real) == NULL) {
-		snprintf(err, len, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (owned_safely(real, "the plugin", err, len) < 0)
-		return -1;
-	slash = strrchr(real, '/');
-	if (slash == real)
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dir)
 		slash[1] = '\0';
 	else
 		*slash = '\0';
-	return owned_safely(real, "its directory", err, len);
+	if (stat(dir, &st) < 0) {
+		snprintf(err, len, "%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	return owned_safely(&st, dir, "its directory", err, len);
+}
+
+/*
+ * Opens a plugin file for loading, once: the directory it is named in, the
+ * file opened (whatever links led to it: checked through the descriptor)
+ * and the directory it really is in must be such that no one but root or
+ * the user kpoold runs as could have changed them.  Loading then goes
+ * through the descriptor (/proc/self/fd/N), so the code checked is the code
+ * run, even if a link is switched meanwhile.  Returns the descriptor, or -1
+ * with err naming the path.
+ */
+int kp_plugin_safe_open(const char *path, char *err, size_t len)
+{
+	char link[64], real[4096];
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	if (dir_safe(path, err, len) < 0)
+		return -1;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		snprintf(err, len, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, len, "%s: %s", path,
+			 S_ISREG(st.st_mode) ? strerror(errno) : "not a file");
+		goto fail;
+	}
+	if (owned_safely(&st, path, "the plugin", err, len) < 0)
+		goto fail;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, real, sizeof(real) - 1);
+	if (n <= 0) {
+		snprintf(err, len, "%s: cannot tell where it is (%s: %s)", path, link,
+			 n < 0 ? strerror(errno) : "empty");
+		goto fail;
+	}
+	real[n] = '\0';
+	if (strcmp(real, path) != 0 && dir_safe(real, err, len) < 0)
+		goto fail;
+	return fd;
+fail:
+	close(fd);
+	return -1;
 }
 
 /*
@@ -80,14 +120,23 @@ int kp_plugin_safe(const char *path, char *err, size_t len)
 int kp_plugin_open(struct kp_plugin *pl, const char *path, char *err, size_t len)
 {
 	const struct kpool_plugin *sym;
+	char fdpath[64];
+	int fd;
 
 	memset(pl, 0, sizeof(*pl));
 	snprintf(pl->path, sizeof(pl->path), "%s", path);
-	if (kp_plugin_safe(path, err, len) < 0) /* also says when it is missing */
+	fd = kp_plugin_safe_open(path, err, len); /* also says when it is missing */
+	if (fd < 0)
 		return -1;
-	pl->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
+	pl->dl = dlopen(fdpath, RTLD_NOW | RTLD_LOCAL);
+	close(fd); /* the mapping stays */
 	if (pl->dl == NULL) {
-		snprintf(err, len, "%s: %s", path, dlerror());
+		const char *why = dlerror();
+		/* dlerror() names the descriptor: name the file instead. */
+		if (why && strncmp(why, fdpath, strlen(fdpath)) == 0 && why[strlen(fdpath)] == ':')
+			why += strlen(fdpath) + 1;
+		snprintf(err, len, "%s: %s", path, why ? why : "cannot load");
 		return -1;
 	}
 	sym = dlsym(pl->dl, "kpool_plugin");
@@ -187,7 +236,10 @@ int kp_plugin_check(const struct kp_conf *conf, const struct kp_binding *b, char
 		int rc = 1;
 
 		close(fds[0]);
-		if (kp_plugin_open(&pl, path, msg, sizeof(msg)) == 0) {
+		/* Plugin code runs as the [pool] user, here too. */
+		if (kp_become_user(conf, false, msg, sizeof(msg)) < 0)
+			rc = 3;
+		else if (kp_plugin_open(&pl, path, msg, sizeof(msg)) == 0) {
 			if (kp_plugin_init(&pl, &host, b->opts, b->n_opts, msg, sizeof(msg)) == 0)
 				rc = 0;
 			else
@@ -205,6 +257,10 @@ int kp_plugin_check(const struct kp_conf *conf, const struct kp_binding *b, char
 		;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 3) { /* could not become the user */
+		snprintf(err, len, "%s", msg);
+		return -1;
+	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 1) { /* could not load */
 		snprintf(err, len, "%s:%d: [worker:%s] handler: %s", conf->path, b->line, b->name,
 			 msg);

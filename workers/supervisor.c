@@ -697,54 +697,22 @@ int kp_health(const struct kp_supervisor *sv, char **json)
 	return healthy;
 }
 
-static int mkdir_p(const char *dir)
-{
-	char buf[PATH_MAX];
-
-	snprintf(buf, sizeof(buf), "%s", dir);
-	for (char *p = buf + 1; *p; p++)
-		if (*p == '/') {
-			*p = '\0';
-			if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-				return -1;
-			*p = '/';
-		}
-	return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
-}
-
 /*
  * Drops root for [pool] user, after the metrics socket is open: the state
- * directory is given to that user first.  -1 with a logged reason on failure.
+ * directory and what root made in it are given to that user first.  -1 with
+ * a logged reason on failure.
  */
 static int drop_privileges(const struct kp_conf *conf)
 {
-	struct passwd *pw;
+	char err[512];
+	uid_t was = geteuid();
 
-	if (conf->user == NULL || conf->user[0] == '\0')
-		return 0;
-	pw = getpwnam(conf->user);
-	if (pw == NULL) {
-		kp_log(KP_ERROR, "%s: [pool] user: no user '%s'", conf->path, conf->user);
+	if (kp_become_user(conf, true, err, sizeof(err)) < 0) {
+		kp_log(KP_ERROR, "%s", err);
 		return -1;
 	}
-	if (geteuid() != 0) {
-		if (geteuid() == pw->pw_uid)
-			return 0;
-		kp_log(KP_ERROR, "%s: [pool] user: switching to '%s' needs root", conf->path,
-		       conf->user);
-		return -1;
-	}
-	if (chown(conf->state_dir, pw->pw_uid, pw->pw_gid) < 0 ||
-	    initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
-	    setuid(pw->pw_uid) < 0) {
-		kp_log(KP_ERROR, "cannot become user %s: %s", conf->user, strerror(errno));
-		return -1;
-	}
-	if (setuid(0) == 0) { /* must be impossible now */
-		kp_log(KP_ERROR, "could regain root after dropping it; stopping");
-		return -1;
-	}
-	kp_log(KP_INFO, "running as user %s (uid %u)", conf->user, (unsigned)pw->pw_uid);
+	if (geteuid() != was)
+		kp_log(KP_INFO, "running as user %s (uid %u)", conf->user, (unsigned)geteuid());
 	return 0;
 }
 
@@ -842,7 +810,9 @@ int kp_supervisor_run(struct kp_conf *conf)
 	kp_log_who("supervisor");
 	kp_proctitle("kpoold: supervisor");
 	conf->refs = 1; /* held by sv.conf */
-	if (mkdir_p(conf->state_dir) < 0) {
+	/* The ledger and the plugins' databases hold whole jobs: only for us. */
+	umask(077);
+	if (kp_state_dir_make(conf->state_dir) < 0) {
 		kp_log(KP_ERROR, "state_dir %s: %s", conf->state_dir, strerror(errno));
 		return 1;
 	}
