@@ -2,7 +2,10 @@
 # The exec handler with a shell-script handler: the job on standard input and
 # KPOOL_* in the environment, words of the command (quoted too), exit 0 done,
 # 75 retried, 1 dead-lettered with the last line of standard error, killed by
-# a signal, and a command over its timeout killed with what it started.
+# a signal, a command over its timeout killed with what it started, no
+# descriptor of the worker's in the command, and a command that exits 0 while
+# what it started holds its standard error: done at once, what it left killed
+# (in its process group, and in a session of its own).
 . "$(dirname "$0")/lib.sh"
 require_tools
 
@@ -16,18 +19,28 @@ case "\$job" in
 *'"do":"hang"'*) sleep 29.5 & sleep 28.5 ;;
 *'"do":"crash"'*) echo "about to crash" >&2; kill -9 \$\$ ;;
 *'"do":"args"'*) printf '%s|' "\$@" >"$T/args" ;;
+*'"do":"fds"'*) ls -l /proc/self/fd >"$T/fds" 2>&1 ;;
 esac
 exit 0
 EOF2
 chmod 755 "$T/handler.sh"
 
 plugins "$T/plugins"
-pool_conf "$T/pool.conf" <<EOF2
+# [worker:bg] runs a command that leaves children behind, their sleeps named
+# by this test's pid, so that only its own are looked for.
+pool_conf "$T/pool.conf" 'metrics_listen = 127.0.0.1:0' <<EOF2
 [worker:run]
 topic = exec-jobs$R
 handler = exec
 command = $T/handler.sh "two words" plain 'single quoted'
 timeout = 1s
+max_attempts = 2
+retry_backoff = 100ms
+[worker:bg]
+topic = exec-bg$R
+handler = exec
+command = /bin/sh -c "echo started >>$T/bg-record; sleep 86$$ & setsid sleep 87$$ & exit 0"
+timeout = 2s
 max_attempts = 2
 retry_backoff = 100ms
 EOF2
@@ -37,6 +50,7 @@ B=$(bootstrap "$T/state")
 "$KPOOL" -c "$T/pool.conf" send "exec-jobs$R" --key k 2>"$T/send.log" <<'EOF2'
 {"eventId":"e-done","do":"nothing","n":1}
 {"eventId":"e-args","do":"args"}
+{"eventId":"e-fds","do":"fds"}
 {"eventId":"e-fail","do":"fail"}
 {"eventId":"e-temp","do":"tempfail"}
 {"eventId":"e-crash","do":"crash"}
@@ -61,7 +75,23 @@ check "killed by a signal: dead-lettered" test "$(dlq e-crash 2)|$(dlq e-crash 9
 check "over its timeout: killed, retried, then dead-lettered" test "$(dlq e-hang 2)|$(dlq e-hang 3)" = "retries-exhausted|2"
 check "  saying so" test "$(dlq e-hang 9)" = "$T/handler.sh: killed after timeout (1000 ms)"
 check "  what it started is gone too" wait_for 10 sh -c "! pgrep -f 'sleep 2[89][.]5' >/dev/null"
-check "jobs after it are handled in order" test "$(cut -d'|' -f1 "$T/record" | uniq | tr '\n' ' ')" = "e-done e-args e-fail e-temp e-crash e-hang e-last "
+check "jobs after it are handled in order" test "$(cut -d'|' -f1 "$T/record" | uniq | tr '\n' ' ')" = "e-done e-args e-fds e-fail e-temp e-crash e-hang e-last "
+# ls lists its own descriptor of /proc/PID/fd too.
+fds=$(sed -n 's/.* \([0-9][0-9]*\) -> \(.*\)$/\1 \2/p' "$T/fds" 2>/dev/null | grep -v ' /proc/[0-9]*/fd$' | cut -d' ' -f1 | sort -n | tr '\n' ' ')
+check "the command has standard input, output and error, and no descriptor of the worker's ($fds)" test "$fds" = "0 1 2 "
+[ "$fds" = "0 1 2 " ] || sed 's/^/# /' "$T/fds"
+
+# A command that exits 0 and leaves children holding its standard error:
+# judged by its exit status, not by the end of its standard error.
+printf '{"eventId":"e-bg"}\n' | "$KPOOL" -c "$T/pool.conf" send "exec-bg$R" 2>>"$T/send.log"
+u=$(metrics_url "$T/state")
+check "exit 0, children hold standard error: done" wait_for 15 at_least 1 metric "$u" kpool_jobs_total 'worker="bg",result="done"'
+check "  once, not retried" test "$(lines_in "$T/bg-record")" -eq 1
+check "  not dead-lettered" test -z "$(dlq_field "exec-bg$R.dlq" e-bg 2)"
+check "  what it left in its process group is killed" wait_for 10 sh -c "! pgrep -f 'sleep 8[6]$$' >/dev/null"
+check "  what it left in a session of its own (setsid) too" wait_for 10 sh -c "! pgrep -f 'sleep 8[7]$$' >/dev/null"
+# Whatever is left (if the checks above failed) goes with the test.
+PIDS="$PIDS $(pgrep -f "sleep 8[67]$$" | tr '\n' ' ')"
 
 # Refused at start, naming file, line and key.
 sed "s|^command = .*|command = handler.sh|" "$T/pool.conf" >"$T/rel.conf"
