@@ -52,6 +52,18 @@ static void *grow(void *p, size_t n, size_t size)
 	return p;
 }
 
+/*
+ * Column i's text as valid UTF-8 (a byte that is not part of it becomes
+ * U+FFFD; NULL is ""), so that JSON drops no event for its bytes; control
+ * characters stay, for the table and kp_json_print() to escape.
+ */
+static char *column_text(sqlite3_stmt *st, int i)
+{
+	const void *s = sqlite3_column_text(st, i);
+
+	return kp_text_utf8(s ? s : "", s ? (size_t)sqlite3_column_bytes(st, i) : 0);
+}
+
 static size_t event_index(struct report *r, const char *name)
 {
 	for (size_t i = 0; i < r->n_events; i++)
@@ -59,6 +71,8 @@ static size_t event_index(struct report *r, const char *name)
 			return i;
 	r->events = grow(r->events, r->n_events, sizeof(*r->events));
 	r->events[r->n_events] = (struct event){.name = strdup(name)};
+	if (r->events[r->n_events].name == NULL)
+		abort(); /* a report for a terminal: no memory is no way on */
 	return r->n_events++;
 }
 
@@ -88,16 +102,20 @@ static int load(struct report *r, const char *path, const char *event)
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct hll h;
 		struct row *x;
-		size_t e = event_index(r, (const char *)sqlite3_column_text(st, 1));
+		char *name = column_text(st, 1);
+		size_t e = event_index(r, name);
 
 		if (hll_load(&h, sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3)) <
 		    0) {
-			fprintf(stderr, "kpool: %s: row (%s, %lld, %s): users is not a sketch\n",
-				path, g->name, (long long)sqlite3_column_int64(st, 0),
-				sqlite3_column_text(st, 1));
+			fprintf(stderr, "kpool: %s: row (%s, %lld, ", path, g->name,
+				(long long)sqlite3_column_int64(st, 0));
+			kp_text_put(stderr, name, strlen(name), 0);
+			fprintf(stderr, "): users is not a sketch\n");
+			free(name);
 			rc = SQLITE_ERROR;
 			break;
 		}
+		free(name);
 		r->rows = grow(r->rows, r->n_rows, sizeof(*r->rows));
 		x = &r->rows[r->n_rows++];
 		x->bucket = sqlite3_column_int64(st, 0);
@@ -188,8 +206,7 @@ static void print_json(const struct report *r)
 		kp_cmd_iso(r->since_ms, at, sizeof(at));
 		json_object_set_new(doc, "since", json_string(at));
 	}
-	json_dumpf(doc, stdout, JSON_INDENT(2));
-	putchar('\n');
+	kp_json_print(doc, stdout, JSON_INDENT(2));
 	json_decref(doc);
 }
 

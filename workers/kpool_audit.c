@@ -44,6 +44,17 @@ static const char *txt(sqlite3_stmt *st, int i)
 	return s ? s : "";
 }
 
+/*
+ * Column i as JSON: null, or its text as valid UTF-8 (a byte that is not
+ * part of it becomes U+FFFD), so that no entry is dropped for its bytes.
+ */
+static json_t *column_json(sqlite3_stmt *st, int i)
+{
+	const void *s = sqlite3_column_text(st, i);
+
+	return s ? kp_json_text(s, (size_t)sqlite3_column_bytes(st, i)) : json_null();
+}
+
 static int query(const char *path, int argc, char **argv)
 {
 	static const struct option longopts[] = {{"user", required_argument, NULL, 'u'},
@@ -104,14 +115,14 @@ static int query(const char *path, int argc, char **argv)
 			json_error_t e;
 			const char *d = (const char *)sqlite3_column_text(st, 5);
 			json_t *details = d ? json_loads(d, JSON_DECODE_ANY, &e) : json_null();
-			if (details == NULL)
-				details = json_string(d);
+			if (details == NULL) /* text that is not JSON, as a string */
+				details = column_json(st, 5);
 			json_array_append_new(
-			    arr, json_pack("{s:I, s:s, s:s?, s:s, s:s?, s:o, s:s}", "seq",
+			    arr, json_pack("{s:I, s:s, s:o, s:o, s:o, s:o, s:o}", "seq",
 					   (json_int_t)sqlite3_column_int64(st, 0), "at", at,
-					   "user_id", sqlite3_column_text(st, 2), "action",
-					   txt(st, 3), "resource", sqlite3_column_text(st, 4),
-					   "details", details, "event_id", txt(st, 6)));
+					   "user_id", column_json(st, 2), "action",
+					   column_json(st, 3), "resource", column_json(st, 4),
+					   "details", details, "event_id", column_json(st, 6)));
 		} else {
 			kp_table_row(&t, seq, at, txt(st, 2), txt(st, 3), txt(st, 4), txt(st, 6),
 				     txt(st, 5));
@@ -120,8 +131,7 @@ static int query(const char *path, int argc, char **argv)
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	if (json) {
-		json_dumpf(arr, stdout, JSON_INDENT(2));
-		putchar('\n');
+		kp_json_print(arr, stdout, JSON_INDENT(2));
 	} else {
 		kp_table_print(&t, stdout);
 		printf("%zu entries\n", t.n_rows);

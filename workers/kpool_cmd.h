@@ -1,11 +1,15 @@
 /*
  * kpool_cmd.h - what the kpool command's subcommands share: aligned tables,
- * times, read-only databases, and the subcommands themselves.
+ * text from outside made safe to show, times, read-only databases, the
+ * dead-letter record and replay progress, and the subcommands themselves.
  */
 #ifndef KPOOL_CMD_H
 #define KPOOL_CMD_H
 
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,11 +29,70 @@ void kp_table_row(struct kp_table *t, ...);
 void kp_table_print(const struct kp_table *t, FILE *f);
 void kp_table_free(struct kp_table *t);
 
-int64_t kp_cmd_since_ms(const char *s);
+/* kpool_text.c: outside bytes shown to people (escaped) and to programs (JSON). */
+#define KP_TEXT_LINES 1 /* kp_text_clean: newlines and tabs stay */
+size_t kp_utf8_next(const unsigned char *s, size_t n, uint32_t *cp);
+char *kp_text_utf8(const void *s, size_t n);
+char *kp_text_clean(const void *s, size_t n, unsigned flags);
+void kp_text_put(FILE *f, const void *s, size_t n, unsigned flags);
+json_t *kp_json_text(const void *s, size_t n);
+int kp_json_print(const json_t *doc, FILE *f, size_t flags);
+
+/* kpool_time.c */
+int kp_cmd_since_parse(const char *s, int64_t now_ms, int64_t *ms, const char **why);
 int64_t kp_cmd_since_arg(const char *s);
+void kp_cmd_iso(int64_t ms, char *out, size_t len);
+
 sqlite3 *kp_cmd_open_ro(const char *path);
 sqlite3_stmt *kp_cmd_prepare(sqlite3 *db, const char *path, const char *sql);
-void kp_cmd_iso(int64_t ms, char *out, size_t len);
+
+/* kpool_dlqrec.c: what a dead-letter record says about itself, whoever wrote it. */
+struct dlrec {
+	int32_t partition;
+	int64_t offset;
+	int64_t failed_ms; /* -1 if unknown */
+	char failed_at[40];
+	/* Text from the headers, as kp_text_utf8() makes it valid UTF-8. */
+	char *orig_topic; /* NULL if the record does not say */
+	int32_t orig_partition;
+	int64_t orig_offset;
+	char *class;
+	char *reason;
+	char *event_id;
+	int attempts;	    /* -1 if unknown */
+	const char *writer; /* kpool, spring, connect, unknown */
+};
+
+#define KP_DLREC_FROM_MAX 320 /* TOPIC/PARTITION/OFFSET */
+
+void kp_dlrec_read(struct dlrec *r, rd_kafka_headers_t *h, int32_t partition, int64_t offset,
+		   int64_t timestamp_ms);
+void kp_dlrec_free(struct dlrec *r);
+json_t *kp_dlrec_json(const struct dlrec *r);
+void kp_dlrec_from(const struct dlrec *r, char *buf, size_t len);
+bool kp_dlrec_class_matches(const char *class, const char *want);
+bool kp_dlrec_printable(const void *v, size_t len);
+char *kp_dlrec_hex(const void *v, size_t len);
+char *kp_dlrec_header_value(const char *name, const void *v, size_t len);
+void kp_dlrec_row(const struct dlrec *r, struct kp_table *t);
+void kp_dlrec_headers_table(rd_kafka_headers_t *h, struct kp_table *t);
+json_t *kp_dlrec_headers_json(rd_kafka_headers_t *h);
+
+/* kpool_progress.c: the offsets a replay sent, and its commit metadata. */
+struct kp_range {
+	int64_t a, b; /* a..b, both in */
+};
+struct kp_ranges { /* ascending, neither overlapping nor touching */
+	struct kp_range *r;
+	size_t n, cap;
+};
+int kp_cmd_decimal(const char *s, size_t n, int64_t max, int64_t *out);
+int kp_ranges_add(struct kp_ranges *s, int64_t off);
+bool kp_ranges_has(const struct kp_ranges *s, int64_t off);
+void kp_ranges_free(struct kp_ranges *s);
+int kp_replay_meta_parse(struct kp_ranges *s, const char *meta, size_t len, int64_t floor,
+			 char *why, size_t why_len);
+size_t kp_replay_meta_print(const struct kp_ranges *s, int64_t from, char *out, size_t len);
 
 struct kp_conf;
 int kp_cmd_audit(int argc, char **argv);

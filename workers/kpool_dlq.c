@@ -6,46 +6,30 @@
  *
  * Besides kpool's own records, it reads those of Spring Kafka
  * (kafka_dlt-original-topic, ...; partition and offset as big-endian
- * integers) and Kafka Connect (__connect.errors.topic, ...).
+ * integers) and Kafka Connect (__connect.errors.topic, ...): see
+ * kpool_dlqrec.c.  A record is replayed to the topic it names only when a
+ * binding of the conf sends that topic's failed jobs to this dead-letter
+ * topic; anywhere else only with --to.
  */
 #include "config.h"
 
-#include <ctype.h>
-#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <limits.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "kpool_cmd.h"
 #include "kpoold.h"
-#include "util.h"
 
 #define DLQ_TIMEOUT_MS 10000 /* metadata, watermarks, commits */
 #define DLQ_IDLE_MS    30000 /* reading: give up after this long without a record */
 #define REPLAY_CHUNK   500   /* records produced, then acknowledged, then committed */
 #define REPLAY_META    3000  /* bytes of replayed offsets kept in a commit's metadata */
 #define REPLAYED_FROM  "kpool.replayed-from"
-
-/* What a dead-letter record says about itself, whoever wrote it. */
-struct dlrec {
-	int32_t partition;
-	int64_t offset;
-	int64_t failed_ms;
-	char failed_at[40];
-	char *orig_topic; /* NULL if the record does not say */
-	int32_t orig_partition;
-	int64_t orig_offset;
-	char *class;
-	char *reason;
-	char *event_id;
-	int attempts;	    /* -1 if unknown */
-	const char *writer; /* kpool, spring, connect, unknown */
-};
 
 /* One partition of the topic being read. */
 struct part {
@@ -55,10 +39,9 @@ struct part {
 	int64_t next;	/* first offset not looked at yet */
 	bool done;
 	/* replay */
-	int64_t committed; /* the group's offset at the start, -1 if none */
-	int64_t *replayed; /* offsets >= next_commit replayed before or now, ascending */
-	size_t n_replayed, cap_replayed;
-	int64_t first_left; /* first offset looked at and not replayed, -1 if none */
+	int64_t committed;	   /* the group's offset at the start, -1 if none */
+	struct kp_ranges replayed; /* offsets replayed before or now (above committed) */
+	int64_t first_left;	   /* first offset looked at and not replayed, -1 if none */
 	int64_t last_added; /* the last offset replayed, to tell a new range from a longer one */
 	size_t meta_bytes;  /* about what the replayed offsets take in the metadata */
 	bool full;	    /* the metadata has no room for more scattered offsets */
@@ -82,141 +65,15 @@ static void usage_dlq(FILE *f)
 		   "[--json]\n");
 }
 
-/* ---- reading headers ------------------------------------------------------- */
-
-static bool hdr(rd_kafka_headers_t *h, const char *name, const void **v, size_t *len)
-{
-	return h && rd_kafka_header_get_last(h, name, v, len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-	       *v != NULL;
-}
-
-/* A header's value as text (NULL if absent), control characters made spaces. */
-static char *hdr_text(rd_kafka_headers_t *h, const char *name)
-{
-	const void *v;
-	size_t len;
-	char *s;
-
-	if (!hdr(h, name, &v, &len) || (s = strndup(v, len)) == NULL)
-		return NULL;
-	for (char *p = s; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = ' ';
-	return s;
-}
-
-/* A number written as text (kpool, Connect) or big-endian bytes (Spring). */
-/* A big-endian int32 or int64 (Spring Kafka's numbers); false for other lengths. */
-static bool be_int(const unsigned char *v, size_t len, int64_t *out)
-{
-	uint64_t u = 0;
-
-	if (len != 4 && len != 8)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		u = u << 8 | v[i];
-	*out = len == 4 ? (int64_t)(int32_t)(uint32_t)u : (int64_t)u;
-	return true;
-}
-
-static bool hdr_int(rd_kafka_headers_t *h, const char *name, int64_t *out)
-{
-	const unsigned char *v;
-	size_t len, i = 0;
-	char buf[32];
-
-	if (!hdr(h, name, (const void **)&v, &len) || len == 0)
-		return false;
-	if (v[0] == '-')
-		i++;
-	while (i < len && isdigit(v[i]))
-		i++;
-	if (i == len && len < sizeof(buf) && !(len == 1 && v[0] == '-')) {
-		memcpy(buf, v, len);
-		buf[len] = '\0';
-		*out = strtoll(buf, NULL, 10);
-		return true;
-	}
-	return be_int(v, len, out);
-}
-
-static void dlrec_free(struct dlrec *r)
-{
-	free(r->orig_topic);
-	free(r->class);
-	free(r->reason);
-	free(r->event_id);
-}
-
-/* The headers in which each tool says where a job came from and why it failed. */
-static const struct writer {
-	const char *name, *topic, *partition, *offset, *class, *reason, *event_id, *attempts;
-} writers[] = {
-    {"kpool", "kpool.original.topic", "kpool.original.partition", "kpool.original.offset",
-     "kpool.error.class", "kpool.error", "kpool.event-id", "kpool.attempts"},
-    {"spring", "kafka_dlt-original-topic", "kafka_dlt-original-partition",
-     "kafka_dlt-original-offset", "kafka_dlt-exception-fqcn", "kafka_dlt-exception-message", NULL,
-     NULL},
-    {"connect", "__connect.errors.topic", "__connect.errors.partition", "__connect.errors.offset",
-     "__connect.errors.exception.class.name", "__connect.errors.exception.message", NULL, NULL},
-};
-
 /* Reads what a dead-letter record says about the job and why it is there. */
 static void dlrec_read(const rd_kafka_message_t *m, struct dlrec *r)
 {
 	rd_kafka_headers_t *h = NULL;
 	rd_kafka_timestamp_type_t tstype;
-	int64_t v;
 
-	memset(r, 0, sizeof(*r));
-	r->partition = m->partition;
-	r->offset = m->offset;
-	r->orig_partition = -1;
-	r->orig_offset = -1;
-	r->attempts = -1;
 	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		h = NULL;
-	r->writer = "unknown";
-	for (size_t i = 0; i < sizeof(writers) / sizeof(writers[0]); i++) {
-		const struct writer *w = &writers[i];
-		if ((r->orig_topic = hdr_text(h, w->topic)) == NULL)
-			continue;
-		r->writer = w->name;
-		if (hdr_int(h, w->partition, &v))
-			r->orig_partition = (int32_t)v;
-		if (hdr_int(h, w->offset, &v))
-			r->orig_offset = v;
-		r->class = hdr_text(h, w->class);
-		r->reason = hdr_text(h, w->reason);
-		if (w->event_id)
-			r->event_id = hdr_text(h, w->event_id);
-		if (w->attempts && hdr_int(h, w->attempts, &v))
-			r->attempts = (int)v;
-		break;
-	}
-	if (r->class == NULL)
-		r->class = strdup("unknown");
-	if (r->reason == NULL)
-		r->reason = strdup("");
-	r->failed_ms = rd_kafka_message_timestamp(m, &tstype);
-	{
-		char *at = hdr_text(h, "kpool.failed-at");
-		int64_t ms = at ? util_time_text_ms(at) : -1;
-		if (ms >= 0)
-			r->failed_ms = ms;
-		free(at);
-	}
-	if (r->failed_ms >= 0)
-		kp_cmd_iso(r->failed_ms, r->failed_at, sizeof(r->failed_at));
-	else
-		snprintf(r->failed_at, sizeof(r->failed_at), "-");
-}
-
-/* --error-class C: the class itself, or (Java exceptions) its simple name. */
-static bool class_matches(const char *class, const char *want)
-{
-	const char *dot = strrchr(class, '.');
-	return want == NULL || strcmp(class, want) == 0 || (dot && strcmp(dot + 1, want) == 0);
+	kp_dlrec_read(r, h, m->partition, m->offset, rd_kafka_message_timestamp(m, &tstype));
 }
 
 /* ---- reading a topic ------------------------------------------------------- */
@@ -229,7 +86,7 @@ static void scan_close(struct scan *sc)
 		rd_kafka_destroy(sc->rk);
 	}
 	for (int i = 0; i < sc->n; i++)
-		free(sc->parts[i].replayed);
+		kp_ranges_free(&sc->parts[i].replayed);
 	free(sc->parts);
 	memset(sc, 0, sizeof(*sc));
 }
@@ -429,52 +286,17 @@ static void count_class(struct class_count **cc, size_t *n, const char *class)
 			return;
 		}
 	struct class_count *x = realloc(*cc, (*n + 1) * sizeof(**cc));
-	if (x == NULL)
-		return;
+	if (x == NULL || (x[*n].class = strdup(class)) == NULL)
+		abort(); /* a count for a terminal: no memory is no way on */
 	*cc = x;
-	x[*n].class = strdup(class);
 	x[*n].n = 1;
 	(*n)++;
 }
 
-static void from_text(const struct dlrec *r, char *buf, size_t len)
-{
-	if (r->orig_topic == NULL)
-		snprintf(buf, len, "-");
-	else if (r->orig_offset >= 0)
-		snprintf(buf, len, "%s/%d/%" PRId64, r->orig_topic, (int)r->orig_partition,
-			 r->orig_offset);
-	else
-		snprintf(buf, len, "%s", r->orig_topic);
-}
-
-static json_t *dlrec_json(const struct dlrec *r)
-{
-	json_t *o = json_object();
-
-	json_object_set_new(o, "partition", json_integer(r->partition));
-	json_object_set_new(o, "offset", json_integer(r->offset));
-	json_object_set_new(o, "failed_at",
-			    r->failed_ms >= 0 ? json_string(r->failed_at) : json_null());
-	json_object_set_new(
-	    o, "original",
-	    json_pack("{s:o,s:o,s:o}", "topic",
-		      r->orig_topic ? json_string(r->orig_topic) : json_null(), "partition",
-		      r->orig_partition >= 0 ? json_integer(r->orig_partition) : json_null(),
-		      "offset", r->orig_offset >= 0 ? json_integer(r->orig_offset) : json_null()));
-	json_object_set_new(o, "class", json_string(r->class));
-	json_object_set_new(o, "attempts",
-			    r->attempts >= 0 ? json_integer(r->attempts) : json_null());
-	json_object_set_new(o, "reason", json_string(r->reason));
-	json_object_set_new(o, "event_id", r->event_id ? json_string(r->event_id) : json_null());
-	json_object_set_new(o, "writer", json_string(r->writer));
-	return o;
-}
-
+/* Prints a document of --json. */
 static void json_print(json_t *doc)
 {
-	json_dumpf(doc, stdout, JSON_INDENT(2));
-	putchar('\n');
+	kp_json_print(doc, stdout, JSON_INDENT(2));
 	json_decref(doc);
 }
 
@@ -495,14 +317,15 @@ static int dlq_list(const struct kp_conf *conf, const char *topic, long limit, c
 
 		dlrec_read(m, &r);
 		rd_kafka_message_destroy(m);
-		if (!class_matches(r.class, class) || (since >= 0 && r.failed_ms < since)) {
-			dlrec_free(&r);
+		if (!kp_dlrec_class_matches(r.class, class) ||
+		    (since >= 0 && r.failed_ms < since)) {
+			kp_dlrec_free(&r);
 			continue;
 		}
 		if (n == cap) {
 			struct dlrec *x = realloc(recs, (cap = cap ? cap * 2 : 256) * sizeof(*x));
 			if (x == NULL) {
-				dlrec_free(&r);
+				kp_dlrec_free(&r);
 				fprintf(stderr, "kpool: out of memory\n");
 				goto out;
 			}
@@ -520,10 +343,10 @@ static int dlq_list(const struct kp_conf *conf, const char *topic, long limit, c
 	if (json) {
 		json_t *doc = json_object(), *arr = json_array(), *classes = json_object();
 		for (size_t i = 0; i < shown; i++)
-			json_array_append_new(arr, dlrec_json(&recs[i]));
-		for (size_t i = 0; i < n_cc; i++)
+			json_array_append_new(arr, kp_dlrec_json(&recs[i]));
+		for (size_t i = 0; i < n_cc; i++) /* classes are valid UTF-8, and distinct */
 			json_object_set_new(classes, cc[i].class, json_integer(cc[i].n));
-		json_object_set_new(doc, "topic", json_string(topic));
+		json_object_set_new(doc, "topic", kp_json_text(topic, strlen(topic)));
 		json_object_set_new(doc, "total", json_integer((json_int_t)n));
 		json_object_set_new(doc, "shown", json_integer((json_int_t)shown));
 		json_object_set_new(doc, "classes", classes);
@@ -532,17 +355,8 @@ static int dlq_list(const struct kp_conf *conf, const char *topic, long limit, c
 	} else {
 		struct kp_table t;
 		kp_table_init(&t, 6, "RECORD", "FAILED AT", "FROM", "CLASS", "ATTEMPTS", "REASON");
-		for (size_t i = 0; i < shown; i++) {
-			const struct dlrec *r = &recs[i];
-			char at[48], from[KP_TOPIC_MAX + 48], attempts[16];
-			snprintf(at, sizeof(at), "%d:%" PRId64, (int)r->partition, r->offset);
-			from_text(r, from, sizeof(from));
-			if (r->attempts >= 0)
-				snprintf(attempts, sizeof(attempts), "%d", r->attempts);
-			else
-				snprintf(attempts, sizeof(attempts), "-");
-			kp_table_row(&t, at, r->failed_at, from, r->class, attempts, r->reason);
-		}
+		for (size_t i = 0; i < shown; i++)
+			kp_dlrec_row(&recs[i], &t);
 		if (shown)
 			kp_table_print(&t, stdout);
 		kp_table_free(&t);
@@ -550,14 +364,17 @@ static int dlq_list(const struct kp_conf *conf, const char *topic, long limit, c
 			printf("%zu of %zu records shown", shown, n);
 		else
 			printf("%zu record%s", n, n == 1 ? "" : "s");
-		for (size_t i = 0; i < n_cc; i++)
-			printf("%s %s %ld", i ? "," : ":", cc[i].class, cc[i].n);
+		for (size_t i = 0; i < n_cc; i++) {
+			printf("%s ", i ? "," : ":");
+			kp_text_put(stdout, cc[i].class, strlen(cc[i].class), 0);
+			printf(" %ld", cc[i].n);
+		}
 		printf("\n");
 	}
 	rc = 0;
 out:
 	for (size_t i = 0; i < n; i++)
-		dlrec_free(&recs[i]);
+		kp_dlrec_free(&recs[i]);
 	free(recs);
 	for (size_t i = 0; i < n_cc; i++)
 		free(cc[i].class);
@@ -567,53 +384,6 @@ out:
 }
 
 /* ---- dlq show ---------------------------------------------------------------- */
-
-/* Text that prints as it is: UTF-8 without control characters other than tab/newline. */
-static bool printable(const void *v, size_t len)
-{
-	const unsigned char *s = v;
-
-	if (!kp_utf8_valid(v, len))
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if ((s[i] < 0x20 && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') || s[i] == 0x7f)
-			return false;
-	return true;
-}
-
-static char *hex(const void *v, size_t len)
-{
-	const unsigned char *s = v;
-	char *out = malloc(len * 3 + 1), *p = out;
-
-	if (out == NULL)
-		return NULL;
-	for (size_t i = 0; i < len; i++)
-		p += sprintf(p, i ? " %02x" : "%02x", s[i]);
-	*p = '\0';
-	return out;
-}
-
-/* A header value for people: text, a Spring number, or hex. */
-static char *header_value(const char *name, const void *v, size_t len)
-{
-	char *h, *out = NULL;
-	int64_t x;
-	int rc;
-
-	if (v == NULL)
-		return strdup("(null)");
-	if (printable(v, len))
-		return strndup(v, len);
-	if ((h = hex(v, len)) == NULL)
-		return NULL;
-	if (strncmp(name, "kafka_dlt-", 10) == 0 && be_int(v, len, &x))
-		rc = asprintf(&out, "%" PRId64 " (%s)", x, h);
-	else
-		rc = asprintf(&out, "hex: %s", h);
-	free(h);
-	return rc < 0 ? NULL : out;
-}
 
 /* Prints bytes as an xxd-style dump. */
 static void hexdump(const unsigned char *s, size_t len)
@@ -668,20 +438,85 @@ static rd_kafka_message_t *read_one(struct scan *sc, int32_t part, int64_t offse
 	return m;
 }
 
+/* PARTITION:OFFSET, each a decimal number in its range; -1 if s is not that. */
 static int parse_at(const char *s, int32_t *part, int64_t *offset)
 {
-	char *end;
-	long p = strtol(s, &end, 10);
+	const char *colon = strchr(s, ':');
+	int64_t p;
 
-	if (end == s || *end != ':' || p < 0 || p > INT32_MAX)
-		return -1;
-	s = end + 1;
-	errno = 0;
-	*offset = strtoll(s, &end, 10);
-	if (end == s || *end || errno || *offset < 0)
+	if (colon == NULL || kp_cmd_decimal(s, (size_t)(colon - s), INT32_MAX, &p) < 0 ||
+	    kp_cmd_decimal(colon + 1, strlen(colon + 1), INT64_MAX, offset) < 0)
 		return -1;
 	*part = (int32_t)p;
 	return 0;
+}
+
+/* dlq show --json: the record, its headers (text, or hex), key and job. */
+static void show_json(const char *topic, const rd_kafka_message_t *m, rd_kafka_headers_t *h,
+		      const struct dlrec *r, int64_t ts, json_t *job)
+{
+	json_t *doc = kp_dlrec_json(r);
+	char *x;
+
+	json_object_set_new(doc, "topic", kp_json_text(topic, strlen(topic)));
+	json_object_set_new(doc, "timestamp_ms", ts >= 0 ? json_integer(ts) : json_null());
+	if (m->key && kp_dlrec_printable(m->key, m->key_len))
+		json_object_set_new(doc, "key", kp_json_text(m->key, m->key_len));
+	else if (m->key && (x = kp_dlrec_hex(m->key, m->key_len))) {
+		json_object_set_new(doc, "key", json_null());
+		json_object_set_new(doc, "key_hex", json_string(x));
+		free(x);
+	} else {
+		json_object_set_new(doc, "key", json_null());
+	}
+	json_object_set_new(doc, "headers", kp_dlrec_headers_json(h));
+	if (job)
+		json_object_set(doc, "job", job);
+	else if (kp_dlrec_printable(m->payload, m->len))
+		json_object_set_new(doc, "value_text", kp_json_text(m->payload, m->len));
+	else if ((x = kp_dlrec_hex(m->payload, m->len))) {
+		json_object_set_new(doc, "value_hex", json_string(x));
+		free(x);
+	}
+	json_print(doc);
+}
+
+/* dlq show: the record, its headers, key and job, for people. */
+static void show_text(const char *topic, const rd_kafka_message_t *m, rd_kafka_headers_t *h,
+		      int64_t ts, json_t *job)
+{
+	struct kp_table t;
+	char tsbuf[40], *key;
+
+	if (ts >= 0)
+		kp_cmd_iso(ts, tsbuf, sizeof(tsbuf));
+	printf("record     ");
+	kp_text_put(stdout, topic, strlen(topic), 0);
+	printf(" %d:%" PRId64 "\n", (int)m->partition, m->offset);
+	printf("timestamp  %s\n", ts >= 0 ? tsbuf : "-");
+	key = m->key ? kp_dlrec_header_value("", m->key, m->key_len) : NULL;
+	printf("key        ");
+	kp_text_put(stdout, key ? key : "(none)", strlen(key ? key : "(none)"), 0);
+	printf("\n");
+	free(key);
+	printf("\nheaders\n");
+	kp_table_init(&t, 2, "  NAME", "VALUE");
+	kp_dlrec_headers_table(h, &t);
+	if (t.n_rows)
+		kp_table_print(&t, stdout);
+	else
+		printf("  (none)\n");
+	kp_table_free(&t);
+	printf("\njob (%zu bytes)\n", m->len);
+	if (job) {
+		kp_json_print(job, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
+	} else if (kp_dlrec_printable(m->payload, m->len)) {
+		kp_text_put(stdout, m->payload, m->len, KP_TEXT_LINES);
+		printf("\n(not JSON)\n");
+	} else {
+		printf("(not UTF-8; shown as hex)\n");
+		hexdump(m->payload, m->len);
+	}
 }
 
 static int dlq_show(const struct kp_conf *conf, const char *topic, const char *at, bool json)
@@ -694,102 +529,32 @@ static int dlq_show(const struct kp_conf *conf, const char *topic, const char *a
 	struct dlrec r;
 	int32_t part;
 	int64_t offset, ts;
-	const char *name;
-	const void *v;
-	size_t len;
-	int rc = 1;
 
 	if (parse_at(at, &part, &offset) < 0) {
-		fprintf(stderr, "kpool: '%s' is not PARTITION:OFFSET (e.g. 0:42)\n", at);
+		fprintf(stderr, "kpool: '");
+		kp_text_put(stderr, at, strlen(at), 0);
+		fprintf(stderr, "' is not PARTITION:OFFSET (e.g. 0:42)\n");
 		return 2;
 	}
-	if (scan_open(&sc, conf, topic, NULL) < 0 || (m = read_one(&sc, part, offset)) == NULL)
-		goto out;
+	if (scan_open(&sc, conf, topic, NULL) < 0 || (m = read_one(&sc, part, offset)) == NULL) {
+		scan_close(&sc);
+		return 1;
+	}
 	dlrec_read(m, &r);
 	ts = rd_kafka_message_timestamp(m, &tstype);
 	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		h = NULL;
-	if (printable(m->payload, m->len))
+	if (kp_dlrec_printable(m->payload, m->len))
 		job = json_loadb(m->payload, m->len, JSON_DECODE_ANY, NULL);
-	if (json) {
-		json_t *doc = dlrec_json(&r), *hs = json_array();
-		char *x;
-		for (size_t i = 0; h && rd_kafka_header_get_all(h, i, &name, &v, &len) == 0; i++) {
-			if (v && printable(v, len))
-				json_array_append_new(hs, json_pack("{s:s,s:s%}", "name", name,
-								    "value", (const char *)v, len));
-			else if (v && (x = hex(v, len))) {
-				json_array_append_new(
-				    hs, json_pack("{s:s,s:s}", "name", name, "hex", x));
-				free(x);
-			} else {
-				json_array_append_new(
-				    hs, json_pack("{s:s,s:n}", "name", name, "value"));
-			}
-		}
-		json_object_set_new(doc, "topic", json_string(topic));
-		json_object_set_new(doc, "timestamp_ms", ts >= 0 ? json_integer(ts) : json_null());
-		if (m->key && printable(m->key, m->key_len))
-			json_object_set_new(doc, "key", json_stringn(m->key, m->key_len));
-		else if (m->key && (x = hex(m->key, m->key_len))) {
-			json_object_set_new(doc, "key", json_null());
-			json_object_set_new(doc, "key_hex", json_string(x));
-			free(x);
-		} else {
-			json_object_set_new(doc, "key", json_null());
-		}
-		json_object_set_new(doc, "headers", hs);
-		if (job)
-			json_object_set(doc, "job", job);
-		else if (printable(m->payload, m->len))
-			json_object_set_new(doc, "value_text", json_stringn(m->payload, m->len));
-		else if ((x = hex(m->payload, m->len))) {
-			json_object_set_new(doc, "value_hex", json_string(x));
-			free(x);
-		}
-		json_print(doc);
-	} else {
-		struct kp_table t;
-		char tsbuf[40], *key;
-		if (ts >= 0)
-			kp_cmd_iso(ts, tsbuf, sizeof(tsbuf));
-		printf("record     %s %d:%" PRId64 "\n", topic, (int)part, offset);
-		printf("timestamp  %s\n", ts >= 0 ? tsbuf : "-");
-		key = m->key ? header_value("", m->key, m->key_len) : NULL;
-		printf("key        %s\n", key ? key : "(none)");
-		free(key);
-		printf("\nheaders\n");
-		kp_table_init(&t, 2, "  NAME", "VALUE");
-		for (size_t i = 0; h && rd_kafka_header_get_all(h, i, &name, &v, &len) == 0; i++) {
-			char *val = header_value(name, v, len), ind[300];
-			snprintf(ind, sizeof(ind), "  %s", name);
-			kp_table_row(&t, ind, val ? val : "?");
-			free(val);
-		}
-		if (t.n_rows)
-			kp_table_print(&t, stdout);
-		else
-			printf("  (none)\n");
-		kp_table_free(&t);
-		printf("\njob (%zu bytes)\n", m->len);
-		if (job) {
-			json_dumpf(job, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
-			putchar('\n');
-		} else if (printable(m->payload, m->len)) {
-			printf("%.*s\n(not JSON)\n", (int)m->len, (const char *)m->payload);
-		} else {
-			printf("(not UTF-8; shown as hex)\n");
-			hexdump(m->payload, m->len);
-		}
-	}
+	if (json)
+		show_json(topic, m, h, &r, ts, job);
+	else
+		show_text(topic, m, h, ts, job);
 	json_decref(job);
-	dlrec_free(&r);
-	rc = 0;
-out:
-	if (m)
-		rd_kafka_message_destroy(m);
+	kp_dlrec_free(&r);
+	rd_kafka_message_destroy(m);
 	scan_close(&sc);
-	return rc;
+	return 0;
 }
 
 /* ---- dlq replay -------------------------------------------------------------- */
@@ -803,84 +568,41 @@ out:
  */
 static void replayed_add(struct part *p, int64_t off)
 {
-	if (p->n_replayed == p->cap_replayed) {
-		size_t cap = p->cap_replayed ? p->cap_replayed * 2 : 64;
-		int64_t *x = realloc(p->replayed, cap * sizeof(*x));
-		if (x == NULL)
-			abort(); /* an admin command: no memory is no way on */
-		p->replayed = x;
-		p->cap_replayed = cap;
-	}
-	size_t i = p->n_replayed;
-	while (i > 0 && p->replayed[i - 1] > off) { /* keep them sorted */
-		p->replayed[i] = p->replayed[i - 1];
-		i--;
-	}
-	p->replayed[i] = off;
-	p->n_replayed++;
+	if (kp_ranges_add(&p->replayed, off) < 0)
+		abort();	      /* an admin command: no memory is no way on */
 	if (off != p->last_added + 1) /* a new range: "A-B," at most */
 		p->meta_bytes += 2 * (size_t)snprintf(NULL, 0, "%" PRId64, off) + 2;
 	p->last_added = off;
 }
 
-static bool replayed_has(const struct part *p, int64_t off)
+/*
+ * Reads the replayed offsets of a commit's metadata (those from the
+ * committed offset up).  Metadata that is not what replay writes is
+ * ignored, saying so: the records it would name are replayed again, and
+ * the pool skips those already done.
+ */
+static void meta_parse(const char *topic, const char *group, struct part *p, const char *s,
+		       size_t len)
 {
-	size_t lo = 0, hi = p->n_replayed;
+	char why[160];
 
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (p->replayed[mid] == off)
-			return true;
-		if (p->replayed[mid] < off)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return false;
-}
-
-static void meta_parse(struct part *p, const char *s, size_t len)
-{
-	char *buf = strndup(s, len), *tok, *save = NULL;
-
-	if (buf == NULL || strncmp(buf, "replayed:", 9) != 0) {
-		free(buf);
+	if (kp_replay_meta_parse(&p->replayed, s, len, p->committed, why, sizeof(why)) < 0) {
+		fprintf(stderr,
+			"kpool: %s [%d]: the replay progress of group %s has metadata that is not "
+			"\"replayed:A-B,C\" (%s); it is ignored, so records from offset %" PRId64
+			" on may be sent again\n",
+			topic, (int)p->id, group, why, p->committed);
 		return;
 	}
-	for (tok = strtok_r(buf + 9, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		char *end;
-		long long a = strtoll(tok, &end, 10), b = a;
-		if (*end == '-')
-			b = strtoll(end + 1, &end, 10);
-		for (long long o = a; o <= b && b - a < 10000000; o++)
-			if (o >= p->committed)
-				replayed_add(p, o);
-	}
 	p->meta_bytes += len;
-	free(buf);
 }
 
 /* The offset to commit: below it everything was replayed; *meta the ones above. */
 static int64_t progress(const struct part *p, char *meta, size_t len)
 {
 	int64_t upto = p->first_left >= 0 ? p->first_left : p->next;
-	size_t used = (size_t)snprintf(meta, len, "replayed:");
-	bool any = false;
 
-	for (size_t i = 0; i < p->n_replayed; i++) {
-		int64_t a = p->replayed[i], b = a;
-		if (a < upto)
-			continue;
-		while (i + 1 < p->n_replayed && p->replayed[i + 1] == b + 1)
-			b = p->replayed[++i];
-		if (used < len)
-			used += (size_t)snprintf(meta + used, len - used,
-						 b > a ? "%s%" PRId64 "-%" PRId64 : "%s%" PRId64,
-						 any ? "," : "", a, b);
-		any = true;
-	}
-	if (!any)
-		meta[0] = '\0';
+	kp_replay_meta_print(&p->replayed, upto, meta, len);
 	return upto;
 }
 
@@ -894,7 +616,7 @@ static int replay_commit(struct scan *sc)
 		struct part *p = &sc->parts[i];
 		int64_t upto = progress(p, meta, sizeof(meta));
 		rd_kafka_topic_partition_t *tp;
-		if (p->out || (upto <= p->committed && !p->n_replayed))
+		if (p->out || (upto <= p->committed && !p->replayed.n))
 			continue;
 		tp = rd_kafka_topic_partition_list_add(l, sc->topic, p->id);
 		tp->offset = upto;
@@ -915,10 +637,26 @@ static int replay_commit(struct scan *sc)
 	return 0;
 }
 
+/*
+ * Where records may go: without --to, the topics whose failed jobs a
+ * binding of the conf sends to the dead-letter topic (a record naming any
+ * other is refused); with it, that topic alone.
+ */
+struct dest {
+	const char *topic;
+	const char *binding; /* NULL for --to */
+	long n;		     /* records sent (or that would be) */
+};
+
+struct dests {
+	struct dest *d;
+	size_t n;
+};
+
 /* One record sent, waiting for its acknowledgement. */
 struct sent {
 	struct dlrec r;
-	char *to;
+	struct dest *to;
 	rd_kafka_resp_err_t err;
 	int32_t to_partition;
 	int64_t to_offset;
@@ -945,10 +683,14 @@ struct replay_opts {
 	bool dry_run, from_start, json;
 };
 
+/*
+ * --offsets [P:]A..B (either end may be left out): a partition up to
+ * 2^31-1, offsets up to 2^63-1, decimal, A <= B; -1 if s is not that.
+ */
 static int parse_range(const char *s, struct replay_opts *o)
 {
 	const char *dots = strstr(s, ".."), *colon = strchr(s, ':');
-	char *end;
+	int64_t p;
 
 	o->only_part = -1;
 	o->from = 0;
@@ -956,23 +698,16 @@ static int parse_range(const char *s, struct replay_opts *o)
 	if (dots == NULL)
 		return -1;
 	if (colon && colon < dots) {
-		long p = strtol(s, &end, 10);
-		if (end != colon || p < 0)
+		if (kp_cmd_decimal(s, (size_t)(colon - s), INT32_MAX, &p) < 0)
 			return -1;
 		o->only_part = (int32_t)p;
 		s = colon + 1;
 	}
-	if (s < dots) {
-		o->from = strtoll(s, &end, 10);
-		if (end != dots || o->from < 0)
-			return -1;
-	}
-	if (dots[2]) {
-		o->upto = strtoll(dots + 2, &end, 10);
-		if (*end || o->upto < o->from)
-			return -1;
-	}
-	return 0;
+	if (s < dots && kp_cmd_decimal(s, (size_t)(dots - s), INT64_MAX, &o->from) < 0)
+		return -1;
+	if (dots[2] && kp_cmd_decimal(dots + 2, strlen(dots + 2), INT64_MAX, &o->upto) < 0)
+		return -1;
+	return o->upto < o->from ? -1 : 0;
 }
 
 static rd_kafka_t *replay_producer(const struct kp_conf *conf)
@@ -1016,7 +751,7 @@ static rd_kafka_resp_err_t reproduce(rd_kafka_t *pk, const char *dlq, const rd_k
 	rd_kafka_header_add(h, REPLAYED_FROM, -1, from, -1);
 	for (;;) {
 		e = rd_kafka_producev(
-		    pk, RD_KAFKA_V_TOPIC(s->to), RD_KAFKA_V_KEY(m->key, m->key_len),
+		    pk, RD_KAFKA_V_TOPIC(s->to->topic), RD_KAFKA_V_KEY(m->key, m->key_len),
 		    RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 		    RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(s), RD_KAFKA_V_END);
 		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -1045,8 +780,10 @@ static int settle_chunk(struct scan *sc, rd_kafka_t *pk, struct sent *chunk, siz
 		char at[48], dest[KP_TOPIC_MAX + 48];
 
 		if (!dry_run && (!s->acked || s->err)) {
-			fprintf(stderr, "kpool: %s %d:%" PRId64 " -> %s: %s\n", sc->topic,
-				(int)s->r.partition, s->r.offset, s->to,
+			fprintf(stderr, "kpool: %s %d:%" PRId64 " -> ", sc->topic,
+				(int)s->r.partition, s->r.offset);
+			kp_text_put(stderr, s->to->topic, strlen(s->to->topic), 0);
+			fprintf(stderr, ": %s\n",
 				rd_kafka_err2str(s->acked ? s->err : RD_KAFKA_RESP_ERR__TIMED_OUT));
 			if (p->first_left < 0 || s->r.offset < p->first_left)
 				p->first_left = s->r.offset;
@@ -1056,15 +793,17 @@ static int settle_chunk(struct scan *sc, rd_kafka_t *pk, struct sent *chunk, siz
 		if (!dry_run)
 			replayed_add(p, s->r.offset);
 		(*ok)++;
+		s->to->n++;
 		snprintf(at, sizeof(at), "%d:%" PRId64, (int)s->r.partition, s->r.offset);
 		if (dry_run)
-			snprintf(dest, sizeof(dest), "%s", s->to);
+			snprintf(dest, sizeof(dest), "%s", s->to->topic);
 		else
-			snprintf(dest, sizeof(dest), "%s %d:%" PRId64, s->to, (int)s->to_partition,
-				 s->to_offset);
+			snprintf(dest, sizeof(dest), "%s %d:%" PRId64, s->to->topic,
+				 (int)s->to_partition, s->to_offset);
 		if (out) {
-			json_t *o = dlrec_json(&s->r);
-			json_object_set_new(o, "to", json_string(s->to));
+			json_t *o = kp_dlrec_json(&s->r);
+			json_object_set_new(o, "to",
+					    kp_json_text(s->to->topic, strlen(s->to->topic)));
 			json_object_set_new(o, "to_partition",
 					    dry_run ? json_null() : json_integer(s->to_partition));
 			json_object_set_new(o, "to_offset",
@@ -1082,12 +821,123 @@ static int chunk_done(struct scan *sc, rd_kafka_t *pk, struct sent *chunk, size_
 		      struct kp_table *t, const struct replay_opts *o, long *ok, long *failed)
 {
 	*failed += settle_chunk(sc, pk, chunk, *n, out, t, o->dry_run, ok);
-	for (size_t i = 0; i < *n; i++) {
-		dlrec_free(&chunk[i].r);
-		free(chunk[i].to);
-	}
+	for (size_t i = 0; i < *n; i++)
+		kp_dlrec_free(&chunk[i].r);
 	*n = 0;
 	return o->dry_run ? 0 : replay_commit(sc);
+}
+
+/*
+ * The destinations records of dlq may have: --to, or the topics that the
+ * bindings of conf dead-letter to dlq.  Aborts when memory runs out.
+ */
+static void dests_find(const struct kp_conf *conf, const char *dlq, const char *to,
+		       struct dests *ds)
+{
+	size_t cap = 1;
+
+	for (size_t i = 0; i < conf->n_bindings; i++)
+		cap += (size_t)conf->bindings[i].n_topics;
+	ds->n = 0;
+	if ((ds->d = calloc(cap, sizeof(*ds->d))) == NULL)
+		abort(); /* an admin command: no memory is no way on */
+	if (to) {
+		ds->d[ds->n++] = (struct dest){.topic = to};
+		return;
+	}
+	for (size_t i = 0; i < conf->n_bindings; i++) {
+		const struct kp_binding *b = &conf->bindings[i];
+		for (int k = 0; k < b->n_topics; k++) {
+			char name[KP_TOPIC_MAX + 8];
+			size_t j;
+			kp_dlq_topic(b, b->topics[k], name, sizeof(name));
+			for (j = 0; j < ds->n && strcmp(ds->d[j].topic, b->topics[k]) != 0; j++)
+				;
+			if (strcmp(name, dlq) == 0 && j == ds->n)
+				ds->d[ds->n++] =
+				    (struct dest){.topic = b->topics[k], .binding = b->name};
+		}
+	}
+}
+
+/* Where a record goes: --to, else its own topic if the conf sends that topic's failures here. */
+static struct dest *dest_of(struct dests *ds, const char *to, const char *orig_topic)
+{
+	if (to)
+		return &ds->d[0];
+	for (size_t i = 0; orig_topic && i < ds->n; i++)
+		if (strcmp(ds->d[i].topic, orig_topic) == 0)
+			return &ds->d[i];
+	return NULL;
+}
+
+#define REFUSED_SAID 10 /* refused records named one by one; the rest are counted */
+
+/* Says that a record naming a topic outside ds is not replayed; the first few by name. */
+static void refuse(const struct kp_conf *conf, const char *dlq, const struct dests *ds,
+		   const struct dlrec *r, long n_refused)
+{
+	if (n_refused > REFUSED_SAID)
+		return;
+	fprintf(stderr, "kpool: %s %d:%" PRId64 ": not replayed to ", dlq, (int)r->partition,
+		r->offset);
+	kp_text_put(stderr, r->orig_topic, strlen(r->orig_topic), 0);
+	fprintf(stderr, ": no binding of %s sends that topic's failed jobs to %s", conf->path, dlq);
+	if (ds->n) {
+		fprintf(stderr, " (those that do: ");
+		for (size_t i = 0; i < ds->n; i++)
+			fprintf(stderr, "%s%s", i ? ", " : "", ds->d[i].topic);
+		fprintf(stderr, ")");
+	}
+	fprintf(stderr, "; --to TOPIC sends it there\n");
+	if (n_refused == REFUSED_SAID)
+		fprintf(stderr, "kpool: %s: further records refused are counted, not named\n", dlq);
+}
+
+/* " to T" (one destination) or " to T1 (n1), T2 (n2)": where the records went. */
+static void print_dests(const struct dests *ds)
+{
+	size_t used = 0;
+
+	for (size_t i = 0; i < ds->n; i++)
+		used += ds->d[i].n > 0;
+	for (size_t i = 0, k = 0; i < ds->n; i++) {
+		if (ds->d[i].n == 0)
+			continue;
+		printf("%s", k++ ? ", " : " to ");
+		kp_text_put(stdout, ds->d[i].topic, strlen(ds->d[i].topic), 0);
+		if (used > 1)
+			printf(" (%ld)", ds->d[i].n);
+	}
+}
+
+/* Reads where earlier replays got to (unless --from-start); -1 having said why. */
+static int replay_progress(struct scan *sc, const char *group)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(sc->n);
+	rd_kafka_resp_err_t e;
+
+	for (int i = 0; i < sc->n; i++)
+		rd_kafka_topic_partition_list_add(l, sc->topic, i);
+	e = rd_kafka_committed(sc->rk, l, DLQ_TIMEOUT_MS);
+	for (int i = 0; !e && i < l->cnt; i++) {
+		const rd_kafka_topic_partition_t *tp = &l->elems[i];
+		struct part *p;
+		if (tp->err || tp->offset < 0 || tp->partition < 0 || tp->partition >= sc->n)
+			continue;
+		p = &sc->parts[tp->partition];
+		p->committed = tp->offset;
+		p->start = tp->offset;
+		if (tp->metadata)
+			meta_parse(sc->topic, group, p, tp->metadata, tp->metadata_size);
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+	if (e) {
+		fprintf(stderr, "kpool: %s: replay progress of group %s: %s\n", sc->topic, group,
+			rd_kafka_err2str(e));
+		return -1;
+	}
+	return 0;
 }
 
 static int dlq_replay(const struct kp_conf *conf, const char *topic, const struct replay_opts *o)
@@ -1096,44 +946,31 @@ static int dlq_replay(const struct kp_conf *conf, const char *topic, const struc
 	struct sent *chunk = calloc(REPLAY_CHUNK, sizeof(*chunk));
 	size_t n_chunk = 0;
 	long queued = 0, replayed = 0, before = 0, left = 0, unroutable = 0, failed = 0;
+	long n_refused = 0;
 	rd_kafka_t *pk = NULL;
 	rd_kafka_message_t *m;
-	json_t *out = o->json ? json_array() : NULL;
+	json_t *out = o->json ? json_array() : NULL, *refused = json_array();
 	struct kp_table t;
+	struct dests ds;
 	struct scan sc;
 	int rc = 1, scan_rc = 0;
 	bool stopped = o->limit == 0;
 
 	kp_table_init(&t, 4, "RECORD", "CLASS", "FAILED AT",
 		      o->dry_run ? "WOULD GO TO" : "SENT TO");
+	dests_find(conf, topic, o->to, &ds);
 	snprintf(group, sizeof(group), "kpool-replay-%s", topic);
 	if (chunk == NULL || scan_open(&sc, conf, topic, group) < 0)
 		goto out;
+	if (o->only_part >= sc.n) {
+		fprintf(stderr, "kpool: %s has no partition %d (it has %d)\n", topic,
+			(int)o->only_part, sc.n);
+		goto out;
+	}
 	if (!o->dry_run && (pk = replay_producer(conf)) == NULL)
 		goto out;
-	if (!o->from_start) { /* where earlier replays got to */
-		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(sc.n);
-		rd_kafka_resp_err_t e;
-		for (int i = 0; i < sc.n; i++)
-			rd_kafka_topic_partition_list_add(l, topic, i);
-		e = rd_kafka_committed(sc.rk, l, DLQ_TIMEOUT_MS);
-		for (int i = 0; !e && i < l->cnt; i++) {
-			const rd_kafka_topic_partition_t *tp = &l->elems[i];
-			struct part *p = &sc.parts[tp->partition];
-			if (tp->err || tp->offset < 0)
-				continue;
-			p->committed = tp->offset;
-			p->start = tp->offset;
-			if (tp->metadata)
-				meta_parse(p, tp->metadata, tp->metadata_size);
-		}
-		rd_kafka_topic_partition_list_destroy(l);
-		if (e) {
-			fprintf(stderr, "kpool: %s: replay progress of group %s: %s\n", topic,
-				group, rd_kafka_err2str(e));
-			goto out;
-		}
-	}
+	if (!o->from_start && replay_progress(&sc, group) < 0)
+		goto out;
 	for (int i = 0; i < sc.n; i++) {
 		struct part *p = &sc.parts[i];
 		if (o->only_part >= 0 && p->id != o->only_part) {
@@ -1146,40 +983,51 @@ static int dlq_replay(const struct kp_conf *conf, const char *topic, const struc
 	while (!stopped && (m = scan_next(&sc, &scan_rc)) != NULL) {
 		struct part *p = &sc.parts[m->partition];
 		struct sent *s = &chunk[n_chunk];
+		bool wanted;
 		rd_kafka_resp_err_t e;
 
-		if (replayed_has(p, m->offset)) {
+		if (kp_ranges_has(&p->replayed, m->offset)) {
 			before++;
 			rd_kafka_message_destroy(m);
 			continue;
 		}
 		dlrec_read(m, &s->r);
-		s->to = (char *)(o->to ? o->to : s->r.orig_topic);
-		if (!class_matches(s->r.class, o->class) || m->offset < o->from ||
-		    m->offset > o->upto || s->to == NULL || (p->full && p->first_left >= 0)) {
-			if (s->to == NULL && class_matches(s->r.class, o->class))
+		s->to = dest_of(&ds, o->to, s->r.orig_topic);
+		wanted = kp_dlrec_class_matches(s->r.class, o->class) && m->offset >= o->from &&
+			 m->offset <= o->upto;
+		if (!wanted || s->to == NULL || (p->full && p->first_left >= 0)) {
+			if (wanted && s->r.orig_topic == NULL) {
 				unroutable++;
-			else
+			} else if (wanted && s->to == NULL) {
+				refuse(conf, topic, &ds, &s->r, ++n_refused);
+				json_array_append_new(refused,
+						      json_pack("{s:i,s:I,s:o}", "partition",
+								(int)m->partition, "offset",
+								(json_int_t)m->offset, "topic",
+								json_string(s->r.orig_topic)));
+			} else {
 				left++;
+			}
 			if (p->first_left < 0)
 				p->first_left = m->offset;
-			dlrec_free(&s->r);
+			kp_dlrec_free(&s->r);
 			rd_kafka_message_destroy(m);
 			continue;
 		}
 		s->acked = false;
 		s->err = 0;
 		if (!o->dry_run && (e = reproduce(pk, topic, m, s))) {
-			fprintf(stderr, "kpool: %s %d:%" PRId64 " -> %s: %s\n", topic,
-				(int)m->partition, m->offset, s->to, rd_kafka_err2str(e));
+			fprintf(stderr, "kpool: %s %d:%" PRId64 " -> ", topic, (int)m->partition,
+				m->offset);
+			kp_text_put(stderr, s->to->topic, strlen(s->to->topic), 0);
+			fprintf(stderr, ": %s\n", rd_kafka_err2str(e));
 			failed++;
 			if (p->first_left < 0)
 				p->first_left = m->offset;
-			dlrec_free(&s->r);
+			kp_dlrec_free(&s->r);
 			rd_kafka_message_destroy(m);
 			continue;
 		}
-		s->to = strdup(s->to);
 		n_chunk++;
 		queued++;
 		rd_kafka_message_destroy(m);
@@ -1196,40 +1044,50 @@ static int dlq_replay(const struct kp_conf *conf, const char *topic, const struc
 	if (chunk_done(&sc, pk, chunk, &n_chunk, out, &t, o, &replayed, &failed) < 0)
 		goto out;
 	if (out) {
-		json_t *doc = json_object();
-		json_object_set_new(doc, "topic", json_string(topic));
-		json_object_set_new(doc, "group", json_string(group));
+		json_t *doc = json_object(), *to = json_object();
+		for (size_t i = 0; i < ds.n; i++)
+			if (ds.d[i].n)
+				json_object_set_new(to, ds.d[i].topic, json_integer(ds.d[i].n));
+		json_object_set_new(doc, "topic", kp_json_text(topic, strlen(topic)));
+		json_object_set_new(doc, "group", kp_json_text(group, strlen(group)));
 		json_object_set_new(doc, "dry_run", json_boolean(o->dry_run));
 		json_object_set_new(doc, o->dry_run ? "would_replay" : "replayed", out);
+		json_object_set_new(doc, "destinations", to);
 		json_object_set_new(doc, "already_replayed", json_integer(before));
 		json_object_set_new(doc, "left", json_integer(left));
 		json_object_set_new(doc, "no_destination", json_integer(unroutable));
+		json_object_set_new(doc, "refused", refused);
 		json_object_set_new(doc, "failed", json_integer(failed));
-		out = NULL;
+		out = refused = NULL;
 		json_print(doc);
 	} else {
 		if (t.n_rows)
 			kp_table_print(&t, stdout);
 		printf("%s %ld record%s from %s", o->dry_run ? "would replay" : "replayed",
 		       replayed, replayed == 1 ? "" : "s", topic);
+		print_dests(&ds);
 		if (before)
 			printf("; %ld replayed before (--from-start sends them again)", before);
 		if (left)
 			printf("; %ld left as they are", left);
 		if (unroutable)
 			printf("; %ld without an original topic (use --to)", unroutable);
+		if (n_refused)
+			printf("; %ld REFUSED: their topic is not one whose failed jobs go to %s "
+			       "(use --to)",
+			       n_refused, topic);
 		if (failed)
 			printf("; %ld FAILED", failed);
 		printf("\n");
 	}
-	rc = failed || scan_rc < 0 ? 1 : 0;
+	rc = failed || n_refused || scan_rc < 0 ? 1 : 0;
 out:
-	for (size_t i = 0; chunk && i < n_chunk; i++) {
-		dlrec_free(&chunk[i].r);
-		free(chunk[i].to);
-	}
+	for (size_t i = 0; chunk && i < n_chunk; i++)
+		kp_dlrec_free(&chunk[i].r);
 	free(chunk);
+	free(ds.d);
 	json_decref(out);
+	json_decref(refused);
 	kp_table_free(&t);
 	if (pk) {
 		rd_kafka_flush(pk, 10000);
@@ -1254,8 +1112,7 @@ int kp_cmd_dlq(const struct kp_conf *conf, int argc, char **argv)
 						 {NULL, 0, NULL, 0}};
 	struct replay_opts o = {.only_part = -1, .upto = INT64_MAX, .limit = -1};
 	const char *sub = argc > 1 ? argv[1] : "";
-	int64_t since = -1;
-	char *end;
+	int64_t since = -1, n;
 	int c;
 
 	if (argc < 2) {
@@ -1268,11 +1125,13 @@ int kp_cmd_dlq(const struct kp_conf *conf, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
-			o.limit = strtol(optarg, &end, 10);
-			if (*end || end == optarg || o.limit < 0) {
-				fprintf(stderr, "kpool: --limit wants a count, not '%s'\n", optarg);
+			if (kp_cmd_decimal(optarg, strlen(optarg), LONG_MAX, &n) < 0) {
+				fprintf(stderr, "kpool: --limit wants a count, not '");
+				kp_text_put(stderr, optarg, strlen(optarg), 0);
+				fprintf(stderr, "'\n");
 				return 2;
 			}
+			o.limit = (long)n;
 			break;
 		case 'C':
 			o.class = optarg;
@@ -1291,8 +1150,9 @@ int kp_cmd_dlq(const struct kp_conf *conf, int argc, char **argv)
 			if (parse_range(optarg, &o) < 0) {
 				fprintf(stderr,
 					"kpool: --offsets wants A..B or PARTITION:A..B (either end "
-					"may be left out), not '%s'\n",
-					optarg);
+					"may be left out; A <= B; a partition below 2^31), not '");
+				kp_text_put(stderr, optarg, strlen(optarg), 0);
+				fprintf(stderr, "'\n");
 				return 2;
 			}
 			break;

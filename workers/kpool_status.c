@@ -274,7 +274,8 @@ static json_t *processes_of(const struct metrics *m, const struct kp_binding *b,
 			    strcmp(label(x, "index"), idx) != 0)
 				continue;
 			json_object_set_new(o, "pid", json_integer(atoi(label(x, "pid"))));
-			json_object_set_new(o, "state", json_string(label(x, "state")));
+			json_object_set_new(
+			    o, "state", kp_json_text(label(x, "state"), strlen(label(x, "state"))));
 			json_object_set_new(o, "uptime_s",
 					    json_integer((json_int_t)(now - x->value)));
 		}
@@ -300,7 +301,7 @@ static json_t *binding_status(const struct kp_conf *conf, const struct kp_bindin
 	json_t *x;
 
 	for (int t = 0; t < b->n_topics; t++)
-		json_array_append_new(topics, json_string(b->topics[t]));
+		json_array_append_new(topics, kp_json_text(b->topics[t], strlen(b->topics[t])));
 	for (int r = 0; r < 5; r++)
 		json_object_set_new(
 		    jobs, results[r],
@@ -319,9 +320,9 @@ static json_t *binding_status(const struct kp_conf *conf, const struct kp_bindin
 	}
 	json_array_foreach (lag, i, x)
 		total += json_integer_value(json_object_get(x, "lag"));
-	json_object_set_new(o, "name", json_string(b->name));
-	json_object_set_new(o, "handler", json_string(b->handler));
-	json_object_set_new(o, "group", json_string(b->group));
+	json_object_set_new(o, "name", kp_json_text(b->name, strlen(b->name)));
+	json_object_set_new(o, "handler", kp_json_text(b->handler, strlen(b->handler)));
+	json_object_set_new(o, "group", kp_json_text(b->group, strlen(b->group)));
 	json_object_set_new(o, "topics", topics);
 	json_object_set_new(o, "processes", processes_of(m, b, now));
 	json_object_set_new(o, "jobs", jobs);
@@ -352,11 +353,17 @@ static void print_tables(json_t *doc)
 	struct kp_table bt, pt, lt;
 	size_t i, k;
 
+	const char *said = json_string_value(json_object_get(
+	    kpoold, json_is_true(json_object_get(kpoold, "up")) ? "metrics" : "error"));
+
+	if (said == NULL)
+		said = "?";
 	if (json_is_true(json_object_get(kpoold, "up")))
-		printf("kpoold: up (%s)\n\n",
-		       json_string_value(json_object_get(kpoold, "metrics")));
+		printf("kpoold: up (");
 	else
-		printf("kpoold: %s\n\n", json_string_value(json_object_get(kpoold, "error")));
+		printf("kpoold: ");
+	kp_text_put(stdout, said, strlen(said), 0);
+	printf(json_is_true(json_object_get(kpoold, "up")) ? ")\n\n" : "\n\n");
 	kp_table_init(&bt, 10, "BINDING", "HANDLER", "PROCESSES", "DONE", "RETRIED", "FAILED",
 		      "DEAD-LETTERED", "DUPLICATE", "RESTARTS", "LAG");
 	kp_table_init(&pt, 5, "PROCESS", "PID", "STATE", "UPTIME", "RESTARTS");
@@ -440,17 +447,20 @@ int kp_cmd_status(const struct kp_conf *conf, int argc, char **argv)
 		json_array_append_new(bindings,
 				      binding_status(conf, &conf->bindings[i], &m, now, &kafka_ok));
 	doc = json_pack("{s:{s:b,s:o,s:o},s:o}", "kpoold", "up", !m.error[0], "metrics",
-			m.url[0] ? json_string(m.url) : json_null(), "error",
-			m.error[0] ? json_string(m.error) : json_null(), "bindings", bindings);
+			m.url[0] ? kp_json_text(m.url, strlen(m.url)) : json_null(), "error",
+			m.error[0] ? kp_json_text(m.error, strlen(m.error)) : json_null(),
+			"bindings", bindings);
 	if (json) {
-		json_dumpf(doc, stdout, JSON_INDENT(2));
-		putchar('\n');
+		kp_json_print(doc, stdout, JSON_INDENT(2));
 	} else {
 		print_tables(doc);
 	}
 	json_decref(doc);
 	free(m.s);
-	if (m.error[0])
-		fprintf(stderr, "kpool: kpoold %s\n", m.error);
+	if (m.error[0]) {
+		fprintf(stderr, "kpool: kpoold ");
+		kp_text_put(stderr, m.error, strlen(m.error), 0);
+		fprintf(stderr, "\n");
+	}
 	return m.error[0] || !kafka_ok ? 1 : 0;
 }

@@ -1,6 +1,6 @@
 /*
  * kpool_table.c - aligned tables for the kpool command's human output, and
- * the times its options take and its output shows.
+ * the read-only databases some of it comes from.
  */
 #include "config.h"
 
@@ -10,13 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kpool_cmd.h"
-#include "util.h"
 
-/* Appends a row of t->cols cells: row 0 is the header, then the data rows. */
+/*
+ * Appends a row of t->cols cells: row 0 is the header, then the data rows.
+ * Each cell is kept as kp_text_clean() shows it, so no control character in
+ * a cell reaches the terminal.
+ */
 static void add(struct kp_table *t, size_t row, va_list ap)
 {
 	if ((row + 1) * (size_t)t->cols > t->cap) {
@@ -29,7 +31,8 @@ static void add(struct kp_table *t, size_t row, va_list ap)
 	}
 	for (int i = 0; i < t->cols; i++) {
 		const char *s = va_arg(ap, const char *);
-		t->cells[row * (size_t)t->cols + (size_t)i] = strdup(s ? s : "");
+		t->cells[row * (size_t)t->cols + (size_t)i] =
+		    kp_text_clean(s ? s : "", s ? strlen(s) : 0, 0);
 	}
 }
 
@@ -106,43 +109,6 @@ void kp_table_free(struct kp_table *t)
 		free(t->cells[i]);
 	free(t->cells);
 	memset(t, 0, sizeof(*t));
-}
-
-/* --since: an ISO 8601 time, seconds since the epoch, or an age such as 90m, 24h, 7d. */
-int64_t kp_cmd_since_ms(const char *s)
-{
-	char *end;
-	double v = strtod(s, &end);
-
-	if (end != s && *end && strchr("smhd", *end) && end[1] == '\0') {
-		double mult = *end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600 : 86400;
-		return ((int64_t)time(NULL) - (int64_t)(v * mult)) * 1000;
-	}
-	if (end != s && *end == '\0')
-		return v > 0 ? (int64_t)(v * 1000) : -1;
-	return util_time_text_ms(s);
-}
-
-void kp_cmd_iso(int64_t ms, char *out, size_t len)
-{
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-/* --since's value in milliseconds since the epoch; -1, having said why, if it is no time. */
-int64_t kp_cmd_since_arg(const char *s)
-{
-	int64_t ms = kp_cmd_since_ms(s);
-
-	if (ms < 0)
-		fprintf(stderr,
-			"kpool: --since %s: not a time (2024-01-15T10:00:00Z, 1705312800, or an "
-			"age: 90m, 24h, 7d)\n",
-			s);
-	return ms;
 }
 
 /* Opens a database to read; NULL, having said why, if it cannot. */
