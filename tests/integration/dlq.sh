@@ -4,6 +4,11 @@
 # the handler, now fixed, does them; a second replay sends nothing again; a
 # replayed job dead-lettered again carries one set of kpool headers; Spring
 # Kafka's and Kafka Connect's dead-letter records are read and replayed.
+# Hostile records: headers that would drive a terminal or are not UTF-8 are
+# shown escaped (and kept in valid JSON), a kpool.failed-at that is no time
+# is shown unknown, a record naming a topic whose failed jobs do not go to
+# its dead-letter topic is refused unless --to says where, and replay
+# progress metadata that overflows or spans huge ranges is read in no time.
 . "$(dirname "$0")/lib.sh"
 require_tools
 
@@ -107,6 +112,7 @@ check "show: not PARTITION:OFFSET, exit 2" test $? -eq 2
 # replay --dry-run sends nothing.
 kp dlq replay "$DLQ" --error-class fail --dry-run >"$T/dry.txt"
 check "dry run: would replay five" grep -q '^would replay 5 records from ' "$T/dry.txt"
+check "dry run: says where they would go" grep -q "^would replay 5 records from $DLQ to orders$R; " "$T/dry.txt"
 check "dry run: lists them with their destination" test "$(grep -c " fail .* orders$R\$" "$T/dry.txt")" -eq 5
 check "dry run: nothing was sent" test "$(dlq_json "$B" "orders$R" | grep -c replayed-from)" -eq 0
 
@@ -114,7 +120,7 @@ check "dry run: nothing was sent" test "$(dlq_json "$B" "orders$R" | grep -c rep
 : >"$T/fixed"
 kp dlq replay "$DLQ" --error-class fail >"$T/replay1.txt" 2>"$T/replay1.err"
 check "replay exits 0" test $? -eq 0
-check "replay: five sent" grep -q "^replayed 5 records from $DLQ; 6 left as they are$" "$T/replay1.txt"
+check "replay: five sent, and where" grep -q "^replayed 5 records from $DLQ to orders$R; 6 left as they are$" "$T/replay1.txt"
 check "replay: where each went" test "$(grep -cE " fail .* orders$R [0-9]+:[0-9]+\$" "$T/replay1.txt")" -eq 5
 check "the fixed handler did all five" wait_for 30 sh -c \
 	"[ \$(grep -cE '^f[1-5] [0-9]+ done' '$T/record') -eq 5 ]"
@@ -199,6 +205,161 @@ check "--offsets without .. is a usage error" test $? -eq 2
 check "... saying what it wants" grep -q "A..B or PARTITION:A..B" "$T/off.err"
 kp dlq >/dev/null 2>&1
 check "dlq without a subcommand: usage, exit 2" test $? -eq 2
+kp dlq replay "$DLQ" --offsets 3000000000:0..0 --dry-run >/dev/null 2>"$T/off2.err"
+check "--offsets with a partition past 2^31-1: usage error, nothing replayed" test $? -eq 2
+check "... saying what it wants" grep -q "a partition below 2^31" "$T/off2.err"
+kp dlq replay "$DLQ" --offsets 0:99999999999999999999..0 --dry-run >/dev/null 2>&1
+check "--offsets with an offset past 2^63-1: usage error" test $? -eq 2
+kp dlq replay "$DLQ" --offsets 0:5..4 --dry-run >/dev/null 2>&1
+check "--offsets running backwards: usage error" test $? -eq 2
+kp dlq replay "$DLQ" --offsets 7:0..0 --dry-run >/dev/null 2>"$T/off3.err"
+check "--offsets naming a partition the topic does not have: exit 1" test $? -eq 1
+check "... saying so" grep -q "$DLQ has no partition 7" "$T/off3.err"
+kp dlq list "$DLQ" --since 1e300d >/dev/null 2>"$T/since2.err"
+check "--since 1e300d: usage error 2" test $? -eq 2
+check "... saying it reaches back before 1970" grep -q "^kpool: --since 1e300d: an age reaching back before 1970$" "$T/since2.err"
+kp dlq list "$DLQ" --since -1e300s >/dev/null 2>"$T/since3.err"
+check "--since -1e300s: usage error 2, saying why" test "$? $(cat "$T/since3.err")" = "2 kpool: --since -1e300s: a negative number is no time nor age"
+kp dlq list "$DLQ" --since 1e300 >/dev/null 2>"$T/since4.err"
+check "--since 1e300 (seconds): usage error 2, saying why" test "$? $(cat "$T/since4.err")" = "2 kpool: --since 1e300: seconds since the epoch past the year 9999"
+
+# for_people FILE: valid UTF-8 without a control character but newline: no
+# C0 (ESC, BEL, CR, ...), no DEL, no C1 (U+0080-U+009F, such as CSI).
+for_people() {
+	"$PYTHON3" - "$1" <<'PY'
+import sys
+b = open(sys.argv[1], "rb").read()
+try:
+    s = b.decode("utf-8")
+except UnicodeDecodeError as e:
+    sys.exit("%s: not UTF-8: %s" % (sys.argv[1], e))
+bad = [(i, hex(ord(c))) for i, c in enumerate(s) if (ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) <= 0x9f]
+if bad:
+    sys.exit("%s: control characters at %s" % (sys.argv[1], bad[:5]))
+PY
+}
+
+# A record planted in the dead-letter topic, naming a topic no binding
+# dead-letters there: refused unless --to says so.
+"$PRODUCE" "$B" "$DLQ" planted '{"id":"planted-1","pay":1000000}' \
+	"kpool.original.topic=payments$R" kpool.original.partition=0 kpool.original.offset=1 \
+	kpool.error.class=planted "kpool.error=replay me into payments"
+PL=$(kp dlq list "$DLQ" --error-class planted --json | "$PYTHON3" -c 'import json,sys; r=json.load(sys.stdin)["records"][0]; print("%d:%d..%d" % (r["partition"], r["offset"], r["offset"]))')
+kp dlq replay "$DLQ" --offsets "$PL" --dry-run >"$T/planted-dry.txt" 2>"$T/planted-dry.err"
+check "dry run of a record naming another topic: exit 1" test $? -eq 1
+check "... says it is not replayed there, and why" grep -q "not replayed to payments$R: no binding of $T/dlq.conf sends that topic's failed jobs to $DLQ (those that do: orders$R); --to TOPIC sends it there" "$T/planted-dry.err"
+check "... would replay nothing, one refused" grep -q "^would replay 0 records from $DLQ;.* 1 REFUSED" "$T/planted-dry.txt"
+kp dlq replay "$DLQ" --offsets "$PL" >"$T/planted.txt" 2>"$T/planted.err"
+check "replay of a record naming another topic: exit 1, nothing sent" test "$? $(dlq_json "$B" "payments$R" | wc -l)" = "1 0"
+check "... one refused" grep -q "^replayed 0 records from $DLQ;.* 1 REFUSED" "$T/planted.txt"
+kp dlq replay "$DLQ" --offsets "$PL" --to "payments$R" --dry-run --json >"$T/planted-to.json"
+check "--to sends it where the operator says" test "$(jget "$T/planted-to.json" '[r["to"] for r in d["would_replay"]], d["destinations"], len(d["refused"])')" = "(['payments$R'], {'payments$R': 1}, 0)"
+
+# Hostile records on a topic of their own, one partition (one key): a time
+# that is no time; escapes of terminals in the class, the reason, the event
+# id, a header's name and value; bytes that are not UTF-8.
+H=hostile$R.dlq
+make_topic 1 "$H"
+"$PRODUCE" "$B" "$H" h '{"id":"h-time"}' "kpool.original.topic=orders$R" kpool.original.partition=0 \
+	kpool.original.offset=1 kpool.error.class=fail "kpool.error=a time that is none" \
+	kpool.failed-at=2024-01-01T00:00:00-0:0
+"$PRODUCE" "$B" "$H" h '{"id":"h-esc"}' "kpool.original.topic=orders$R" kpool.original.partition=0 \
+	kpool.original.offset=2 kpool.error.class=0x6573631b5b33316d \
+	kpool.error=0x1b5d303b6f776e6564070d63720720c29b324a209b324a7f \
+	kpool.event-id=0x651b5b324a "$(printf 'x-\033[1mname=value\rcr')" \
+	kpool.failed-at=2024-01-01T00:00:00Z
+"$PRODUCE" "$B" "$H" h '{"id":"h-bytes"}' "kpool.original.topic=orders$R" kpool.original.partition=0 \
+	kpool.original.offset=3 kpool.error.class=0x626164ff kpool.error=0x72fe \
+	kpool.failed-at=2024-01-01T00:00:01Z
+kp dlq list "$H" >"$T/hostile.txt" 2>"$T/hostile-list.log"
+check "list of hostile records: exit 0" test $? -eq 0
+check "list: a row for each" test "$(grep -c "orders$R/0/" "$T/hostile.txt")" -eq 3
+check "list: a kpool.failed-at that is no time is shown unknown" grep -Eq "^[0-9]+:[0-9]+ +- +orders$R/0/1 +fail " "$T/hostile.txt"
+check "list: no control character reaches the terminal" for_people "$T/hostile.txt"
+check "list: ESC shown as \\x1b" grep -qF 'esc\x1b[31m' "$T/hostile.txt"
+check "list: OSC, BEL, CR, CSI (C1, as UTF-8 and as a byte) and DEL shown" \
+	grep -qF '\x1b]0;owned\x07\rcr\x07 \u009b2J �2J\x7f' "$T/hostile.txt"
+check "list: bytes that are not UTF-8 shown as U+FFFD" grep -qF ' bad� ' "$T/hostile.txt"
+check "list: the summary escapes too" grep -qF 'esc\x1b[31m 1' "$T/hostile.txt"
+kp dlq list "$H" --json >"$T/hostile.json" 2>>"$T/hostile-list.log"
+check "list --json: valid JSON, no control character in its text" for_people "$T/hostile.json"
+check "list --json: the time that is none is null" test "$(jget "$T/hostile.json" '[r["failed_at"] for r in d["records"] if r["reason"] == "a time that is none"]')" = "[None]"
+check "list --json: classes and total agree (none dropped)" test "$(jget "$T/hostile.json" 'ascii((d["total"], sum(d["classes"].values()), sorted(d["classes"])))')" = \
+	"(3, 3, ['bad\ufffd', 'esc\x1b[31m', 'fail'])"
+check "list --json: the escapes kept, as JSON escapes" test "$(jget "$T/hostile.json" 'ascii([(r["class"], r["reason"], r["event_id"]) for r in d["records"] if r["event_id"]])')" = \
+	"[('esc\x1b[31m', '\x1b]0;owned\x07\rcr\x07 \x9b2J \ufffd2J\x7f', 'e\x1b[2J')]"
+check "list --json: a record whose headers are not UTF-8 keeps its class, reason and origin" \
+	test "$(jget "$T/hostile.json" 'ascii([(r["class"], r["reason"], r["original"]["topic"]) for r in d["records"] if r["class"].startswith("bad")])')" = \
+	"[('bad\ufffd', 'r\ufffd', 'orders$R')]"
+HE=$(jget "$T/hostile.json" '["%d:%d" % (r["partition"], r["offset"]) for r in d["records"] if r["event_id"]][0]')
+kp dlq show "$H" "$HE" >"$T/hostile-show.txt" 2>"$T/hostile-show.log"
+check "show of a hostile record: exit 0" test $? -eq 0
+check "show: no control character reaches the terminal" for_people "$T/hostile-show.txt"
+check "show: a header's name and a value with CR, escaped" grep -Eq '^  x-\\x1b\[1mname +value\\rcr$' "$T/hostile-show.txt"
+kp dlq show "$H" "$HE" --json >"$T/hostile-show.json" 2>>"$T/hostile-show.log"
+check "show --json: valid JSON, no control character in its text" for_people "$T/hostile-show.json"
+check "show --json: the header's name and value kept" test "$(jget "$T/hostile-show.json" 'ascii([(h["name"], h["value"]) for h in d["headers"] if h["name"].startswith("x-")])')" = \
+	"[('x-\x1b[1mname', 'value\rcr')]"
+kp dlq replay "$H" --from-start --dry-run >"$T/hostile-replay.txt" 2>"$T/hostile-replay.err"
+check "replay from a topic no binding dead-letters to: exit 1, all three refused" \
+	test "$? $(grep -c "not replayed to orders$R: no binding of $T/dlq.conf sends that topic's failed jobs to $H; --to" "$T/hostile-replay.err")" = "1 3"
+
+# Replay progress metadata that is no offsets, overflows, or spans huge ranges.
+# commit_meta GROUP TOPIC PARTITION OFFSET METADATA: commits as a consumer
+# outside the group would (OffsetCommit v2, generation -1).
+commit_meta() {
+	"$PYTHON3" - "$B" "$@" <<'PY'
+import socket, struct, sys, time
+boot, group, topic, part, off, meta = sys.argv[1:7]
+def s16(x):
+    x = x.encode()
+    return struct.pack(">h", len(x)) + x
+def call(addr, key, ver, body):
+    host, port = addr.rsplit(":", 1)
+    c = socket.create_connection((host, int(port)), timeout=10)
+    req = struct.pack(">hhi", key, ver, 1) + s16("kpool-test") + body
+    c.sendall(struct.pack(">i", len(req)) + req)
+    n = struct.unpack(">i", c.recv(4, socket.MSG_WAITALL))[0]
+    r = b""
+    while len(r) < n:
+        r += c.recv(n - len(r))
+    c.close()
+    return r[4:]
+def commit():
+    r = call(boot.split(",")[0], 10, 0, s16(group))  # FindCoordinator
+    err, node, hl = struct.unpack(">hih", r[:8])
+    if err:
+        return "FindCoordinator: error %d" % err
+    host = r[8:8 + hl].decode()
+    port = struct.unpack(">i", r[8 + hl:12 + hl])[0]
+    body = s16(group) + struct.pack(">i", -1) + s16("") + struct.pack(">q", -1)
+    body += struct.pack(">i", 1) + s16(topic) + struct.pack(">i", 1)
+    body += struct.pack(">iq", int(part), int(off)) + s16(meta)
+    r = call("%s:%d" % (host, port), 8, 2, body)  # OffsetCommit
+    tl = struct.unpack(">h", r[4:6])[0]
+    err = struct.unpack(">h", r[6 + tl + 8:6 + tl + 10])[0]
+    return "OffsetCommit: error %d" % err if err else None
+# A coordinator still loading (14), not there yet (15) or moved (16) is asked again.
+deadline = time.time() + 20
+while True:
+    why = commit()
+    if why is None:
+        break
+    if not why.endswith((" 14", " 15", " 16")) or time.time() > deadline:
+        sys.exit(why)
+    time.sleep(0.2)
+PY
+}
+HP=$(jget "$T/hostile.json" 'd["records"][0]["partition"]')
+commit_meta "kpool-replay-$H" "$H" "$HP" 0 "replayed:99999999999999999999"
+check "progress metadata committed (an offset past 2^63-1)" test $? -eq 0
+timeout 20 "$KPOOL" -c "$T/dlq.conf" dlq replay "$H" --dry-run >"$T/meta1.txt" 2>"$T/meta1.err"
+check "replay with it ends at once (not 124: killed after 20 s)" test $? -eq 1
+check "... saying the metadata is ignored" grep -q "^kpool: $H \[$HP\]: the replay progress of group kpool-replay-$H has metadata that is not \"replayed:A-B,C\" (its item 1 (at byte 9) is not an offset N or a range A-B of offsets up to 2^63-1); it is ignored, so records from offset 0 on may be sent again$" "$T/meta1.err"
+commit_meta "kpool-replay-$H" "$H" "$HP" 0 "replayed:1-9999999,0-9999998"
+timeout 20 "$KPOOL" -c "$T/dlq.conf" dlq replay "$H" --dry-run >"$T/meta2.txt" 2>"$T/meta2.err"
+check "replay with ranges of ten million offsets ends at once" test $? -eq 0
+check "... and takes them as replayed" grep -q "^would replay 0 records from $H; 3 replayed before" "$T/meta2.txt"
 
 stop_kpoold "$KPID"
 check "kpoold stops with status 0" test $? -eq 0
