@@ -16,7 +16,8 @@ write() {
 
 # refused NAME TEXT: kpoold -c NAME.conf exits 1, says TEXT on one line, starts nothing.
 refused() {
-	"$KPOOLD" -c "$T/$1.conf" >"$T/$1.out" 2>&1
+	# A conf wrongly accepted would start a pool: the timeout ends it, failing.
+	timeout -k 5 20 "$KPOOLD" -c "$T/$1.conf" >"$T/$1.out" 2>&1
 	rc=$?
 	if [ $rc -ne 1 ]; then diag "$1: exit $rc"; cat "$T/$1.out" | sed 's/^/# /'; return 1; fi
 	if [ "$(wc -l <"$T/$1.out")" -ne 1 ]; then diag "$1: not one line:"; sed 's/^/# /' "$T/$1.out"; return 1; fi
