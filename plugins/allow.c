@@ -4,6 +4,8 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "allow.h"
+#include "util.h"
 
 /* Whether the first bits of a and net agree. */
 static bool in_net(const unsigned char *a, const unsigned char *net, int bits)
@@ -92,15 +95,37 @@ bool allow_is_public(int family, const unsigned char *a)
 	return !special(family, a);
 }
 
-/* Whether host is one of the names on the list. */
+/*
+ * Whether the n bytes at host may be a host name: at most ALLOW_NAME_MAX
+ * bytes, no label over ALLOW_LABEL_MAX.  A longer one is no name to judge.
+ */
+bool allow_name_fits(const char *host, size_t n)
+{
+	size_t label = 0;
+
+	if (n > ALLOW_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		label = host[i] == '.' ? 0 : label + 1;
+		if (label > ALLOW_LABEL_MAX)
+			return false;
+	}
+	return true;
+}
+
+/* Whether host is one of the names on the list; never a name too long to be one. */
 bool allow_name(const struct allow_list *l, const char *host)
 {
+	size_t hl = strlen(host);
+
+	if (hl == 0 || !allow_name_fits(host, hl))
+		return false;
 	for (size_t i = 0; i < l->n; i++) {
 		const char *n = l->e[i].name;
 		if (n == NULL)
 			continue;
 		if (strncmp(n, "*.", 2) == 0) {
-			size_t hl = strlen(host), nl = strlen(n + 1); /* ".example.com" */
+			size_t nl = strlen(n + 1); /* ".example.com" */
 			if (hl > nl && strcasecmp(host + hl - nl, n + 1) == 0)
 				return true;
 		} else if (strcasecmp(n, host) == 0) {
@@ -124,7 +149,7 @@ static bool name_ok(const char *s)
 {
 	if (strncmp(s, "*.", 2) == 0)
 		s += 2;
-	if (*s == '\0' || strlen(s) > 253)
+	if (*s == '\0' || !allow_name_fits(s, strlen(s)))
 		return false;
 	for (; *s; s++)
 		if (!(*s >= 'a' && *s <= 'z') && !(*s >= 'A' && *s <= 'Z') &&
@@ -181,4 +206,140 @@ void allow_free(struct allow_list *l)
 		free(l->e[i].name);
 	free(l->e);
 	memset(l, 0, sizeof(*l));
+}
+
+/* ---- the URL a job fills in ------------------------------------------------ */
+
+/*
+ * The URL with its {{placeholders}} filled from the job: a dotted path into
+ * body, else into root, its value URL-encoded (so that it stays within the
+ * part of the URL it is put in).  NULL with reason if a value is missing or
+ * memory runs out.
+ */
+char *allow_url_fill(const char *tmpl, json_t *body, json_t *root, char *reason, size_t len)
+{
+	struct buf out = {0};
+	const char *s = tmpl, *a, *z;
+
+	while ((a = strstr(s, "{{")) != NULL && (z = strstr(a + 2, "}}")) != NULL) {
+		struct buf val = {0};
+		buf_add(&out, s, (size_t)(a - s));
+		a += 2;
+		if (!util_lookup(body, a, (size_t)(z - a), &val) &&
+		    (body == root || !util_lookup(root, a, (size_t)(z - a), &val))) {
+			snprintf(reason, len, "url: no value for {{%.*s}} in the job",
+				 (int)(z - a > 64 ? 64 : z - a), a);
+			free(val.p);
+			free(out.p);
+			return NULL;
+		}
+		char *enc = val.len <= INT_MAX
+				? curl_easy_escape(NULL, val.p ? val.p : "", (int)val.len)
+				: NULL;
+		if (enc == NULL)
+			out.oom = true;
+		else
+			buf_str(&out, enc);
+		curl_free(enc);
+		free(val.p);
+		s = z + 2;
+	}
+	buf_str(&out, s);
+	if (out.oom) {
+		free(out.p);
+		snprintf(reason, len, "out of memory");
+		return NULL;
+	}
+	return out.p;
+}
+
+/*
+ * The host an http:// or https:// URL names, as curl reads it (an IPv6
+ * literal without its brackets), into host, which holds len bytes (at least
+ * ALLOW_NAME_MAX + 1).  -1 with reason if url is not such a URL or its host
+ * cannot be a host name (too long, or a label too long): judged whole or not
+ * at all.  The reason quotes no more of the URL than its scheme or host.
+ */
+int allow_url_host(const char *url, char *host, size_t len, char *reason, size_t rlen)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *hp = NULL;
+	CURLUcode uc;
+	int rc = -1;
+
+	if (u == NULL) {
+		snprintf(reason, rlen, "out of memory");
+	} else if ((uc = curl_url_set(u, CURLUPART_URL, url, 0)) != CURLUE_OK) {
+		snprintf(reason, rlen, "url: not a URL (%s)", curl_url_strerror(uc));
+	} else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+		   (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
+		snprintf(reason, rlen, "url: only http:// and https://, not %.32s://",
+			 scheme ? scheme : "?");
+	} else if (curl_url_get(u, CURLUPART_HOST, &hp, 0) != CURLUE_OK) {
+		snprintf(reason, rlen, "url: no host in the URL");
+	} else {
+		const char *h = hp;
+		size_t n = strlen(hp);
+		if (hp[0] == '[' && n > 1 && hp[n - 1] == ']') { /* an IPv6 literal */
+			h++;
+			n -= 2;
+		}
+		if (n == 0) {
+			snprintf(reason, rlen, "url: no host in the URL");
+		} else if (n > ALLOW_NAME_MAX || n >= len) {
+			snprintf(reason, rlen,
+				 "url: a host name of %zu bytes (at most %d): %.40s...", n,
+				 ALLOW_NAME_MAX, h);
+		} else if (!allow_name_fits(h, n)) {
+			snprintf(reason, rlen,
+				 "url: a host name with a label over %d bytes: %.40s%s",
+				 ALLOW_LABEL_MAX, h, n > 40 ? "..." : "");
+		} else {
+			memcpy(host, h, n);
+			host[n] = '\0';
+			rc = 0;
+		}
+	}
+	curl_free(scheme);
+	curl_free(hp);
+	curl_url_cleanup(u);
+	return rc;
+}
+
+/*
+ * What may be said of a URL: scheme://host[:port], without userinfo, path,
+ * query or fragment, which may hold credentials.  A URL curl cannot read (a
+ * template whose host is a placeholder, say) is cut by hand at its authority,
+ * whose userinfo, up to its last '@', goes.
+ */
+void allow_url_origin(const char *url, char *out, size_t len)
+{
+	static const char scheme_chars[] = "abcdefghijklmnopqrstuvwxyz"
+					   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-";
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *port = NULL;
+	const char *sep = strstr(url, "://"), *auth, *at;
+	size_t n;
+
+	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+		if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK)
+			snprintf(out, len, "%s://%s:%s", scheme, host, port);
+		else
+			snprintf(out, len, "%s://%s", scheme, host);
+	} else if (sep == NULL || sep == url || strspn(url, scheme_chars) != (size_t)(sep - url)) {
+		snprintf(out, len, "(not a URL)");
+	} else {
+		auth = sep + 3;
+		n = strcspn(auth, "/?#");
+		for (at = auth; memchr(at, '@', n - (size_t)(at - auth)) != NULL;)
+			at = (const char *)memchr(at, '@', n - (size_t)(at - auth)) + 1;
+		snprintf(out, len, "%.*s://%.*s", (int)(sep - url), url,
+			 (int)(n - (size_t)(at - auth)), at);
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
 }

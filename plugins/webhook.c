@@ -45,6 +45,9 @@
 #define MAX_CONCURRENCY 64
 #define BODY_KEEP	200 /* bytes of an answer's body kept for the reason */
 #define LINE_MAX_	512 /* a header line kpool makes */
+/* The longest Retry-After taken (seconds, an HTTP date as seconds from now),
+ * before kpoold's own cap, retry_backoff_max: a larger one is a day. */
+#define RETRY_AFTER_MAX_S 86400
 
 struct hook {
 	const struct kpool_host *host;
@@ -74,8 +77,8 @@ struct req {
 	size_t body_len;
 	bool body_owned;
 	struct curl_slist *hdrs;
-	char host[256];	 /* as the URL names it, for allow_hosts and reasons */
-	bool host_named; /* allowed by name */
+	char host[ALLOW_NAME_MAX + 1]; /* as the URL names it, for allow_hosts and reasons */
+	bool host_named;	       /* allowed by name */
 	char refused[160];
 	char errbuf[CURL_ERROR_SIZE];
 	char resp[BODY_KEEP + 1];
@@ -120,68 +123,6 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
 	r->resp_len += take;
 	r->resp[r->resp_len] = '\0';
 	return len;
-}
-
-/* The URL with its {{placeholders}} filled from the job, URL-encoded. */
-static char *fill_url(const struct hook *h, json_t *body, json_t *root, char *reason)
-{
-	struct buf out = {0};
-	const char *s = h->url, *a, *z;
-
-	while ((a = strstr(s, "{{")) != NULL && (z = strstr(a + 2, "}}")) != NULL) {
-		struct buf val = {0};
-		buf_add(&out, s, (size_t)(a - s));
-		a += 2;
-		if (!util_lookup(body, a, (size_t)(z - a), &val) &&
-		    (body == root || !util_lookup(root, a, (size_t)(z - a), &val))) {
-			snprintf(reason, KPOOL_REASON_MAX, "url: no value for {{%.*s}} in the job",
-				 (int)(z - a > 64 ? 64 : z - a), a);
-			free(val.p);
-			free(out.p);
-			return NULL;
-		}
-		char *enc = curl_easy_escape(NULL, val.p ? val.p : "", (int)val.len);
-		buf_str(&out, enc ? enc : "");
-		curl_free(enc);
-		free(val.p);
-		s = z + 2;
-	}
-	buf_str(&out, s);
-	if (out.oom) {
-		free(out.p);
-		snprintf(reason, KPOOL_REASON_MAX, "out of memory");
-		return NULL;
-	}
-	return out.p;
-}
-
-/* The host a URL names, and that its scheme is http or https; -1 with reason if not. */
-static int url_host(const char *url, char *host, size_t len, char *reason)
-{
-	CURLU *u = curl_url();
-	char *scheme = NULL, *hp = NULL;
-	int rc = -1;
-
-	if (u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
-		snprintf(reason, KPOOL_REASON_MAX, "url: not a URL: %.200s", url);
-	} else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-		   (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
-		snprintf(reason, KPOOL_REASON_MAX, "url: only http:// and https://, not %.200s",
-			 url);
-	} else if (curl_url_get(u, CURLUPART_HOST, &hp, 0) != CURLUE_OK) {
-		snprintf(reason, KPOOL_REASON_MAX, "url: no host in %.200s", url);
-	} else {
-		size_t n = strlen(hp);
-		if (hp[0] == '[' && n > 1 && hp[n - 1] == ']') /* an IPv6 literal */
-			snprintf(host, len, "%.*s", (int)(n - 2), hp + 1);
-		else
-			snprintf(host, len, "%s", hp);
-		rc = 0;
-	}
-	curl_free(scheme);
-	curl_free(hp);
-	curl_url_cleanup(u);
-	return rc;
 }
 
 /* Kpool-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">. */
@@ -251,8 +192,8 @@ static bool req_prepare(struct req *r, const struct kpool_job *job, char *reason
 		snprintf(reason, KPOOL_REASON_MAX, "out of memory");
 		return false;
 	}
-	if ((r->url = fill_url(h, body, r->root, reason)) == NULL ||
-	    url_host(r->url, r->host, sizeof(r->host), reason) < 0)
+	if ((r->url = allow_url_fill(h->url, body, r->root, reason, KPOOL_REASON_MAX)) == NULL ||
+	    allow_url_host(r->url, r->host, sizeof(r->host), reason, KPOOL_REASON_MAX) < 0)
 		return false;
 	r->host_named = allow_name(&h->allow, r->host);
 
@@ -350,7 +291,10 @@ static kpool_status req_outcome(struct req *r, CURLcode cc, char *reason)
 	if (code == 408 || code == 429 || code >= 500) {
 		if (curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &after) == CURLE_OK &&
 		    after > 0 && kpool_retry_after)
-			kpool_retry_after(r->job, (int64_t)after * 1000);
+			kpool_retry_after(
+			    r->job,
+			    (int64_t)(after < RETRY_AFTER_MAX_S ? after : RETRY_AFTER_MAX_S) *
+				1000);
 		return KPOOL_RETRY;
 	}
 	return KPOOL_FAIL;
@@ -508,25 +452,35 @@ static int add_header(struct hook *h, const char *v, char *err, size_t len)
 	return 0;
 }
 
-/* A literal address in a URL's fixed host must be one the guard lets through: say so now. */
+/*
+ * A literal address in a URL's fixed host must be one the guard lets through:
+ * say so now.  Messages quote no more of the URL than its origin: the rest
+ * may hold credentials.
+ */
 static int check_url(struct hook *h, char *err, size_t len)
 {
-	char prefix[512], host[256], reason[KPOOL_REASON_MAX];
+	char host[ALLOW_NAME_MAX + 1], reason[KPOOL_REASON_MAX], origin[160], *prefix = NULL;
 	unsigned char a[16];
-	int family, bits;
-	const char *auth = strstr(h->url, "://");
+	int family, bits, rc;
+	const char *auth;
+	size_t alen;
 
-	if (auth == NULL ||
-	    (strncmp(h->url, "http://", 7) != 0 && strncmp(h->url, "https://", 8) != 0)) {
-		snprintf(err, len, "url: '%s' is not an http:// or https:// URL", h->url);
+	if (strncmp(h->url, "http://", 7) != 0 && strncmp(h->url, "https://", 8) != 0) {
+		allow_url_origin(h->url, origin, sizeof(origin));
+		snprintf(err, len, "url: %s is not an http:// or https:// URL", origin);
 		return -1;
 	}
-	auth += 3;
-	size_t alen = strcspn(auth, "/?#");
+	auth = strstr(h->url, "://") + 3;
+	alen = strcspn(auth, "/?#");
 	if (memmem(auth, alen, "{{", 2)) /* the job names the host: checked per request */
 		return 0;
-	snprintf(prefix, sizeof(prefix), "%.*s/", (int)(auth - h->url + alen), h->url);
-	if (url_host(prefix, host, sizeof(host), reason) < 0) {
+	if (asprintf(&prefix, "%.*s/", (int)(auth - h->url + alen), h->url) < 0) {
+		snprintf(err, len, "out of memory");
+		return -1;
+	}
+	rc = allow_url_host(prefix, host, sizeof(host), reason, sizeof(reason));
+	free(prefix);
+	if (rc < 0) {
 		snprintf(err, len, "%s", reason);
 		return -1;
 	}
@@ -544,7 +498,7 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 {
 	struct hook *h = calloc(1, sizeof(*h));
 	const char *content_type = "application/json", *secret_file = NULL;
-	char line[LINE_MAX_];
+	char line[LINE_MAX_], origin[160];
 
 	if (h == NULL || curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
 		snprintf(err, len, "cannot set up libcurl");
@@ -684,7 +638,8 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 			goto fail;
 		}
 	}
-	host->log(LOG_INFO, "webhook: %s %s%s%s", h->method, h->url, h->mac ? ", signed" : "",
+	allow_url_origin(h->url, origin, sizeof(origin)); /* not its userinfo, path or query */
+	host->log(LOG_INFO, "webhook: %s %s%s%s", h->method, origin, h->mac ? ", signed" : "",
 		  h->keepalive ? "" : ", a new connection per job");
 	return h;
 fail:
