@@ -1045,9 +1045,12 @@ static int dlq_replay(const struct kp_conf *conf, const char *topic, const struc
 		goto out;
 	if (out) {
 		json_t *doc = json_object(), *to = json_object();
-		for (size_t i = 0; i < ds.n; i++)
+		for (size_t i = 0; i < ds.n; i++) {
+			char *name = kp_text_utf8(ds.d[i].topic, strlen(ds.d[i].topic));
 			if (ds.d[i].n)
-				json_object_set_new(to, ds.d[i].topic, json_integer(ds.d[i].n));
+				json_object_set_new(to, name, json_integer(ds.d[i].n));
+			free(name);
+		}
 		json_object_set_new(doc, "topic", kp_json_text(topic, strlen(topic)));
 		json_object_set_new(doc, "group", kp_json_text(group, strlen(group)));
 		json_object_set_new(doc, "dry_run", json_boolean(o->dry_run));
