@@ -131,11 +131,16 @@ static bool event_read(const struct kpool_job *job, json_t **root, struct event 
 
 	e->at_ms = job->timestamp_ms > 0 ? job->timestamp_ms : (int64_t)time(NULL) * 1000;
 	if ((v = first_of(objs, 3, "timestamp")) != NULL) {
+		/* A number past the year 9999 is no time, as text that is none is: the
+		 * job goes to the dead-letter topic rather than to a bucket of now. */
 		if ((e->at_ms = util_time_ms(v)) < 0) {
 			char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 			snprintf(reason, KPOOL_REASON_MAX,
-				 "timestamp %.64s is not a time (ISO 8601, or seconds or "
-				 "milliseconds since the epoch)",
+				 json_is_number(v) ? "timestamp %.64s is not a time (seconds or "
+						     "milliseconds since the epoch, up to the year "
+						     "9999)"
+						   : "timestamp %.64s is not a time (ISO 8601, or "
+						     "seconds or milliseconds since the epoch)",
 				 text ? text : "?");
 			free(text);
 			return false;

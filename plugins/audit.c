@@ -64,6 +64,11 @@ static bool entry_make(const struct kpool_job *job, struct entry *e, char *reaso
 	int64_t at = -1;
 
 	memset(e, 0, sizeof(*e));
+	if (job->value_len >= AUDIT_TEXT_MAX) { /* the chain's lengths are 4 bytes */
+		snprintf(reason, KPOOL_REASON_MAX, "job is too long for the audit log");
+		json_decref(root);
+		return false;
+	}
 	if (!json_is_object(root)) {
 		snprintf(reason, KPOOL_REASON_MAX, "job is not a JSON object");
 		json_decref(root);
@@ -140,7 +145,11 @@ static bool append(struct audit *a, struct entry *e, bool *ok, size_t n, kpool_s
 		if (!ok[i])
 			continue;
 		e[i].r.seq = seq + 1;
-		audit_hash(prev, &e[i].r, h);
+		if (audit_hash(prev, &e[i].r, h) < 0) {
+			snprintf(why, len, "%s: cannot compute the hash of an entry", a->path);
+			sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+			return false;
+		}
 		sqlite3_reset(a->insert);
 		sqlite3_bind_int64(a->insert, 1, e[i].r.seq);
 		sqlite3_bind_text(a->insert, 2, e[i].r.event_id, -1, SQLITE_STATIC);

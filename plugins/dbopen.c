@@ -3,10 +3,13 @@
  */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dbopen.h"
 
@@ -37,15 +40,39 @@ char *db_path(const struct kpool_host *host, const struct kpool_option *opts, si
 }
 
 /*
- * Opens (creating) path and runs the setup statements (pragmas, schema),
- * waiting up to 10 s for the other workers.  NULL with err "db: PATH: why"
- * if it cannot.
+ * Creates path, if it is missing, readable and writable by its owner only:
+ * the files hold whole jobs.  SQLite gives its -wal and -shm files the mode
+ * of the database.  An existing file keeps its mode (the operator's to
+ * choose).  -1 with err if the file cannot be made.
+ */
+static int db_create(const char *path, char *err, size_t len)
+{
+	int fd;
+
+	if (strcmp(path, ":memory:") == 0 || path[0] == '\0') /* SQLite's, not files */
+		return 0;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, DB_FILE_MODE);
+	if (fd < 0) {
+		snprintf(err, len, "db: %s: %s", path, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/*
+ * Opens (creating, mode DB_FILE_MODE) path and runs the setup statements
+ * (pragmas, schema), waiting up to 10 s for the other workers.  NULL with err
+ * "db: PATH: why" if it cannot.
  */
 sqlite3 *db_open(const char *path, const char *const *setup, size_t n_setup, char *err, size_t len)
 {
 	sqlite3 *db = NULL;
-	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	int rc;
 
+	if (db_create(path, err, len) < 0)
+		return NULL;
+	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK)
 		goto fail;
 	sqlite3_busy_timeout(db, 10000);

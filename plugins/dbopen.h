@@ -1,6 +1,8 @@
 /*
  * dbopen.h - a plugin's own SQLite file: where it is (option db), and
  * opening it, which the workers of a binding may all do at the same moment.
+ * A new file is made readable by its owner only (DB_FILE_MODE): it holds
+ * what the jobs carried.
  */
 #ifndef KPOOL_DBOPEN_H
 #define KPOOL_DBOPEN_H
@@ -9,6 +11,8 @@
 #include <stddef.h>
 
 #include "kpool_plugin.h"
+
+#define DB_FILE_MODE 0600
 
 char *db_path(const struct kpool_host *host, const struct kpool_option *opts, size_t n_opts,
 	      const char *name, char *err, size_t len);

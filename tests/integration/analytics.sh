@@ -5,8 +5,10 @@
 # matches the counts of every minute, hour and day bucket exactly, and the
 # distinct users within 2% (exactly where it says so); duplicates add
 # nothing; events without a time fall in the bucket of their Kafka
-# timestamp; bad events are dead-lettered with their reason; --event,
-# --since and --json work, and --svg draws a chart that parses as XML.
+# timestamp; bad events are dead-lettered with their reason (timestamps that
+# are no time among them: 1e300, -1e300, 1e19, "NaN"); the rollup is its
+# owner's only (0600, whatever the umask); --event, --since and --json work,
+# and --svg draws a chart that parses as XML.
 . "$(dirname "$0")/lib.sh"
 require_tools
 SQLITE3=${SQLITE3:-$(command -v sqlite3 || true)}
@@ -24,6 +26,7 @@ check "  and creates no file" test ! -e "$T/state/analytics-analytics.db"
 sed 's/^handler = analytics$/handler = analytics\ndatabase = x.db/' "$T/pool.conf" >"$T/bad.conf"
 "$KPOOLD" -t -c "$T/bad.conf" >"$T/bad.out" 2>&1
 check "an unknown option is refused, naming file and line" grep -q "bad.conf:[0-9]*: \[worker:analytics\] database: analytics refused: unknown option 'database' (db)" "$T/bad.out"
+umask 022 # a permissive umask: the rollup's mode must not come from it
 start_kpoold "$T/pool.conf" "$T/kpoold.log"
 B=$(bootstrap "$T/state")
 U=$(metrics_url "$T/state")
@@ -64,15 +67,18 @@ json.dump({k: [c, len(u)] for k, (c, u) in expected.items()}, open(sys.argv[2], 
 EOF2
 send <"$T/events.jsonl"
 check "10,000 events queued" test $? -eq 0
-counted() { "$SQLITE3" "$DB" "SELECT coalesce(sum(count), 0) FROM rollup WHERE granularity = 'minute'" 2>/dev/null || echo 0; }
+# -readonly: a look before the handler made the file must not make it.
+counted() { "$SQLITE3" -readonly "$DB" "SELECT coalesce(sum(count), 0) FROM rollup WHERE granularity = 'minute'" 2>/dev/null || echo 0; }
 check "every event is counted" wait_for 120 at_least 10000 counted
 check "two worker processes share the rollup" test "$(grep -c 'worker=analytics#[01] analytics: ' "$T/kpoold.log")" -ge 2
+modes=$(stat -c %a "$DB" "$DB-wal" "$DB-shm" | tr '\n' ' ')
+check "the rollup and its -wal and -shm files are its owner's only ($modes)" test "$modes" = "600 600 600 "
 
 # The same events again (a redelivery), then a few without a time of their own, and bad ones.
 # First the ids must be in the ledger's file (the ledger shares them between
 # the processes at once, but the embedded broker may rebalance and the file
 # is what outlives everything).
-processed() { "$SQLITE3" "$T/state/analytics.db" 'SELECT coalesce(sum(n), 0) FROM processed_counts' 2>/dev/null || echo 0; }
+processed() { "$SQLITE3" -readonly "$T/state/analytics.db" 'SELECT coalesce(sum(n), 0) FROM processed_counts' 2>/dev/null || echo 0; }
 check "every event id is in the ledger's file" wait_for 30 at_least 10000 processed
 head -500 "$T/events.jsonl" | send
 before=$(date +%s)
@@ -82,6 +88,11 @@ send <<'EOF2'
 {"eventId":"bad-noevent","userId":"u1","properties":{}}
 {"eventId":"bad-time","userId":"u1","event":"click","timestamp":"yesterday"}
 {"eventId":"bad-user","userId":{"id":1},"event":"click"}
+{"eventId":"big-1e300","userId":"u1","event":"click","timestamp":1e300}
+{"eventId":"big-neg","userId":"u1","event":"click","timestamp":-1e300}
+{"eventId":"big-1e19","userId":"u1","event":"click","timestamp":1e19}
+{"eventId":"big-nan","userId":"u1","event":"click","timestamp":"NaN"}
+{"type":"click","data":{"userId":"u1"},"metadata":{"eventId":"big-meta","timestamp":1e300}}
 {"eventId":"last","event":"last","timestamp":1710061200}
 EOF2
 row() { "$SQLITE3" -separator '|' "$DB" "SELECT $1 FROM rollup WHERE $2" 2>/dev/null; }
@@ -101,6 +112,11 @@ check "bad events are dead-lettered" wait_for 30 dead bad-user
 check "  no event, saying why" test "$(dlq bad-noevent 2)|$(dlq bad-noevent 9)" = 'fail|no event: the job has neither "event", "eventType" nor "type"'
 check "  a timestamp that is no time" test "$(dlq bad-time 9)" = 'timestamp "yesterday" is not a time (ISO 8601, or seconds or milliseconds since the epoch)'
 check "  a userId that is an object" test "$(dlq bad-user 9)" = 'userId is neither a string nor an integer'
+check "  a timestamp of 1e300 (past 2^63 ms)" test "$(dlq big-1e300 2)|$(dlq big-1e300 9)" = 'fail|timestamp 1.0000000000000001e300 is not a time (seconds or milliseconds since the epoch, up to the year 9999)'
+check "  a timestamp of -1e300" test "$(dlq big-neg 2)|$(dlq big-neg 9)" = 'fail|timestamp -1.0000000000000001e300 is not a time (seconds or milliseconds since the epoch, up to the year 9999)'
+check "  a timestamp of 1e19" test "$(dlq big-1e19 2)|$(dlq big-1e19 9)" = 'fail|timestamp 1e19 is not a time (seconds or milliseconds since the epoch, up to the year 9999)'
+check "  a metadata.timestamp of 1e300" test "$(dlq big-meta 2)" = fail
+check "  a timestamp of \"NaN\"" test "$(dlq big-nan 2)|$(dlq big-nan 9)" = 'fail|timestamp "NaN" is not a time (ISO 8601, or seconds or milliseconds since the epoch)'
 check "the rollup is in WAL mode" test "$("$SQLITE3" "$DB" 'PRAGMA journal_mode')" = wal
 stop_kpoold "$KPID"
 
