@@ -307,6 +307,38 @@ int allow_url_host(const char *url, char *host, size_t len, char *reason, size_t
 }
 
 /*
+ * The host a URL template names when no placeholder is in its authority (from
+ * "://" to the first '/', '?' or '#'), read from "scheme://authority/" alone,
+ * so that no value of a job can change it: 1 with host set (len bytes, at
+ * least ALLOW_NAME_MAX + 1); 0 if the job names the host (judged per
+ * request); -1 with reason if the template is no http:// or https:// URL or
+ * its fixed host is refused.
+ */
+int allow_url_fixed_host(const char *tmpl, char *host, size_t len, char *reason, size_t rlen)
+{
+	const char *auth = strstr(tmpl, "://");
+	char *prefix = NULL;
+	size_t alen;
+	int rc;
+
+	if (auth == NULL) {
+		snprintf(reason, rlen, "url: not a URL (no scheme://)");
+		return -1;
+	}
+	auth += 3;
+	alen = strcspn(auth, "/?#");
+	if (memmem(auth, alen, "{{", 2))
+		return 0;
+	if (asprintf(&prefix, "%.*s/", (int)(auth - tmpl + alen), tmpl) < 0) {
+		snprintf(reason, rlen, "out of memory");
+		return -1;
+	}
+	rc = allow_url_host(prefix, host, len, reason, rlen);
+	free(prefix);
+	return rc < 0 ? -1 : 1;
+}
+
+/*
  * What may be said of a URL: scheme://host[:port], without userinfo, path,
  * query or fragment, which may hold credentials.  A URL curl cannot read (a
  * template whose host is a placeholder, say) is cut by hand at its authority,

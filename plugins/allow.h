@@ -46,6 +46,7 @@ int allow_parse_addr(const char *s, int *family, unsigned char addr[16], int *bi
 
 char *allow_url_fill(const char *tmpl, json_t *body, json_t *root, char *reason, size_t len);
 int allow_url_host(const char *url, char *host, size_t len, char *reason, size_t rlen);
+int allow_url_fixed_host(const char *tmpl, char *host, size_t len, char *reason, size_t rlen);
 void allow_url_origin(const char *url, char *out, size_t len);
 
 #endif

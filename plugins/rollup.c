@@ -253,7 +253,7 @@ static double tau(double x)
 	return z / 3;
 }
 
-/* The number of distinct users: exact while sparse, else estimated. */
+/* The number of distinct users: exact while sparse, else estimated (at most HLL_COUNT_MAX). */
 double hll_count(const struct hll *h)
 {
 	enum { Q = 64 - HLL_P };
@@ -268,7 +268,9 @@ double hll_count(const struct hll *h)
 	for (int k = Q; k >= 1; k--)
 		z = 0.5 * (z + c[k]);
 	z += m * sigma(c[0] / m);
-	return m * m / (2 * log(2)) / z;
+	/* z is 0 when every register holds the largest rank, as only a blob made
+	 * so can: the estimate would be infinite, which no caller can print. */
+	return z > 0 ? fmin(m * m / (2 * log(2)) / z, HLL_COUNT_MAX) : HLL_COUNT_MAX;
 }
 
 void hll_free(struct hll *h)

@@ -44,6 +44,10 @@ int rollup_gran_find(const char *name); /* its index, or -1 */
 #define HLL_SPARSE_MAX (HLL_M / 8)
 #define HLL_SPARSE     1
 #define HLL_DENSE      2
+/* The largest count an estimate gives (2^53, a double's last exact integer):
+ * registers all at the largest rank, which no real set of users reaches, would
+ * estimate infinity. */
+#define HLL_COUNT_MAX 9007199254740992.0
 
 struct hll {
 	uint64_t *hash; /* sparse: n sorted distinct hashes (cap allocated) */

@@ -459,31 +459,22 @@ static int add_header(struct hook *h, const char *v, char *err, size_t len)
  */
 static int check_url(struct hook *h, char *err, size_t len)
 {
-	char host[ALLOW_NAME_MAX + 1], reason[KPOOL_REASON_MAX], origin[160], *prefix = NULL;
+	char host[ALLOW_NAME_MAX + 1], reason[KPOOL_REASON_MAX], origin[160];
 	unsigned char a[16];
 	int family, bits, rc;
-	const char *auth;
-	size_t alen;
 
 	if (strncmp(h->url, "http://", 7) != 0 && strncmp(h->url, "https://", 8) != 0) {
 		allow_url_origin(h->url, origin, sizeof(origin));
 		snprintf(err, len, "url: %s is not an http:// or https:// URL", origin);
 		return -1;
 	}
-	auth = strstr(h->url, "://") + 3;
-	alen = strcspn(auth, "/?#");
-	if (memmem(auth, alen, "{{", 2)) /* the job names the host: checked per request */
-		return 0;
-	if (asprintf(&prefix, "%.*s/", (int)(auth - h->url + alen), h->url) < 0) {
-		snprintf(err, len, "out of memory");
-		return -1;
-	}
-	rc = allow_url_host(prefix, host, sizeof(host), reason, sizeof(reason));
-	free(prefix);
+	rc = allow_url_fixed_host(h->url, host, sizeof(host), reason, sizeof(reason));
 	if (rc < 0) {
 		snprintf(err, len, "%s", reason);
 		return -1;
 	}
+	if (rc == 0) /* the job names the host: checked per request */
+		return 0;
 	if (allow_parse_addr(host, &family, a, &bits) == 0 && !allow_name(&h->allow, host) &&
 	    !allow_addr(&h->allow, family, a)) {
 		snprintf(err, len, "url: %s is not a public address; allow_hosts must allow it",

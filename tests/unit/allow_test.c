@@ -232,6 +232,31 @@ static void url_hosts(void **state)
 	free(big_label);
 }
 
+/* A template's fixed host is read from its scheme and authority alone. */
+static void url_fixed_hosts(void **state)
+{
+	char host[ALLOW_NAME_MAX + 1], reason[256];
+
+	(void)state;
+	assert_int_equal(allow_url_fixed_host("http://u:p@10.0.0.1:8080/{{id}}?a={{b}}", host,
+					      sizeof(host), reason, sizeof(reason)),
+			 1);
+	assert_string_equal(host, "10.0.0.1");
+	assert_int_equal(
+	    allow_url_fixed_host("https://{{host}}/x", host, sizeof(host), reason, sizeof(reason)),
+	    0);
+	assert_int_equal(allow_url_fixed_host("http://u@{{host}}:{{port}}/x", host, sizeof(host),
+					      reason, sizeof(reason)),
+			 0);
+	/* no authority before the first slash: curl would read the host from what
+	 * follows, which a job fills in; refused */
+	assert_int_equal(
+	    allow_url_fixed_host("http:///kp@{{a}}:9/", host, sizeof(host), reason, sizeof(reason)),
+	    -1);
+	assert_int_equal(
+	    allow_url_fixed_host("notaurl", host, sizeof(host), reason, sizeof(reason)), -1);
+}
+
 /* What is logged of a URL: scheme, host and port, never userinfo, path or query. */
 static void url_origins(void **state)
 {
@@ -278,10 +303,11 @@ static void url_fill(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(public_v4),   cmocka_unit_test(public_v6),
-	    cmocka_unit_test(lists),	   cmocka_unit_test(refused),
-	    cmocka_unit_test(long_names),  cmocka_unit_test(url_hosts),
-	    cmocka_unit_test(url_origins), cmocka_unit_test(url_fill),
+	    cmocka_unit_test(public_v4),       cmocka_unit_test(public_v6),
+	    cmocka_unit_test(lists),	       cmocka_unit_test(refused),
+	    cmocka_unit_test(long_names),      cmocka_unit_test(url_hosts),
+	    cmocka_unit_test(url_fixed_hosts), cmocka_unit_test(url_origins),
+	    cmocka_unit_test(url_fill),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

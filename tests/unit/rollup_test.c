@@ -1,7 +1,8 @@
 /*
  * rollup_test.c - the analytics handler's sketch of distinct users: exact
  * while sparse, within its standard error once dense, merges that equal adding everything,
- * and blobs that read back as written (and malformed ones refused).
+ * blobs that read back as written (and malformed ones refused), and a count that stays a
+ * number whatever the registers of a blob hold.
  */
 #include "config.h"
 
@@ -177,6 +178,32 @@ static void blobs(void **state)
 	hll_free(&h);
 }
 
+/* A blob read back from a file may hold any registers: the count stays a number. */
+static void registers_at_their_largest(void **state)
+{
+	unsigned char *b = malloc(2 + HLL_M);
+	struct hll h;
+
+	(void)state;
+	assert_non_null(b);
+	b[0] = HLL_DENSE;
+	b[1] = HLL_P;
+	memset(b + 2, 64 - HLL_P + 1, HLL_M); /* every register at the largest rank */
+	assert_int_equal(hll_load(&h, b, 2 + HLL_M), 0);
+	assert_true(isfinite(hll_count(&h)));
+	assert_true(hll_count(&h) == HLL_COUNT_MAX);
+	hll_free(&h);
+	memset(b + 2, 0xff, HLL_M); /* past it: read as the largest */
+	assert_int_equal(hll_wrap(&h, b, 2 + HLL_M), 0);
+	assert_true(hll_count(&h) == HLL_COUNT_MAX);
+	hll_free(&h);
+	b[2] = 1; /* one register lower: a count below the cap */
+	assert_int_equal(hll_load(&h, b, 2 + HLL_M), 0);
+	assert_true(hll_count(&h) > 0 && hll_count(&h) < HLL_COUNT_MAX);
+	hll_free(&h);
+	free(b);
+}
+
 static void granularities(void **state)
 {
 	(void)state;
@@ -190,8 +217,11 @@ static void granularities(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(sparse_is_exact),	       cmocka_unit_test(dense_error),
-	    cmocka_unit_test(merge_equals_adding_all), cmocka_unit_test(blobs),
+	    cmocka_unit_test(sparse_is_exact),
+	    cmocka_unit_test(dense_error),
+	    cmocka_unit_test(merge_equals_adding_all),
+	    cmocka_unit_test(blobs),
+	    cmocka_unit_test(registers_at_their_largest),
 	    cmocka_unit_test(granularities),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
