@@ -367,8 +367,15 @@ void allow_url_origin(const char *url, char *out, size_t len)
 		n = strcspn(auth, "/?#");
 		for (at = auth; memchr(at, '@', n - (size_t)(at - auth)) != NULL;)
 			at = (const char *)memchr(at, '@', n - (size_t)(at - auth)) + 1;
-		snprintf(out, len, "%.*s://%.*s", (int)(sep - url), url,
-			 (int)(n - (size_t)(at - auth)), at);
+		n -= (size_t)(at - auth);
+		/* A "port" that is neither digits nor a placeholder may be a password
+		 * whose '/' ended the authority early: it goes too. */
+		const char *colon = memrchr(at, ':', n), *close = memrchr(at, ']', n);
+		if (colon && (close == NULL || colon > close) &&
+		    strspn(colon + 1, "0123456789") != n - (size_t)(colon + 1 - at) &&
+		    strncmp(colon + 1, "{{", 2) != 0)
+			n = (size_t)(colon - at);
+		snprintf(out, len, "%.*s://%.*s", (int)(sep - url), url, (int)n, at);
 	}
 	curl_free(scheme);
 	curl_free(host);

@@ -12,7 +12,10 @@
  * A job can put values into the URL ({{field}}), so it could point kpool at
  * loopback or a private network: the address each connection goes to is
  * checked, after name resolution, against allow_hosts (by default: public
- * addresses only).  Redirects are not followed; only http and https are spoken.
+ * addresses only), and a host name too long to be one is refused whole.
+ * Redirects are not followed; only http and https are spoken.  The URL may
+ * hold credentials (userinfo, tokens in its path): logs and reasons name it by
+ * its origin, scheme://host[:port], at most.
  *
  * Connections are kept and reused by one curl multi handle; handle_batch sends
  * the jobs of a batch concurrently when their keys differ, in order when they
@@ -290,11 +293,11 @@ static kpool_status req_outcome(struct req *r, CURLcode cc, char *reason)
 	snprintf(reason, KPOOL_REASON_MAX, "HTTP %ld%s%s", code, r->resp_len ? ": " : "", r->resp);
 	if (code == 408 || code == 429 || code >= 500) {
 		if (curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &after) == CURLE_OK &&
-		    after > 0 && kpool_retry_after)
-			kpool_retry_after(
-			    r->job,
-			    (int64_t)(after < RETRY_AFTER_MAX_S ? after : RETRY_AFTER_MAX_S) *
-				1000);
+		    after > 0 && kpool_retry_after) {
+			if (after > RETRY_AFTER_MAX_S) /* in milliseconds it might not fit */
+				after = RETRY_AFTER_MAX_S;
+			kpool_retry_after(r->job, (int64_t)after * 1000);
+		}
 		return KPOOL_RETRY;
 	}
 	return KPOOL_FAIL;

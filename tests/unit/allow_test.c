@@ -275,6 +275,11 @@ static void url_origins(void **state)
 	assert_string_equal(out, "http://{{host}}:8080");
 	allow_url_origin("https://{{u}}:{{p}}@{{host}}", out, sizeof(out));
 	assert_string_equal(out, "https://{{host}}");
+	/* a '/' in a password ends the authority early: what looks like a port goes */
+	allow_url_origin("gopher://user:pa/ss@{{host}}/", out, sizeof(out));
+	assert_string_equal(out, "gopher://user");
+	allow_url_origin("http://{{host}}:{{port}}/x", out, sizeof(out));
+	assert_string_equal(out, "http://{{host}}:{{port}}");
 	allow_url_origin("user:pass@host/x", out, sizeof(out));
 	assert_string_equal(out, "(not a URL)");
 }
