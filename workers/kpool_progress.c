@@ -43,10 +43,7 @@ void kp_ranges_free(struct kp_ranges *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/*
- * The index of the first range that ends at or after off (s->n if none).
- * Offsets are >= 0, so off - b never overflows where b < off.
- */
+/* The index of the first range that ends at or after off (s->n if none). */
 static size_t first_ending(const struct kp_ranges *s, int64_t off)
 {
 	size_t lo = 0, hi = s->n;
@@ -208,7 +205,7 @@ bad:
 size_t kp_replay_meta_print(const struct kp_ranges *s, int64_t from, char *out, size_t len)
 {
 	size_t used = 0, left = 0, i = first_ending(s, from);
-	char tok[48];
+	char tok[sizeof(META_PREFIX) + 2 * 20 + 2]; /* "replayed:A-B" or ",A-B", 19 digits each */
 
 	if (len == 0)
 		return s->n - i;
@@ -219,7 +216,7 @@ size_t kp_replay_meta_print(const struct kp_ranges *s, int64_t from, char *out, 
 			    ? snprintf(tok, sizeof(tok), "%s%" PRId64 "-%" PRId64,
 				       used ? "," : META_PREFIX, a, b)
 			    : snprintf(tok, sizeof(tok), "%s%" PRId64, used ? "," : META_PREFIX, a);
-		if (used + (size_t)n + 1 > len) {
+		if (n < 0 || (size_t)n >= sizeof(tok) || used + (size_t)n + 1 > len) {
 			left = s->n - i;
 			break;
 		}
