@@ -497,12 +497,13 @@ static char *reader(char *buf, int size, void *stream)
 		while (*t == ' ' || *t == '\t')
 			t++;
 		if (*t == '[') {
-			char *e = strchr(t, ']');
+			/* The name ends at ']', or with the line when there is none
+			 * (inih calls that a syntax error): never a line break in it. */
+			size_t len = strcspn(t + 1, "]\r\n");
 			struct section *p = realloc(c->sections, (c->n_sections + 1) * sizeof(*p));
 			if (p) {
 				c->sections = p;
-				p[c->n_sections].name =
-				    e ? strndup(t + 1, (size_t)(e - t - 1)) : strdup(t + 1);
+				p[c->n_sections].name = strndup(t + 1, len);
 				p[c->n_sections].line = c->nl + 1;
 				c->n_sections++;
 			}
