@@ -61,6 +61,7 @@ struct dlrec {
 	char *event_id;
 	int attempts;	    /* -1 if unknown */
 	const char *writer; /* kpool, spring, connect, unknown */
+	bool omitted;	    /* a copy without the job's value (kpool.omitted) */
 };
 
 #define KP_DLREC_FROM_MAX 320 /* TOPIC/PARTITION/OFFSET */

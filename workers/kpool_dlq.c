@@ -894,6 +894,23 @@ static void refuse(const struct kp_conf *conf, const char *dlq, const struct des
 		fprintf(stderr, "kpool: %s: further records refused are counted, not named\n", dlq);
 }
 
+/* Says that a copy without its job's value is not replayed (it would send an empty job). */
+static void refuse_omitted(const char *dlq, const struct dlrec *r, long n_refused)
+{
+	if (n_refused > REFUSED_SAID)
+		return;
+	fprintf(stderr,
+		"kpool: %s %d:%" PRId64 ": not replayed: this copy is without the job's value "
+		"(kpool.omitted, it was too large for %s); the job is at ",
+		dlq, (int)r->partition, r->offset, dlq);
+	kp_text_put(stderr, r->orig_topic ? r->orig_topic : "?",
+		    r->orig_topic ? strlen(r->orig_topic) : 1, 0);
+	fprintf(stderr, "/%d/%" PRId64 " until that topic's retention ends\n",
+		(int)r->orig_partition, r->orig_offset);
+	if (n_refused == REFUSED_SAID)
+		fprintf(stderr, "kpool: %s: further records refused are counted, not named\n", dlq);
+}
+
 /* " to T" (one destination) or " to T1 (n1), T2 (n2)": where the records went. */
 static void print_dests(const struct dests *ds)
 {
@@ -995,8 +1012,16 @@ static int dlq_replay(const struct kp_conf *conf, const char *topic, const struc
 		s->to = dest_of(&ds, o->to, s->r.orig_topic);
 		wanted = kp_dlrec_class_matches(s->r.class, o->class) && m->offset >= o->from &&
 			 m->offset <= o->upto;
-		if (!wanted || s->to == NULL || (p->full && p->first_left >= 0)) {
-			if (wanted && s->r.orig_topic == NULL) {
+		if (!wanted || s->to == NULL || s->r.omitted || (p->full && p->first_left >= 0)) {
+			if (wanted && s->r.omitted) {
+				refuse_omitted(topic, &s->r, ++n_refused);
+				json_array_append_new(refused,
+						      json_pack("{s:i,s:I,s:o,s:s}", "partition",
+								(int)m->partition, "offset",
+								(json_int_t)m->offset, "topic",
+								json_string(s->r.orig_topic), "why",
+								"value omitted"));
+			} else if (wanted && s->r.orig_topic == NULL) {
 				unroutable++;
 			} else if (wanted && s->to == NULL) {
 				refuse(conf, topic, &ds, &s->r, ++n_refused);

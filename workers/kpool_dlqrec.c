@@ -124,6 +124,7 @@ void kp_dlrec_read(struct dlrec *r, rd_kafka_headers_t *h, int32_t partition, in
 			r->attempts = (int)v;
 		break;
 	}
+	r->omitted = hdr(h, "kpool.omitted", &at, &at_len);
 	if (r->class == NULL)
 		r->class = kp_text_utf8("unknown", 7);
 	if (r->reason == NULL)

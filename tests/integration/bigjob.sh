@@ -68,6 +68,11 @@ check "one copy only (not sent again and again)" test "$(wc -l <"$T/big.dlq")" -
 check "the log says the copy went without its value" \
 	log_has "$T/kpoold.log" "too large for big$R.dlq"
 check "the big job is not retried" test "$(grep -c 'dead-letter failed' "$T/kpoold.log")" -eq 0
+# Replaying that copy would send an empty job: refused, saying where the job is.
+"$KPOOL" -c "$T/big.conf" dlq replay "big$R.dlq" >"$T/replay.out" 2>"$T/replay.err"
+check "kpool dlq replay refuses the copy without its value (exit 1)" test $? -eq 1
+check "  and says where the job is" grep -q "without the job's value.*the job is at big$R/[0-9]*/0" "$T/replay.err"
+check "  nothing was sent" test "$("$KCAT" -C -b "$B" -t "big$R" -e -q -f '%o\n' 2>/dev/null | wc -l)" -eq 2
 
 # The default max_job_bytes (960KiB): one byte over is bad input, and its
 # whole copy fits.
