@@ -96,7 +96,7 @@ static void defaults_and_options(void **state)
 	assert_int_equal(b->retry_backoff_ms, 1000);
 	assert_int_equal(b->retry_backoff_max_ms, 300000);
 	assert_int_equal(b->max_crashes, 3);
-	assert_int_equal(b->max_job_bytes, 1048576);
+	assert_int_equal(b->max_job_bytes, 960 * 1024);
 	assert_true(b->idempotency);
 	assert_int_equal(b->idempotency_ttl_ms, 7 * 86400000LL);
 	assert_int_equal(b->n_idkeys, 4);
