@@ -42,21 +42,6 @@ stop_kpoold "$KPID"
 	CAST(X'61c29b' AS TEXT), 'r', CAST(X'7bff' AS TEXT), '{}', X'00', X'00')"
 "$SQLITE3" "$ROLLUP" "INSERT INTO rollup VALUES ('hour', 1710061200, CAST(X'6576ff9b1b' AS TEXT), 3, X'010e')"
 
-# for_people FILE: valid UTF-8 without a control character but newline: no
-# C0 (ESC, BEL, CR, ...), no DEL, no C1 (U+0080-U+009F, such as CSI).
-for_people() {
-	"$PYTHON3" - "$1" <<'PY'
-import sys
-b = open(sys.argv[1], "rb").read()
-try:
-    s = b.decode("utf-8")
-except UnicodeDecodeError as e:
-    sys.exit("%s: not UTF-8: %s" % (sys.argv[1], e))
-bad = [(i, hex(ord(c))) for i, c in enumerate(s) if (ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) <= 0x9f]
-if bad:
-    sys.exit("%s: control characters at %s" % (sys.argv[1], bad[:5]))
-PY
-}
 # jget FILE EXPR: a Python expression over the JSON document d in FILE.
 jget() { "$PYTHON3" -c "import json,sys; d=json.load(open(sys.argv[1])); print(($2))" "$1"; }
 

@@ -223,21 +223,6 @@ check "--since -1e300s: usage error 2, saying why" test "$? $(cat "$T/since3.err
 kp dlq list "$DLQ" --since 1e300 >/dev/null 2>"$T/since4.err"
 check "--since 1e300 (seconds): usage error 2, saying why" test "$? $(cat "$T/since4.err")" = "2 kpool: --since 1e300: seconds since the epoch past the year 9999"
 
-# for_people FILE: valid UTF-8 without a control character but newline: no
-# C0 (ESC, BEL, CR, ...), no DEL, no C1 (U+0080-U+009F, such as CSI).
-for_people() {
-	"$PYTHON3" - "$1" <<'PY'
-import sys
-b = open(sys.argv[1], "rb").read()
-try:
-    s = b.decode("utf-8")
-except UnicodeDecodeError as e:
-    sys.exit("%s: not UTF-8: %s" % (sys.argv[1], e))
-bad = [(i, hex(ord(c))) for i, c in enumerate(s) if (ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) <= 0x9f]
-if bad:
-    sys.exit("%s: control characters at %s" % (sys.argv[1], bad[:5]))
-PY
-}
 
 # A record planted in the dead-letter topic, naming a topic no binding
 # dead-letters there: refused unless --to says so.

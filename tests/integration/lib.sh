@@ -208,6 +208,22 @@ lines_in() { if [ -f "$1" ]; then wc -l <"$1" | tr -d ' '; else echo 0; fi; }
 # at_least N CMD...: true when CMD prints a number >= N.
 at_least() { n=$1; shift; v=$("$@"); [ "${v:-0}" -ge "$n" ]; }
 
+# for_people FILE: valid UTF-8 without a control character but newline: no
+# C0 (ESC, BEL, CR, ...), no DEL, no C1 (U+0080-U+009F, such as CSI).
+for_people() {
+	"$PYTHON3" - "$1" <<'PY'
+import sys
+b = open(sys.argv[1], "rb").read()
+try:
+    s = b.decode("utf-8")
+except UnicodeDecodeError as e:
+    sys.exit("%s: not UTF-8: %s" % (sys.argv[1], e))
+bad = [(i, hex(ord(c))) for i, c in enumerate(s) if (ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) <= 0x9f]
+if bad:
+    sys.exit("%s: control characters at %s" % (sys.argv[1], bad[:5]))
+PY
+}
+
 # dlq_json BOOTSTRAP TOPIC: every record of TOPIC, one JSON object per line (kcat -J).
 dlq_json() {
 	"$KCAT" -C -b "$1" -t "$2" -e -J -q 2>/dev/null
