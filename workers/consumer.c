@@ -592,12 +592,14 @@ out:
 	alarm(stop_alarm_s);
 	if (w.queue)
 		rd_kafka_queue_destroy(w.queue);
-	if (w.rk) {
+	if (w.rk)
 		rd_kafka_consumer_close(w.rk); /* revokes (store, commit) and leaves the group */
-		rd_kafka_destroy(w.rk);
-	}
+	/* Messages still held (a partition lost without a revoke) go before the
+	 * handle they belong to: destroyed after it, they are freed memory. */
 	for (size_t i = 0; i < w.n_parts; i++)
 		kp_job_drop(&w, &w.parts[i]);
+	if (w.rk)
+		rd_kafka_destroy(w.rk);
 	free(w.parts);
 	free(w.bjobs);
 	free(w.breasons);
