@@ -67,10 +67,11 @@ check "neither host handled a job twice itself" test -z "$(uniq -d "$T/ids-1")$(
 twice=$(comm -12 "$T/ids-1" "$T/ids-2" | wc -l)
 diag "handled by both hosts: $twice of $N (host 1 handled $killed_at before it died)"
 # What host 1 handled but had not committed comes again to host 2, whose
-# processed table never saw it.  Ids are written every 200 ms and offsets
-# committed every auto.commit.interval.ms (200 ms): about 0.2-0.4 s of host
-# 1's work; the check allows 0.6 s of it at the rate measured before the kill.
-check "handled twice ($twice) no more than 0.6 s of host 1's jobs ($((rate * 6 / 10)))" \
-	test "$twice" -le $((rate * 6 / 10))
+# ledger never saw it: up to one offset-store interval (200 ms) and one
+# commit interval (auto.commit.interval.ms, 200 ms) of host 1's work, plus
+# the commit in flight and the jobs in hand (measured: 0.4-0.7 s).  The check
+# allows 1 s of it at the rate measured just before the kill.
+check "handled twice ($twice) no more than 1 s of host 1's jobs ($rate)" \
+	test "$twice" -le "$rate"
 stop_kpoold "$HOST2"
 check "host 2 stops with status 0" test $? -eq 0
