@@ -781,8 +781,44 @@ char *kp_conf_bootstrap(const struct kp_conf *conf, char *err, size_t len)
 	return strdup(trim(buf));
 }
 
-/* Sets the [kafka] keys and the broker list on a librdkafka conf; -1 with err on failure. */
-int kp_conf_kafka_apply(const struct kp_conf *conf, void *rd_conf, char *err, size_t len)
+/*
+ * Whether librdkafka documents key as a property of the other kind of
+ * client only: a consumer's on a producer, or the reverse, which it would
+ * take and then warn about (CONFWARN).  Read from librdkafka's own table,
+ * so that it is right for the version kpool runs with.
+ */
+bool kp_conf_kafka_other(const char *key, bool producer)
+{
+	char *text = NULL, *line, *save = NULL;
+	size_t size = 0, klen = strlen(key);
+	FILE *f = open_memstream(&text, &size);
+	bool other = false;
+
+	if (f == NULL)
+		return false;
+	rd_kafka_conf_properties_show(f); /* "name | C, P or * | range | ..." */
+	fclose(f);
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		const char *bar = strchr(line, '|'), *role;
+		if (bar == NULL || strncmp(line, key, klen) != 0 ||
+		    (line[klen] != ' ' && line[klen] != '|'))
+			continue;
+		for (role = bar + 1; *role == ' '; role++)
+			;
+		other = *role == (producer ? 'C' : 'P');
+		break;
+	}
+	free(text);
+	return other;
+}
+
+/*
+ * Sets the [kafka] keys and the broker list on a librdkafka conf for a
+ * producer or a consumer (keys only the other kind has are left out);
+ * -1 with err on failure.
+ */
+int kp_conf_kafka_apply(const struct kp_conf *conf, void *rd_conf, bool producer, char *err,
+			size_t len)
 {
 	char *bootstrap = kp_conf_bootstrap(conf, err, len);
 
@@ -791,6 +827,9 @@ int kp_conf_kafka_apply(const struct kp_conf *conf, void *rd_conf, char *err, si
 	for (size_t i = 0; i < conf->n_kafka; i++) {
 		const struct kp_kv *kv = &conf->kafka[i];
 		const char *v = strcmp(kv->key, "bootstrap.servers") == 0 ? bootstrap : kv->value;
+
+		if (kp_conf_kafka_other(kv->key, producer))
+			continue;
 
 		if (rd_kafka_conf_set(rd_conf, kv->key, v, err, len) != RD_KAFKA_CONF_OK) {
 			free(bootstrap);

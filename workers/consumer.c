@@ -23,12 +23,9 @@
 
 #include "worker.h"
 
-#define POLL_MS		 100
-#define STORE_EVERY_MS	 20   /* how often offsets the ledger made safe are stored */
-#define REVOKE_WAIT_MS	 2000 /* how long a revoke waits for the ledger */
-#define TOPICS_ASK_MS	 1000 /* a metadata request for one topic */
-#define TOPICS_CREATE_MS 5000 /* CreateTopics */
-#define TOPICS_CHECK_MS	 2000 /* how often to look for a topic that is not there yet */
+#define STORE_EVERY_MS 20   /* how often offsets the ledger made safe are stored */
+#define REVOKE_WAIT_MS 2000 /* how long a revoke waits for the ledger */
+#define DLQ_DRAIN_MS   5000 /* how long a stop waits for dead-letter copies on their way */
 
 volatile sig_atomic_t kp_stopping;
 static volatile sig_atomic_t reinit; /* SIGHUP: the supervisor reloaded, our binding unchanged */
@@ -111,7 +108,8 @@ struct part *kp_part_get(struct worker *w, int16_t topic, int32_t partition, boo
  * partition's finished mark moves on with every job, and the ledger's tail
  * follows it a moment later; so the mark is taken as a candidate, and
  * stored once the tail has passed the ring position it needed.  With
- * idempotency off there is nothing to wait for.  Never past a parked job.
+ * idempotency off there is nothing to wait for.  Never past a parked job,
+ * nor past one whose dead-letter copy Kafka has not acknowledged yet.
  */
 static void store_offsets(struct worker *w)
 {
@@ -120,7 +118,7 @@ static void store_offsets(struct worker *w)
 
 	for (size_t i = 0; i < w->n_parts; i++) {
 		struct part *p = &w->parts[i];
-		int64_t next = p->fin_next;
+		int64_t next = p->fin_next, sending = kp_job_min_sending(w, p);
 
 		if (p->cand_next > 0 && p->cand_seq <= durable) {
 			if (l == NULL)
@@ -132,6 +130,8 @@ static void store_offsets(struct worker *w)
 		}
 		if (p->parked && p->parked->m->offset < next)
 			next = p->parked->m->offset;
+		if (sending < next)
+			next = sending;
 		if (p->cand_next == 0 && next > p->stored) {
 			p->cand_next = next;
 			p->cand_seq = p->fin_seq;
@@ -215,6 +215,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 				p->last_seen = p->fin_next = -1;
 				p->cand_next = p->stored = 0;
 				p->fin_seq = 0;
+				p->gen++; /* copies on their way from before are not ours */
+				p->n_sending = 0;
+				p->paused = false; /* resumed below */
 			}
 		}
 		kp_log(KP_INFO, "assigned partitions=%d", l->cnt);
@@ -312,17 +315,16 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 			json_int_t lo = json_integer_value(json_object_get(pv, "lo_offset"));
 			json_int_t co = json_integer_value(json_object_get(pv, "committed_offset"));
 			struct part *pp;
-			int64_t qlo, qhi;
+			int64_t qhi;
 
 			if (part < 0 || n == KP_LAG_MAX || hi < 0 || (co < 0 && lo < 0) ||
 			    !json_is_true(json_object_get(pv, "desired")))
 				continue;
 			/* A paused partition fetches nothing, so its high watermark in
-			 * the statistics stands still: ask for it (briefly). */
+			 * the statistics stands still: the watch thread asks for it. */
 			pp = kp_part_get(w, (int16_t)t, (int32_t)part, false);
-			if (pp && pp->parked && s->kafka_state == KP_KAFKA_UP &&
-			    rd_kafka_query_watermark_offsets(w->rk, name, (int32_t)part, &qlo, &qhi,
-							     100) == RD_KAFKA_RESP_ERR_NO_ERROR)
+			if (pp && pp->paused &&
+			    (qhi = kp_watch_high(w->watch, (int16_t)t, pp->partition)) > hi)
 				hi = qhi;
 			/* From the committed offset, as kpool status counts it:
 			 * librdkafka's consumer_lag starts at what was fetched, which
@@ -371,7 +373,7 @@ static rd_kafka_t *consumer_new(struct worker *w, const char *bootstrap, char *e
 	snprintf(client, sizeof(client), "kpool-%s-%d", w->b->name, w->slot->index);
 	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
 		rd_kafka_conf_set(rc, defaults[i][0], defaults[i][1], NULL, 0);
-	if (kp_conf_kafka_apply(w->conf, rc, err, len) < 0 ||
+	if (kp_conf_kafka_apply(w->conf, rc, false, err, len) < 0 ||
 	    rd_kafka_conf_set(rc, "bootstrap.servers", bootstrap, err, len) ||
 	    rd_kafka_conf_set(rc, "group.id", w->b->group, err, len) ||
 	    rd_kafka_conf_set(rc, "client.id", client, err, len) ||
@@ -413,65 +415,6 @@ static int subscribe(struct worker *w, char *err, size_t len)
 		return -1;
 	}
 	return 0;
-}
-
-/*
- * Subscribes to the binding's topics that exist, and makes each one's
- * dead-letter topic, when absent, with as many partitions.  librdkafka 2.0
- * never notices a subscribed topic that is created later (librdkafka #1201),
- * so a topic the applications have not published to yet is looked for again
- * every TOPICS_CHECK_MS and subscribed when it appears.
- */
-static int watch_topics(struct worker *w, char *err, size_t len)
-{
-	char why[512], dlq[KP_TOPIC_MAX + 8];
-	bool changed = false, waiting = false;
-
-	for (int i = 0; i < w->b->n_topics && !kp_stopping; i++) {
-		const char *t = w->b->topics[i];
-		int n = 0, final;
-
-		if (!w->topic_there[i] || !w->dlq_there[i]) {
-			n = kp_topic_partitions(w->rk, t, TOPICS_ASK_MS, why, sizeof(why));
-			if (n < 0) { /* Kafka unreachable: on_error says so; ask later */
-				waiting = true;
-				break;
-			}
-		}
-		if (!w->topic_there[i] && n == 0) {
-			if (!w->topic_told[i])
-				kp_log(KP_WARNING,
-				       "topic=%s does not exist yet; consuming it once it does", t);
-			w->topic_told[i] = true;
-			waiting = true;
-			continue;
-		}
-		if (!w->topic_there[i]) {
-			if (w->topic_told[i])
-				kp_log(KP_NOTICE, "topic=%s appeared with %d partitions", t, n);
-			w->topic_there[i] = changed = true;
-		}
-		if (w->dlq_there[i])
-			continue;
-		kp_dlq_topic(w->b, t, dlq, sizeof(dlq));
-		int have = kp_topic_partitions(w->rk, dlq, TOPICS_ASK_MS, why, sizeof(why));
-		if (have > 0 || kp_topic_create(w->rk, dlq, n, TOPICS_CREATE_MS, &final, why,
-						sizeof(why)) == 0) {
-			if (have <= 0)
-				kp_log(KP_NOTICE,
-				       "created the dead-letter topic %s with %d partitions", dlq,
-				       n);
-			w->dlq_there[i] = true;
-		} else if (final) {
-			kp_log(KP_WARNING, "%s; create it with %d partitions", why, n);
-			w->dlq_there[i] = true; /* a first dead letter may still create it */
-		} else {
-			kp_log(KP_INFO, "%s; trying again", why);
-			waiting = true;
-		}
-	}
-	w->topics_due = waiting ? kp_mono_ms() + TOPICS_CHECK_MS : 0;
-	return changed ? subscribe(w, err, len) : 0;
 }
 
 /*
@@ -526,16 +469,18 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 	}
 	bootstrap = kp_conf_bootstrap(conf, err, sizeof(err));
 	if (bootstrap == NULL ||
-	    (w.dlq = kp_dlq_open(conf, b, bootstrap, err, sizeof(err))) == NULL ||
+	    (w.dlq = kp_dlq_open(conf, b, bootstrap, kp_job_dead_lettered, &w, err, sizeof(err))) ==
+		NULL ||
 	    (w.rk = consumer_new(&w, bootstrap, err, sizeof(err))) == NULL) {
 		kp_log(KP_ERROR, "kafka: %s", err);
 		goto out;
 	}
-	/* The embedded broker made every topic of the conf and its dead-letter topic. */
-	for (int i = 0; i < b->n_topics; i++)
-		w.topic_there[i] = w.dlq_there[i] = conf->embedded;
-	if (conf->embedded ? subscribe(&w, err, sizeof(err)) : watch_topics(&w, err, sizeof(err))) {
-		kp_log(KP_ERROR, "kafka: %s", err);
+	/* The embedded broker made every topic of the conf and its dead-letter
+	 * topic; elsewhere the watch thread looks for them, and the loop
+	 * subscribes to each once it is there. */
+	if ((w.watch = kp_watch_start(conf, b, bootstrap, conf->embedded, err, sizeof(err))) ==
+	    NULL) {
+		kp_log(KP_ERROR, "%s", err);
 		goto out;
 	}
 	w.queue = rd_kafka_queue_get_consumer(w.rk);
@@ -567,20 +512,22 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 			run_batches(&w);
 		if (reinit)
 			plugin_reinit(&w);
-		now = kp_mono_ms();
-		if (w.topics_due && now >= w.topics_due && watch_topics(&w, err, sizeof(err)) < 0)
+		if (kp_watch_topics(w.watch, w.topic_there) && subscribe(&w, err, sizeof(err)) < 0)
 			kp_log(KP_ERROR, "kafka: %s", err);
+		kp_dlq_poll(w.dlq, 0); /* dead-letter acknowledgements, and the producer's events */
+		now = kp_mono_ms();
 		if (now >= w.store_due) {
 			store_offsets(&w);
 			w.store_due = now + STORE_EVERY_MS;
 		}
-		if (now >= w.next_dlq_poll) { /* the producer's events; sends wait on their own */
-			kp_dlq_poll(w.dlq);
-			w.next_dlq_poll = now + POLL_MS;
-		}
 	}
 	__atomic_store_n(&slot->state, KP_SLOT_STOPPING, __ATOMIC_RELEASE);
 	kp_log(KP_INFO, "stopping");
+	/* Dead-letter copies on their way: once acknowledged, their jobs are
+	 * finished and the offsets past them can be committed. */
+	for (int64_t until = kp_mono_ms() + DLQ_DRAIN_MS;
+	     w.n_in_flight > 0 && kp_mono_ms() < until;)
+		kp_dlq_poll(w.dlq, 50);
 	store_final(&w);
 	rc = 0;
 out:
@@ -592,10 +539,15 @@ out:
 	alarm(stop_alarm_s);
 	if (w.queue)
 		rd_kafka_queue_destroy(w.queue);
+	kp_watch_stop(w.watch);
 	if (w.rk)
 		rd_kafka_consumer_close(w.rk); /* revokes (store, commit) and leaves the group */
-	/* Messages still held (a partition lost without a revoke) go before the
-	 * handle they belong to: destroyed after it, they are freed memory. */
+	/* Messages still held (a partition lost without a revoke, copies not
+	 * acknowledged) go before the handle they belong to: destroyed after
+	 * it, they are freed memory.  Closing the producer gives every copy
+	 * still on its way its outcome. */
+	kp_dlq_close(w.dlq);
+	kp_job_abandon(&w);
 	for (size_t i = 0; i < w.n_parts; i++)
 		kp_job_drop(&w, &w.parts[i]);
 	if (w.rk)
@@ -603,7 +555,6 @@ out:
 	free(w.parts);
 	free(w.bjobs);
 	free(w.breasons);
-	kp_dlq_close(w.dlq);
 	kp_ledger_close(w.ledger);
 	kp_plugin_close(&w.pl);
 	free(bootstrap);

@@ -1,7 +1,9 @@
 /*
  * deadletter.c - the dead-letter record (the original key, value and headers
  * plus kpool's own headers) and its produce, acknowledged by every in-sync
- * replica (acks=all, idempotent producer) before the caller moves on.
+ * replica (acks=all, idempotent producer).  Sending does not wait: the
+ * outcome comes back through the done callback, from kp_dlq_poll() in the
+ * worker's loop, and only then may the job be recorded as finished.
  */
 #include "config.h"
 
@@ -16,31 +18,34 @@
 
 #include "kpoold.h"
 
-#define DLQ_POLL_MS 100
-#define DLQ_TIMEOUT "60000" /* message.timeout.ms: then the worker tries again later */
+#define DLQ_TIMEOUT  "60000" /* message.timeout.ms: then the worker tries again later */
+#define DLQ_CLOSE_MS 5000    /* what kp_dlq_close() waits for copies in flight */
 
 struct kp_dlq {
 	rd_kafka_t *rk;
 	const struct kp_binding *b;
+	kp_dlq_done_fn *done;
+	void *ctx;
 	char handler[KP_NAME_MAX];
 	char host[256];
 	char pid[16];
 };
 
-struct delivery {
-	int done;
-	rd_kafka_resp_err_t err;
+/* What of the original record a dead-letter copy leaves out. */
+enum omit { OMIT_NONE, OMIT_VALUE, OMIT_ALL };
+
+/* One copy on its way; the job's message stays with the caller until done. */
+struct sending {
+	struct kp_dlq *q;
+	void *opaque;
+	const rd_kafka_message_t *m;
+	enum kp_class class;
+	int attempts;
+	enum omit omit;
+	char topic[KP_TOPIC_MAX + 8];
+	char event_id[KP_EVENT_ID_MAX];
+	char reason[KPOOL_REASON_MAX];
 };
-
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
-{
-	struct delivery *d = m->_private;
-
-	if (d) {
-		d->err = m->err;
-		d->done = 1;
-	}
-}
 
 /* Names where a job from topic src goes when it cannot be handled: the binding's
  * dead_letter_topic, else SRC.dlq. */
@@ -52,9 +57,15 @@ void kp_dlq_topic(const struct kp_binding *b, const char *src, char *buf, size_t
 		snprintf(buf, len, "%s.dlq", src);
 }
 
-/* Creates the dead-letter producer of a binding; NULL with err on failure. */
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+
+/*
+ * Creates the dead-letter producer of a binding, whose outcomes go to
+ * done(ctx, ...); NULL with err on failure.
+ */
 struct kp_dlq *kp_dlq_open(const struct kp_conf *conf, const struct kp_binding *b,
-			   const char *bootstrap, char *err, size_t len)
+			   const char *bootstrap, kp_dlq_done_fn *done, void *ctx, char *err,
+			   size_t len)
 {
 	struct kp_dlq *q = calloc(1, sizeof(*q));
 	rd_kafka_conf_t *rc = rd_kafka_conf_new();
@@ -62,11 +73,13 @@ struct kp_dlq *kp_dlq_open(const struct kp_conf *conf, const struct kp_binding *
 	if (q == NULL)
 		goto fail;
 	q->b = b;
+	q->done = done;
+	q->ctx = ctx;
 	snprintf(q->handler, sizeof(q->handler), "%s", b->handler);
 	if (gethostname(q->host, sizeof(q->host)) < 0)
 		snprintf(q->host, sizeof(q->host), "unknown");
 	snprintf(q->pid, sizeof(q->pid), "%d", (int)getpid());
-	if (kp_conf_kafka_apply(conf, rc, err, len) < 0 ||
+	if (kp_conf_kafka_apply(conf, rc, true, err, len) < 0 ||
 	    rd_kafka_conf_set(rc, "bootstrap.servers", bootstrap, err, len) ||
 	    rd_kafka_conf_set(rc, "acks", "all", err, len) ||
 	    rd_kafka_conf_set(rc, "enable.idempotence", "true", err, len) ||
@@ -86,20 +99,26 @@ fail:
 	return NULL;
 }
 
-/* Waits for what is in flight (up to its timeout) and frees the producer. */
+/*
+ * Waits briefly for the copies in flight, then gives up on the others:
+ * every copy sent gets its done call, acknowledged or not, before the
+ * producer is freed.
+ */
 void kp_dlq_close(struct kp_dlq *q)
 {
 	if (q == NULL)
 		return;
-	rd_kafka_flush(q->rk, 10000);
+	rd_kafka_flush(q->rk, DLQ_CLOSE_MS);
+	rd_kafka_purge(q->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	rd_kafka_poll(q->rk, 0);
 	rd_kafka_destroy(q->rk);
 	free(q);
 }
 
-/* Serves delivery reports and the producer's own events. */
-void kp_dlq_poll(struct kp_dlq *q)
+/* Serves delivery reports (and so done calls), waiting up to ms for one. */
+void kp_dlq_poll(struct kp_dlq *q, int ms)
 {
-	rd_kafka_poll(q->rk, 0);
+	rd_kafka_poll(q->rk, ms);
 }
 
 static void rfc3339_now(char *buf, size_t len)
@@ -123,40 +142,17 @@ static bool too_large(rd_kafka_resp_err_t e)
 	       e == RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE;
 }
 
-/* Produces one record and waits for its acknowledgement; h is taken over. */
-static rd_kafka_resp_err_t deliver(struct kp_dlq *q, const char *topic, const void *key,
-				   size_t key_len, const void *value, size_t len,
-				   rd_kafka_headers_t *h)
-{
-	struct delivery d = {0};
-	rd_kafka_resp_err_t e;
-
-	e = rd_kafka_producev(q->rk, RD_KAFKA_V_TOPIC(topic),
-			      RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
-			      RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, len),
-			      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
-			      RD_KAFKA_V_OPAQUE(&d), RD_KAFKA_V_END);
-	if (e) {
-		rd_kafka_headers_destroy(h); /* not taken over on failure */
-		return e;
-	}
-	while (!d.done) /* bounded by message.timeout.ms */
-		rd_kafka_poll(q->rk, DLQ_POLL_MS);
-	return d.err;
-}
-
-/* What of the original record a dead-letter copy leaves out. */
-enum omit { OMIT_NONE, OMIT_VALUE, OMIT_ALL };
-
 /*
  * The headers of m's dead-letter copy: m's own (unless omit is OMIT_ALL)
  * and kpool's, the last round's replaced.  A copy without the value says so
  * (kpool.omitted, kpool.original.value-bytes, and in kpool.error).
  */
-static rd_kafka_headers_t *dlq_headers(struct kp_dlq *q, const rd_kafka_message_t *m,
-				       const struct kp_dlq_info *info, const char *topic,
-				       enum omit omit)
+static rd_kafka_headers_t *dlq_headers(const struct sending *s)
 {
+	struct kp_dlq *q = s->q;
+	const rd_kafka_message_t *m = s->m;
+	const char *topic = s->topic;
+	enum omit omit = s->omit;
 	const char *src = rd_kafka_topic_name(m->rkt);
 	char part[16], off[24], ts[24], attempts[16], failed_at[40], bytes[24];
 	char reason[KP_ERROR_MAX + KP_TOPIC_MAX * 2 + 160];
@@ -167,17 +163,17 @@ static rd_kafka_headers_t *dlq_headers(struct kp_dlq *q, const rd_kafka_message_
 	snprintf(part, sizeof(part), "%" PRId32, m->partition);
 	snprintf(off, sizeof(off), "%" PRId64, m->offset);
 	snprintf(ts, sizeof(ts), "%" PRId64, tsv);
-	snprintf(attempts, sizeof(attempts), "%d", info->attempts);
+	snprintf(attempts, sizeof(attempts), "%d", s->attempts);
 	snprintf(bytes, sizeof(bytes), "%zu", m->len);
 	rfc3339_now(failed_at, sizeof(failed_at));
 	if (omit == OMIT_NONE)
-		snprintf(reason, sizeof(reason), "%s", info->reason);
+		snprintf(reason, sizeof(reason), "%s", s->reason);
 	else
 		snprintf(reason, sizeof(reason),
 			 "%s (this copy is without the job's %s: too large for %s; the job "
 			 "stays at %s/%s/%s until that topic's retention ends)",
-			 info->reason, omit == OMIT_VALUE ? "value" : "value, key and headers",
-			 topic, src, part, off);
+			 s->reason, omit == OMIT_VALUE ? "value" : "value, key and headers", topic,
+			 src, part, off);
 
 	h = omit != OMIT_ALL && rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR
 		? rd_kafka_headers_copy(orig)
@@ -187,10 +183,10 @@ static rd_kafka_headers_t *dlq_headers(struct kp_dlq *q, const rd_kafka_message_
 	    {"kpool.original.partition", part},
 	    {"kpool.original.offset", off},
 	    {"kpool.original.timestamp", ts},
-	    {"kpool.event-id", info->event_id},
+	    {"kpool.event-id", s->event_id},
 	    {"kpool.worker", q->b->name},
 	    {"kpool.handler", q->handler},
-	    {"kpool.error.class", kp_class_name(info->class)},
+	    {"kpool.error.class", kp_class_name(s->class)},
 	    {"kpool.error", reason},
 	    {"kpool.attempts", attempts},
 	    {"kpool.failed-at", failed_at},
@@ -210,39 +206,103 @@ static rd_kafka_headers_t *dlq_headers(struct kp_dlq *q, const rd_kafka_message_
 	return h;
 }
 
-/*
- * Produces the dead-letter copy of m and waits until Kafka acknowledges it.
- * A copy refused for its size is sent again without the job's value, then
- * also without its key and headers: a job too large to copy must not stop
- * its partition, and the copy points at where the job still is.
- * Returns 0 when acknowledged; -1 with err when it was not, and then nothing
- * may be recorded: the caller tries again later, or the job is redelivered.
- */
-int kp_dlq_send(struct kp_dlq *q, const rd_kafka_message_t *m, const struct kp_dlq_info *info,
-		char *err, size_t len)
+/* Produces s's copy, at its omit level. */
+static rd_kafka_resp_err_t produce(struct sending *s)
 {
-	char topic[KP_TOPIC_MAX + 8];
+	const rd_kafka_message_t *m = s->m;
+	rd_kafka_headers_t *h = dlq_headers(s);
+	const void *key = s->omit == OMIT_ALL ? NULL : m->key;
+	size_t key_len = s->omit == OMIT_ALL ? 0 : m->key_len;
+	void *value = s->omit == OMIT_NONE ? m->payload : NULL;
+	size_t len = s->omit == OMIT_NONE ? m->len : 0;
 	rd_kafka_resp_err_t e;
 
-	kp_dlq_topic(q->b, rd_kafka_topic_name(m->rkt), topic, sizeof(topic));
-	e = deliver(q, topic, m->key, m->key_len, m->payload, m->len,
-		    dlq_headers(q, m, info, topic, OMIT_NONE));
-	if (too_large(e)) {
+	e = rd_kafka_producev(s->q->rk, RD_KAFKA_V_TOPIC(s->topic),
+			      RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+			      RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE(value, len),
+			      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+			      RD_KAFKA_V_OPAQUE(s), RD_KAFKA_V_END);
+	if (e)
+		rd_kafka_headers_destroy(h); /* not taken over on failure */
+	return e;
+}
+
+/* Whether s is sent again smaller, after Kafka refused it with e for its size. */
+static bool smaller(struct sending *s, rd_kafka_resp_err_t *e)
+{
+	const rd_kafka_message_t *m = s->m;
+
+	if (!too_large(*e) || s->omit == OMIT_ALL)
+		return false;
+	if (s->omit == OMIT_NONE)
 		kp_log(KP_ERROR,
 		       "%s: the dead-letter copy of %s/%" PRId32 "/%" PRId64
 		       " (%zu bytes) is too large for %s (%s): sending it without its value",
-		       q->b->name, rd_kafka_topic_name(m->rkt), m->partition, m->offset, m->len,
-		       topic, rd_kafka_err2str(e));
-		e = deliver(q, topic, m->key, m->key_len, NULL, 0,
-			    dlq_headers(q, m, info, topic, OMIT_VALUE));
-	}
-	if (too_large(e)) {
+		       s->q->b->name, rd_kafka_topic_name(m->rkt), m->partition, m->offset, m->len,
+		       s->topic, rd_kafka_err2str(*e));
+	else
 		kp_log(KP_ERROR, "%s: still too large for %s: sending it without key and headers",
-		       q->b->name, topic);
-		e = deliver(q, topic, NULL, 0, NULL, 0, dlq_headers(q, m, info, topic, OMIT_ALL));
+		       s->q->b->name, s->topic);
+	s->omit++;
+	*e = produce(s);
+	return *e == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+static void finished(struct sending *s, rd_kafka_resp_err_t e)
+{
+	char err[KP_TOPIC_MAX + 128];
+
+	snprintf(err, sizeof(err), "produce to %s: %s", s->topic, rd_kafka_err2str(e));
+	s->q->done(s->q->ctx, s->opaque, e, e ? err : NULL);
+	free(s);
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	struct sending *s = m->_private;
+	rd_kafka_resp_err_t e = m->err;
+
+	(void)rk;
+	(void)opaque;
+	if (s == NULL || smaller(s, &e))
+		return;
+	finished(s, e);
+}
+
+/*
+ * Sends the dead-letter copy of m (left with the caller, who keeps it until
+ * done).  A copy refused for its size is sent again without the job's
+ * value, then also without its key and headers: a job too large to copy
+ * must not stop its partition, and the copy points at where the job still
+ * is.  Returns 0 when the copy is on its way: done(ctx, opaque, ...) is
+ * called once Kafka acknowledged it (err 0) or did not (and then nothing
+ * may be recorded: the caller tries again later, or the job is
+ * redelivered).  -1 with err when it could not be sent at all; done is not
+ * called then.
+ */
+int kp_dlq_send(struct kp_dlq *q, const rd_kafka_message_t *m, const struct kp_dlq_info *info,
+		void *opaque, char *err, size_t len)
+{
+	struct sending *s = calloc(1, sizeof(*s));
+	rd_kafka_resp_err_t e;
+
+	if (s == NULL) {
+		snprintf(err, len, "out of memory");
+		return -1;
 	}
-	if (e) {
-		snprintf(err, len, "produce to %s: %s", topic, rd_kafka_err2str(e));
+	*s = (struct sending){.q = q,
+			      .opaque = opaque,
+			      .m = m,
+			      .class = info->class,
+			      .attempts = info->attempts,
+			      .omit = OMIT_NONE};
+	kp_dlq_topic(q->b, rd_kafka_topic_name(m->rkt), s->topic, sizeof(s->topic));
+	snprintf(s->event_id, sizeof(s->event_id), "%s", info->event_id);
+	snprintf(s->reason, sizeof(s->reason), "%s", info->reason);
+	e = produce(s);
+	if (e && !smaller(s, &e)) { /* librdkafka knows the size limit too */
+		snprintf(err, len, "produce to %s: %s", s->topic, rd_kafka_err2str(e));
+		free(s);
 		return -1;
 	}
 	return 0;

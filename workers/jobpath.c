@@ -3,9 +3,11 @@
  * check (bad input), event id, claim in the ledger (a duplicate is skipped,
  * an id in a sibling's hands waited for), crash guard, the handler call,
  * and settling its answer: done, a retry with the partition paused, or the
- * dead-letter topic.  A job that must wait (a retry, a sibling's claim, a
- * dead-letter send Kafka did not take) is parked at its stage and resumed
- * from there; jobs behind it on its partition wait in order.
+ * dead-letter topic.  A job that must wait (a retry, a sibling's claim) is
+ * parked at its stage and resumed from there; jobs behind it on its
+ * partition wait in order.  A dead-letter copy is not waited for: the
+ * partition goes on while it is on its way, and the job is finished when
+ * Kafka acknowledges it (or sent again later if Kafka did not take it).
  *
  * Finishing a job records its outcome in the ledger and moves its
  * partition's finished mark; consumer.c stores that offset for commit once
@@ -29,6 +31,7 @@
 #define STORE_WAIT_MS  100  /* the store could not be read */
 #define SETTLE_WAIT_US 1000 /* the ledger's ring is full: look again after this */
 #define REPLAY_HEADER  "kpool.replayed-from"
+#define SENDING_MAX    64 /* a partition's dead-letter copies on their way: then it pauses */
 
 /* The jobs handed to the plugin in the call under way, for kpool_retry_after(). */
 static struct {
@@ -50,17 +53,26 @@ __attribute__((visibility("default"))) void kpool_retry_after(const struct kpool
 			in_call.jobs[i]->retry_after_ms = ms;
 }
 
-/* Pauses or resumes fetching one partition. */
-void kp_job_pause(struct worker *w, struct part *p, bool pause)
+/*
+ * Pauses or resumes fetching partition p as its state asks: paused while a
+ * job is parked or waits behind one, or while too many of its jobs' dead-letter
+ * copies are on their way.
+ */
+void kp_job_pause(struct worker *w, struct part *p)
 {
-	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+	bool pause = p->parked || p->n_backlog > 0 || p->n_sending >= SENDING_MAX;
+	rd_kafka_topic_partition_list_t *l;
 
+	if (pause == p->paused)
+		return;
+	l = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(l, w->b->topics[p->topic], p->partition);
 	if (pause)
 		rd_kafka_pause_partitions(w->rk, l);
 	else
 		rd_kafka_resume_partitions(w->rk, l);
 	rd_kafka_topic_partition_list_destroy(l);
+	p->paused = pause;
 }
 
 static void job_free(struct job *j)
@@ -114,32 +126,47 @@ void kp_job_drop(struct worker *w, struct part *p)
 	for (size_t i = 0; i < p->n_batch; i++)
 		rd_kafka_message_destroy(p->batch[i]);
 	p->n_batch = 0;
+	/* Copies still on their way belong to the assignment that ends here. */
+	p->gen++;
+	p->n_sending = 0;
+}
+
+/*
+ * The job, moved to the heap to outlive the call that took it; NULL when
+ * memory ran out (then it is dropped, unrecorded, for redelivery).
+ */
+static struct job *on_heap(struct worker *w, struct job *j)
+{
+	struct job *h;
+
+	if (j->heap)
+		return j;
+	if ((h = malloc(sizeof(*h))) == NULL) {
+		kp_log(KP_ERROR, "out of memory; dropping a job for redelivery");
+		if (holds_claim(w, j))
+			kp_ledger_release(w->ledger, &j->id);
+		job_free(j);
+		return NULL;
+	}
+	memcpy(h, j, sizeof(*h));
+	h->heap = true;
+	return h;
 }
 
 /* Keeps a job aside until delay_ms have passed, its partition paused meanwhile. */
 static void park(struct worker *w, struct part *p, struct job *j, int64_t delay_ms)
 {
-	if (!j->heap) {
-		struct job *h = malloc(sizeof(*h));
-		if (h == NULL) { /* not finished, not recorded: redelivered after a restart */
-			kp_log(KP_ERROR, "out of memory; dropping a job for redelivery");
-			if (holds_claim(w, j))
-				kp_ledger_release(w->ledger, &j->id);
-			job_free(j);
-			return;
-		}
-		memcpy(h, j, sizeof(*h));
-		h->heap = true;
-		j = h;
-	}
+	if ((j = on_heap(w, j)) == NULL)
+		return;
 	j->due_ms = kp_mono_ms() + delay_ms;
 	p->parked = j;
-	kp_job_pause(w, p, true);
+	kp_job_pause(w, p);
 }
 
 /*
  * Marks a job finished: its outcome into the ledger (not for a skipped
- * duplicate), its offset into the partition's finished mark.  A full ledger
+ * duplicate), its offset into the partition's finished mark (p NULL: the
+ * partition is no longer ours, only the ledger learns it).  A full ledger
  * ring (its process is behind) is waited for; while stopping the job is left
  * unfinished instead, to be redelivered.  Frees the job.
  */
@@ -157,19 +184,22 @@ static void finish(struct worker *w, struct part *p, struct job *j, enum kp_outc
 			usleep(SETTLE_WAIT_US);
 		}
 	}
-	if (j->m->offset + 1 > p->fin_next)
+	if (p && j->m->offset + 1 > p->fin_next)
 		p->fin_next = j->m->offset + 1;
-	if (seq > p->fin_seq)
+	if (p && seq > p->fin_seq)
 		p->fin_seq = seq;
 	job_free(j);
 }
 
-/*
- * Sends a job to the dead-letter topic and records it.  If Kafka does not
- * acknowledge the copy, the job is parked and the send tried again later.
- * Returns true when the job is finished (and freed).
- */
-static bool dead_letter(struct worker *w, struct part *p, struct job *j)
+/* After Kafka did not take a job's dead-letter copy: it is sent again after the backoff. */
+static void resend_later(struct worker *w, struct job *j, const char *err)
+{
+	job_log(KP_ERROR, j, "dead-letter failed, will try again: %s", err);
+	j->in_flight = false;
+	j->resend_ms = kp_mono_ms() + (w->b->retry_backoff_ms > 0 ? w->b->retry_backoff_ms : 1000);
+}
+
+static void send_copy(struct worker *w, struct job *j)
 {
 	char err[512];
 	struct kp_dlq_info info = {.class = j->class,
@@ -177,17 +207,141 @@ static bool dead_letter(struct worker *w, struct part *p, struct job *j)
 				   .event_id = j->event_id,
 				   .attempts = j->attempts};
 
-	j->stage = JOB_DEAD_LETTER;
-	if (kp_dlq_send(w->dlq, j->m, &info, err, sizeof(err)) < 0) {
-		job_log(KP_ERROR, j, "dead-letter failed, will try again: %s", err);
-		park(w, p, j, w->b->retry_backoff_ms > 0 ? w->b->retry_backoff_ms : 1000);
-		return false;
+	if (kp_dlq_send(w->dlq, j->m, &info, j, err, sizeof(err)) < 0) {
+		resend_later(w, j, err);
+		return;
 	}
-	job_log(KP_WARNING, j, "dead-lettered class=%s attempts=%d: %s", kp_class_name(j->class),
-		j->attempts, j->reason);
-	kp_stats_dead(w->slot, j->class);
-	finish(w, p, j, KP_OUT_DEAD);
+	j->in_flight = true;
+	w->n_in_flight++;
+}
+
+/*
+ * Sends a job to the dead-letter topic.  The loop does not wait for Kafka's
+ * acknowledgement: the job joins w->sending, the partition goes on (its
+ * offset is not stored past the job meanwhile), and kp_job_dead_lettered()
+ * records it once acknowledged.  Returns true: the partition need not wait.
+ */
+static bool dead_letter(struct worker *w, struct part *p, struct job *j)
+{
+	j->stage = JOB_SENDING;
+	if ((j = on_heap(w, j)) == NULL)
+		return true;
+	j->topic = p->topic;
+	j->gen = p->gen;
+	j->next = w->sending;
+	j->prev = &w->sending;
+	if (w->sending)
+		w->sending->prev = &j->next;
+	w->sending = j;
+	w->n_sending++;
+	p->n_sending++;
+	send_copy(w, j);
+	kp_job_pause(w, p);
 	return true;
+}
+
+/* Takes j out of w->sending (and its partition's count, when it is still ours). */
+static void unlink_sending(struct worker *w, struct part *p, struct job *j)
+{
+	*j->prev = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	w->n_sending--;
+	if (p)
+		p->n_sending--;
+}
+
+/* The job's partition, if the assignment it was taken in is still on. */
+static struct part *still_ours(struct worker *w, const struct job *j)
+{
+	struct part *p = kp_part_get(w, j->topic, j->m->partition, false);
+
+	return p && p->gen == j->gen ? p : NULL;
+}
+
+/*
+ * The outcome of a dead-letter copy (kp_dlq_done_fn, from kp_dlq_poll() in
+ * the loop).  Acknowledged: the job is recorded as dead-lettered and
+ * finished.  Not: it is sent again later, unless its partition is no longer
+ * ours or the worker is stopping; then it is left unrecorded, for
+ * redelivery.
+ */
+void kp_job_dead_lettered(void *ctx, void *opaque, int err, const char *errstr)
+{
+	struct worker *w = ctx;
+	struct job *j = opaque;
+	struct part *p = still_ours(w, j);
+
+	j->in_flight = false;
+	w->n_in_flight--;
+	if (err && p && !kp_stopping) {
+		resend_later(w, j, errstr);
+		return;
+	}
+	unlink_sending(w, p, j);
+	if (err) {
+		job_log(KP_WARNING, j, "dead-letter not acknowledged (%s); left for redelivery",
+			errstr);
+		kp_ledger_release(w->ledger, &j->id);
+		job_free(j);
+	} else {
+		job_log(KP_WARNING, j, "dead-lettered class=%s attempts=%d: %s",
+			kp_class_name(j->class), j->attempts, j->reason);
+		kp_stats_dead(w->slot, j->class);
+		finish(w, p, j, KP_OUT_DEAD);
+	}
+	if (p)
+		kp_job_pause(w, p);
+}
+
+/* Sends again the copies whose wait is over; returns ms until the next is due (at most max). */
+static int64_t resend_due(struct worker *w, int64_t now, int64_t max)
+{
+	struct job *j, *next;
+
+	for (j = w->sending; j; j = next) {
+		next = j->next;
+		if (j->in_flight)
+			continue;
+		if (j->resend_ms > now) {
+			if (j->resend_ms - now < max)
+				max = j->resend_ms - now;
+			continue;
+		}
+		if (still_ours(w, j)) {
+			send_copy(w, j);
+		} else { /* its partition moved on: whoever has it now takes the job */
+			unlink_sending(w, NULL, j);
+			kp_ledger_release(w->ledger, &j->id);
+			job_free(j);
+		}
+	}
+	return max;
+}
+
+/* The lowest offset of p's jobs whose copies are on their way; INT64_MAX if none. */
+int64_t kp_job_min_sending(const struct worker *w, const struct part *p)
+{
+	int64_t min = INT64_MAX;
+
+	if (p->n_sending == 0)
+		return min;
+	for (const struct job *j = w->sending; j; j = j->next)
+		if (j->topic == p->topic && j->m->partition == p->partition && j->gen == p->gen &&
+		    j->m->offset < min)
+			min = j->m->offset;
+	return min;
+}
+
+/* At the end: the copies still waiting to be sent again are left for redelivery. */
+void kp_job_abandon(struct worker *w)
+{
+	while (w->sending) {
+		struct job *j = w->sending;
+		unlink_sending(w, NULL, j);
+		kp_ledger_release(w->ledger, &j->id);
+		job_free(j);
+	}
 }
 
 /* Lists a message's headers, as plugins see them (at most MAX_HEADERS), noting a replay. */
@@ -291,7 +445,10 @@ static bool prepare(struct worker *w, struct part *p, struct job *j, rd_kafka_me
 	return claim(w, p, j);
 }
 
-/* Acts on a handler's answer for one job; returns true when it is finished (and freed). */
+/*
+ * Acts on a handler's answer for one job; returns true when it is finished
+ * (and freed) or handed to the dead-letter producer.
+ */
 static bool settle(struct worker *w, struct part *p, struct job *j, kpool_status st)
 {
 	struct kp_slot *s = w->slot;
@@ -416,14 +573,12 @@ static bool handle_one(struct worker *w, struct part *p, struct job *j)
 }
 
 /*
- * Takes a job on from its stage: claims it, calls the handler, or sends it
- * to the dead-letter topic.  Returns true when it is finished (and freed),
- * false when it is parked.
+ * Takes a parked job on from its stage: claims it, or calls the handler.
+ * Returns true when it is finished (and freed) or handed to the dead-letter
+ * producer, false when it is parked again.
  */
 static bool step(struct worker *w, struct part *p, struct job *j)
 {
-	if (j->stage == JOB_DEAD_LETTER)
-		return dead_letter(w, p, j);
 	if (j->stage == JOB_CLAIM && !claim(w, p, j))
 		return p->parked == NULL; /* finished, or parked again */
 	return handle_one(w, p, j);
@@ -448,14 +603,16 @@ static void drain(struct worker *w, struct part *p)
 	if (i > 0 && i < p->n_backlog)
 		memmove(p->backlog, p->backlog + i, (p->n_backlog - i) * sizeof(*p->backlog));
 	p->n_backlog -= i;
-	if (!p->parked && p->n_backlog == 0)
-		kp_job_pause(w, p, false);
+	kp_job_pause(w, p);
 }
 
 /* Resumes parked jobs whose wait is over; returns ms until the next one is due. */
 int64_t kp_job_run_due(struct worker *w)
 {
 	int64_t now = kp_mono_ms(), next = 100;
+
+	if (w->sending)
+		next = resend_due(w, now, next);
 
 	for (size_t i = 0; i < w->n_parts && !kp_stopping; i++) {
 		struct part *p = &w->parts[i];

@@ -99,7 +99,7 @@ static int cmd_send(const struct kp_conf *conf, int argc, char **argv)
 	topic = argv[optind];
 	ret = 1;
 	rc = rd_kafka_conf_new();
-	if (kp_conf_kafka_apply(conf, rc, err, sizeof(err)) < 0 ||
+	if (kp_conf_kafka_apply(conf, rc, true, err, sizeof(err)) < 0 ||
 	    rd_kafka_conf_set(rc, "acks", "all", err, sizeof(err)) ||
 	    rd_kafka_conf_set(rc, "enable.idempotence", "true", err, sizeof(err)) ||
 	    rd_kafka_conf_set(rc, "linger.ms", "5", err, sizeof(err)) ||

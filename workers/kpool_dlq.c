@@ -107,7 +107,7 @@ static int scan_open(struct scan *sc, const struct kp_conf *conf, const char *to
 
 	memset(sc, 0, sizeof(*sc));
 	sc->topic = topic;
-	if (kp_conf_kafka_apply(conf, kc, err, sizeof(err)) < 0 ||
+	if (kp_conf_kafka_apply(conf, kc, false, err, sizeof(err)) < 0 ||
 	    /* a group only for replay's commits: reading assigns, never joins */
 	    rd_kafka_conf_set(kc, "group.id", group ? group : "kpool-dlq-reader", err,
 			      sizeof(err)) ||
@@ -716,7 +716,7 @@ static rd_kafka_t *replay_producer(const struct kp_conf *conf)
 	char err[512];
 	rd_kafka_t *rk;
 
-	if (kp_conf_kafka_apply(conf, rc, err, sizeof(err)) < 0 ||
+	if (kp_conf_kafka_apply(conf, rc, true, err, sizeof(err)) < 0 ||
 	    rd_kafka_conf_set(rc, "acks", "all", err, sizeof(err)) ||
 	    rd_kafka_conf_set(rc, "enable.idempotence", "true", err, sizeof(err)) ||
 	    rd_kafka_conf_set(rc, "message.timeout.ms", "30000", err, sizeof(err)) ||

@@ -192,7 +192,7 @@ static json_t *lag_of(const struct kp_conf *conf, const struct kp_binding *b, ch
 	json_t *out = NULL;
 	rd_kafka_t *rk = NULL;
 
-	if (kp_conf_kafka_apply(conf, kc, err, len) < 0 ||
+	if (kp_conf_kafka_apply(conf, kc, false, err, len) < 0 ||
 	    rd_kafka_conf_set(kc, "group.id", b->group, err, len) ||
 	    rd_kafka_conf_set(kc, "enable.auto.commit", "false", err, len)) {
 		rd_kafka_conf_destroy(kc);

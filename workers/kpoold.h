@@ -116,7 +116,9 @@ struct kp_conf *kp_conf_load(const char *path, char *err, size_t len);
 void kp_conf_free(struct kp_conf *conf);
 const struct kp_binding *kp_conf_binding(const struct kp_conf *conf, const char *name);
 char *kp_conf_bootstrap(const struct kp_conf *conf, char *err, size_t len);
-int kp_conf_kafka_apply(const struct kp_conf *conf, void *rd_conf, char *err, size_t len);
+int kp_conf_kafka_apply(const struct kp_conf *conf, void *rd_conf, bool producer, char *err,
+			size_t len);
+bool kp_conf_kafka_other(const char *key, bool producer);
 void kp_conf_print_options(void);
 
 /* job.c */
@@ -228,14 +230,17 @@ struct kp_dlq_info {
 	const char *event_id;
 	int attempts;
 };
+/* A copy's outcome: err 0 when Kafka acknowledged it, else why not in errstr. */
+typedef void kp_dlq_done_fn(void *ctx, void *opaque, int err, const char *errstr);
 struct kp_dlq *kp_dlq_open(const struct kp_conf *conf, const struct kp_binding *b,
-			   const char *bootstrap, char *err, size_t len);
+			   const char *bootstrap, kp_dlq_done_fn *done, void *ctx, char *err,
+			   size_t len);
 void kp_dlq_close(struct kp_dlq *q);
 void kp_dlq_topic(const struct kp_binding *b, const char *src, char *buf, size_t len);
 struct rd_kafka_message_s;
 int kp_dlq_send(struct kp_dlq *q, const struct rd_kafka_message_s *m,
-		const struct kp_dlq_info *info, char *err, size_t len);
-void kp_dlq_poll(struct kp_dlq *q);
+		const struct kp_dlq_info *info, void *opaque, char *err, size_t len);
+void kp_dlq_poll(struct kp_dlq *q, int ms);
 
 /* topics.c */
 int kp_topic_partitions(struct rd_kafka_s *rk, const char *topic, int timeout_ms, char *err,
@@ -246,6 +251,12 @@ int kp_topic_lookup(struct rd_kafka_s *rk, char *const *topics, int n,
 		    size_t len);
 int kp_topic_watermarks(struct rd_kafka_s *rk, const struct rd_kafka_topic_partition_list_s *l,
 			int64_t *lo, int64_t *hi, int timeout_ms, char *err, size_t len);
+struct rd_kafka_queue_s;
+struct rd_kafka_op_s;
+int kp_topic_create_ask(struct rd_kafka_s *rk, const char *topic, int partitions, int timeout_ms,
+			struct rd_kafka_queue_s *q, char *err, size_t len);
+int kp_topic_create_result(struct rd_kafka_op_s *ev, const char *topic, int *final, char *err,
+			   size_t len);
 int kp_topic_create(struct rd_kafka_s *rk, const char *topic, int partitions, int timeout_ms,
 		    int *final, char *err, size_t len);
 

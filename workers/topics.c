@@ -1,10 +1,12 @@
 /*
- * topics.c - what a worker asks Kafka about topics: whether one exists and
- * how many partitions it has, and creating a dead-letter topic with its
- * source topic's partition count.
+ * topics.c - what kpool asks Kafka about topics: whether one exists and
+ * how many partitions it has, their watermarks, and creating a dead-letter
+ * topic with its source topic's partition count.  These wait for the
+ * broker: a worker asks them from its watch thread (watch.c), never from
+ * its loop.
  *
- * Asked through the worker's consumer handle, whose metadata requests never
- * create a topic (allow.auto.create.topics is false for consumers).
+ * Asked through a consumer handle, whose metadata requests never create a
+ * topic (allow.auto.create.topics is false for consumers).
  */
 #include "config.h"
 
@@ -117,67 +119,89 @@ int kp_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, char 
 }
 
 /*
- * Creates topic with partitions partitions and the cluster's default
- * replication factor.  0 when it is there (created now or by someone else),
- * -1 with err otherwise; *final is set when asking again cannot help (not
- * authorized, a policy refused it).
+ * Asks the cluster to create topic with partitions partitions and its
+ * default replication factor; the answer comes to q as an event for
+ * kp_topic_create_result().  -1 with err when the request cannot be made.
+ */
+int kp_topic_create_ask(rd_kafka_t *rk, const char *topic, int partitions, int timeout_ms,
+			rd_kafka_queue_t *q, char *err, size_t len)
+{
+	rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, -1, err, len);
+	rd_kafka_AdminOptions_t *o;
+
+	if (nt == NULL)
+		return -1;
+	o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+	if (rd_kafka_AdminOptions_set_request_timeout(o, timeout_ms, err, len) ||
+	    rd_kafka_AdminOptions_set_operation_timeout(o, timeout_ms, err, len)) {
+		rd_kafka_AdminOptions_destroy(o);
+		rd_kafka_NewTopic_destroy(nt);
+		return -1;
+	}
+	rd_kafka_CreateTopics(rk, &nt, 1, o, q);
+	rd_kafka_AdminOptions_destroy(o);
+	rd_kafka_NewTopic_destroy(nt);
+	return 0;
+}
+
+/*
+ * The outcome of kp_topic_create_ask(): 0 when the topic is there (created
+ * now or by someone else), -1 with err otherwise; *final is set when asking
+ * again cannot help (not authorized, a policy refused it).
+ */
+int kp_topic_create_result(rd_kafka_event_t *ev, const char *topic, int *final, char *err,
+			   size_t len)
+{
+	const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+	const rd_kafka_topic_result_t **tr;
+	rd_kafka_resp_err_t e;
+	size_t n = 0;
+
+	*final = 0;
+	if (rd_kafka_event_error(ev)) {
+		snprintf(err, len, "creating %s: %s", topic, rd_kafka_event_error_string(ev));
+		return -1;
+	}
+	tr = res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
+	if (n != 1) {
+		snprintf(err, len, "creating %s: no result", topic);
+		return -1;
+	}
+	e = rd_kafka_topic_result_error(tr[0]);
+	if (e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+		return 0;
+	const char *why = rd_kafka_topic_result_error_string(tr[0]);
+	snprintf(err, len, "creating %s: %s", topic, why && *why ? why : rd_kafka_err2str(e));
+	*final = e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+		 e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED ||
+		 e == RD_KAFKA_RESP_ERR_POLICY_VIOLATION ||
+		 e == RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR ||
+		 e == RD_KAFKA_RESP_ERR_INVALID_PARTITIONS || e == RD_KAFKA_RESP_ERR_INVALID_CONFIG;
+	return -1;
+}
+
+/*
+ * Creates topic and waits for the answer, for commands and tools (a worker
+ * asks from its watch thread instead).  As kp_topic_create_result().
  */
 int kp_topic_create(rd_kafka_t *rk, const char *topic, int partitions, int timeout_ms, int *final,
 		    char *err, size_t len)
 {
-	rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, -1, err, len);
-	rd_kafka_AdminOptions_t *o = NULL;
-	rd_kafka_queue_t *q = NULL;
-	rd_kafka_event_t *ev = NULL;
+	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+	rd_kafka_event_t *ev;
 	int rc = -1;
 
-	*final = 0;
-	if (nt == NULL) {
-		*final = 1;
-		return -1;
+	*final = 1;
+	if (kp_topic_create_ask(rk, topic, partitions, timeout_ms, q, err, len) == 0) {
+		*final = 0;
+		if ((ev = rd_kafka_queue_poll(q, timeout_ms + 1000)) == NULL) {
+			snprintf(err, len, "creating %s: no answer within %d ms", topic,
+				 timeout_ms);
+		} else {
+			rc = kp_topic_create_result(ev, topic, final, err, len);
+			rd_kafka_event_destroy(ev);
+		}
 	}
-	q = rd_kafka_queue_new(rk);
-	o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-	if (rd_kafka_AdminOptions_set_request_timeout(o, timeout_ms, err, len) ||
-	    rd_kafka_AdminOptions_set_operation_timeout(o, timeout_ms, err, len))
-		goto out;
-	rd_kafka_CreateTopics(rk, &nt, 1, o, q);
-	ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
-	if (ev == NULL) {
-		snprintf(err, len, "creating %s: no answer within %d ms", topic, timeout_ms);
-		goto out;
-	}
-	if (rd_kafka_event_error(ev)) {
-		snprintf(err, len, "creating %s: %s", topic, rd_kafka_event_error_string(ev));
-		goto out;
-	}
-	const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
-	size_t n = 0;
-	const rd_kafka_topic_result_t **tr =
-	    res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
-	if (n != 1) {
-		snprintf(err, len, "creating %s: no result", topic);
-		goto out;
-	}
-	rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[0]);
-	if (e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-		rc = 0;
-	} else {
-		const char *why = rd_kafka_topic_result_error_string(tr[0]);
-		snprintf(err, len, "creating %s: %s", topic,
-			 why && *why ? why : rd_kafka_err2str(e));
-		*final = e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
-			 e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED ||
-			 e == RD_KAFKA_RESP_ERR_POLICY_VIOLATION ||
-			 e == RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR ||
-			 e == RD_KAFKA_RESP_ERR_INVALID_PARTITIONS ||
-			 e == RD_KAFKA_RESP_ERR_INVALID_CONFIG;
-	}
-out:
-	if (ev)
-		rd_kafka_event_destroy(ev);
-	rd_kafka_AdminOptions_destroy(o);
 	rd_kafka_queue_destroy(q);
-	rd_kafka_NewTopic_destroy(nt);
 	return rc;
 }

@@ -18,9 +18,9 @@ extern volatile sig_atomic_t kp_stopping;
 
 /* Where a job is in its life; a parked job resumes at its stage. */
 enum job_stage {
-	JOB_CLAIM,	 /* its id is to be claimed in the ledger */
-	JOB_HANDLE,	 /* claimed: the handler is to be called (again) */
-	JOB_DEAD_LETTER, /* to be sent to the dead-letter topic */
+	JOB_CLAIM,   /* its id is to be claimed in the ledger */
+	JOB_HANDLE,  /* claimed: the handler is to be called (again) */
+	JOB_SENDING, /* its dead-letter copy is on its way, or waits to be sent again */
 };
 
 /* A job taken from Kafka and not finished yet. */
@@ -39,6 +39,12 @@ struct job {
 	char reason[KPOOL_REASON_MAX];
 	int64_t due_ms;		/* when parked: when to try again */
 	int64_t retry_after_ms; /* the handler's wish for the next retry (kpool_retry_after) */
+	/* While its dead-letter copy is on its way: */
+	int16_t topic;		  /* its partition, by binding topic index ... */
+	uint64_t gen;		  /* ... and the assignment it was taken in */
+	bool in_flight;		  /* the producer has it; else it waits for resend_ms */
+	int64_t resend_ms;	  /* when to send it again after Kafka did not take it */
+	struct job *next, **prev; /* in w->sending */
 };
 
 /* One assigned partition. */
@@ -56,6 +62,9 @@ struct part {
 	size_t n_backlog, cap_backlog;
 	rd_kafka_message_t *batch[BATCH_MAX]; /* taken, for handle_batch, not started yet */
 	size_t n_batch;
+	uint64_t gen;  /* counts assignments: a copy sent in an earlier one is not ours */
+	int n_sending; /* its jobs whose dead-letter copies are on their way */
+	bool paused;   /* fetching is paused (a parked job, or too many copies on their way) */
 };
 
 struct worker {
@@ -70,16 +79,16 @@ struct worker {
 	struct kpool_host host;
 	struct part *parts;
 	size_t n_parts;
-	int64_t store_due; /* when to store the offsets the ledger made safe */
-	int64_t next_dlq_poll;
+	int64_t store_due;	       /* when to store the offsets the ledger made safe */
+	struct job *sending;	       /* jobs whose dead-letter copies are on their way */
+	size_t n_sending, n_in_flight; /* ... and of those, the ones the producer has */
 	unsigned rnd;
 	struct job scratch; /* the job in hand, unless it had to be parked */
 	struct job *bjobs;  /* BATCH_MAX of them, when the plugin has handle_batch */
 	char (*breasons)[KPOOL_REASON_MAX]; /* and their reasons */
-	/* Topics are subscribed once they exist; dead-letter topics made to match. */
-	bool topic_there[KP_TOPICS_MAX], dlq_there[KP_TOPICS_MAX], topic_told[KP_TOPICS_MAX];
+	struct kp_watch *watch;		    /* the thread that asks Kafka what takes a round trip */
+	bool topic_there[KP_TOPICS_MAX];    /* subscribed: the topic exists */
 	int n_subscribed;
-	int64_t topics_due; /* when to look again; 0 once everything is there */
 };
 
 /* jobpath.c */
@@ -88,7 +97,17 @@ int64_t kp_job_run_due(struct worker *w);
 void kp_job_run_batch(struct worker *w, struct part *p);
 void kp_job_drop(struct worker *w, struct part *p);
 void kp_job_backlog(struct part *p, rd_kafka_message_t *m);
-void kp_job_pause(struct worker *w, struct part *p, bool pause);
+void kp_job_pause(struct worker *w, struct part *p);
+void kp_job_dead_lettered(void *ctx, void *opaque, int err, const char *errstr);
+int64_t kp_job_min_sending(const struct worker *w, const struct part *p);
+void kp_job_abandon(struct worker *w);
+
+/* watch.c */
+struct kp_watch *kp_watch_start(const struct kp_conf *conf, const struct kp_binding *b,
+				const char *bootstrap, bool topics_exist, char *err, size_t len);
+bool kp_watch_topics(struct kp_watch *wt, bool there[KP_TOPICS_MAX]);
+int64_t kp_watch_high(struct kp_watch *wt, int16_t topic, int32_t partition);
+void kp_watch_stop(struct kp_watch *wt);
 
 /* consumer.c */
 struct part *kp_part_get(struct worker *w, int16_t topic, int32_t partition, bool create);

@@ -16,6 +16,8 @@ retry_backoff = 100ms
 retry_backoff_max = 400ms
 max_job_bytes = 1KiB
 EOF2
+# A consumer's key and a producer's in [kafka]: each client takes its own.
+sed -i '/^\[kafka\]/a fetch.wait.max.ms = 50\nlinger.ms = 2' "$T/jobs.conf"
 start_kpoold "$T/jobs.conf" "$T/kpoold.log"
 B=$(bootstrap "$T/state") || { not_ok "embedded broker started"; exit 1; }
 U=$(metrics_url "$T/state")
@@ -36,6 +38,8 @@ printf '\n' | send --keep-empty --header event-id=bad-empty
 printf '{"eventId":"after"}\n' | send
 
 check "the job after the bad ones is handled" wait_for 30 grep -q '^after 1 done' "$T/record"
+check "no client was given the other kind's [kafka] keys (CONFWARN)" \
+	sh -c "! grep -h CONFWARN '$T/send.log' '$T/kpoold.log'"
 check "eight jobs reach the dead-letter topic" wait_for 30 sh -c "[ \$('$KCAT' -C -b '$B' -t 'jobs$R.dlq' -e -q | wc -l) -ge 8 ]"
 dlq_json "$B" "jobs$R.dlq" | "$PYTHON3" "$top_srcdir/tests/integration/dlq_dump.py" >"$T/dlq.tsv"
 field() { awk -F'\t' -v id="$1" -v f="$2" '$1 == id { print $f }' "$T/dlq.tsv"; }

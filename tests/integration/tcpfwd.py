@@ -1,12 +1,19 @@
 #!/usr/bin/env python3
-"""tcpfwd.py LISTEN_PORT TARGET_HOST:PORT - forwards TCP connections on loopback.
+"""tcpfwd.py LISTEN_PORT TARGET_HOST:PORT [--hold-api KEY --held FILE]
 
-Lets a test start with nothing listening on a port, then make a broker
-appear there.  Stops on SIGTERM.
+Forwards TCP connections on loopback.  Lets a test start with nothing
+listening on a port, then make a broker appear there.
+
+With --hold-api, the client's side is read as Kafka requests (a 4-byte
+size, then the request, whose header starts with its int16 API key), and
+every request with that API key is held: never forwarded, never answered,
+as a broker that does not answer it.  Each one held appends a line to
+FILE.  Stops on SIGTERM.
 """
+import argparse
 import asyncio
 import signal
-import sys
+import struct
 
 
 async def pipe(reader, writer):
@@ -20,8 +27,27 @@ async def pipe(reader, writer):
         writer.close()
 
 
-async def main(port, target):
-    host, tport = target.rsplit(":", 1)
+async def requests(reader, writer, hold, held):
+    """Forwards Kafka requests one by one, holding those with API key hold."""
+    try:
+        while True:
+            size = await reader.readexactly(4)
+            body = await reader.readexactly(struct.unpack(">i", size)[0])
+            api_key, version, corr = struct.unpack(">hhi", body[:8])
+            if api_key == hold:
+                with open(held, "a") as f:
+                    f.write(f"api_key={api_key} version={version} correlation_id={corr}\n")
+                continue
+            writer.write(size + body)
+            await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+        pass
+    finally:
+        writer.close()
+
+
+async def main(args):
+    host, tport = args.target.rsplit(":", 1)
 
     async def handle(r, w):
         try:
@@ -29,9 +55,10 @@ async def main(port, target):
         except OSError:
             w.close()
             return
-        await asyncio.gather(pipe(r, tw), pipe(tr, w))
+        up = pipe(r, tw) if args.hold_api is None else requests(r, tw, args.hold_api, args.held)
+        await asyncio.gather(up, pipe(tr, w))
 
-    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    server = await asyncio.start_server(handle, "127.0.0.1", args.port)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with server:
@@ -39,4 +66,9 @@ async def main(port, target):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("port", type=int)
+    ap.add_argument("target")
+    ap.add_argument("--hold-api", type=int)
+    ap.add_argument("--held", default="/dev/null")
+    asyncio.run(main(ap.parse_args()))

@@ -192,6 +192,26 @@ static void too_many_idkeys(void **state)
 	kp_idkeys_free(s.keys, n);
 }
 
+/* A [kafka] key of one kind of client is not given to the other (no CONFWARN). */
+static void kafka_roles(void **state)
+{
+	(void)state;
+	/* a consumer's keys, kept from a producer */
+	assert_true(kp_conf_kafka_other("group.id", true));
+	assert_true(kp_conf_kafka_other("fetch.wait.max.ms", true));
+	assert_true(kp_conf_kafka_other("auto.offset.reset", true)); /* a topic key */
+	assert_false(kp_conf_kafka_other("group.id", false));
+	/* a producer's, kept from a consumer */
+	assert_true(kp_conf_kafka_other("linger.ms", false));
+	assert_true(kp_conf_kafka_other("acks", false));
+	assert_false(kp_conf_kafka_other("linger.ms", true));
+	/* both kinds', and keys librdkafka does not know (it refuses those itself) */
+	assert_false(kp_conf_kafka_other("bootstrap.servers", true));
+	assert_false(kp_conf_kafka_other("security.protocol", false));
+	assert_false(kp_conf_kafka_other("group", true)); /* a prefix is not the key */
+	assert_false(kp_conf_kafka_other("no.such.key", true));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -201,6 +221,7 @@ int main(void)
 	    cmocka_unit_test(relative_state_dir),
 	    cmocka_unit_test(errors),
 	    cmocka_unit_test(too_many_idkeys),
+	    cmocka_unit_test(kafka_roles),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
