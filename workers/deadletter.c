@@ -19,13 +19,14 @@
 #include "kpoold.h"
 
 #define DLQ_TIMEOUT  "60000" /* message.timeout.ms: then the worker tries again later */
-#define DLQ_CLOSE_MS 5000    /* what kp_dlq_close() waits for copies in flight */
+#define DLQ_CLOSE_MS 500     /* what kp_dlq_close() waits, after the worker did */
 
 struct kp_dlq {
 	rd_kafka_t *rk;
 	const struct kp_binding *b;
 	kp_dlq_done_fn *done;
 	void *ctx;
+	struct sending *sending; /* the copies on their way */
 	char handler[KP_NAME_MAX];
 	char host[256];
 	char pid[16];
@@ -37,6 +38,7 @@ enum omit { OMIT_NONE, OMIT_VALUE, OMIT_ALL };
 /* One copy on its way; the job's message stays with the caller until done. */
 struct sending {
 	struct kp_dlq *q;
+	struct sending *next, **prev; /* in q->sending */
 	void *opaque;
 	const rd_kafka_message_t *m;
 	enum kp_class class;
@@ -58,6 +60,7 @@ void kp_dlq_topic(const struct kp_binding *b, const char *src, char *buf, size_t
 }
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+static void finished(struct sending *s, rd_kafka_resp_err_t e);
 
 /*
  * Creates the dead-letter producer of a binding, whose outcomes go to
@@ -110,8 +113,11 @@ void kp_dlq_close(struct kp_dlq *q)
 		return;
 	rd_kafka_flush(q->rk, DLQ_CLOSE_MS);
 	rd_kafka_purge(q->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-	rd_kafka_poll(q->rk, 0);
+	for (int i = 0; i < 10 && q->sending; i++) /* the purged copies' reports */
+		rd_kafka_poll(q->rk, 10);
 	rd_kafka_destroy(q->rk);
+	while (q->sending) /* never reported: not acknowledged either */
+		finished(q->sending, RD_KAFKA_RESP_ERR__PURGE_INFLIGHT);
 	free(q);
 }
 
@@ -253,6 +259,9 @@ static void finished(struct sending *s, rd_kafka_resp_err_t e)
 	char err[KP_TOPIC_MAX + 128];
 
 	snprintf(err, sizeof(err), "produce to %s: %s", s->topic, rd_kafka_err2str(e));
+	*s->prev = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
 	s->q->done(s->q->ctx, s->opaque, e, e ? err : NULL);
 	free(s);
 }
@@ -305,5 +314,10 @@ int kp_dlq_send(struct kp_dlq *q, const rd_kafka_message_t *m, const struct kp_d
 		free(s);
 		return -1;
 	}
+	s->next = q->sending;
+	s->prev = &q->sending;
+	if (q->sending)
+		q->sending->prev = &s->next;
+	q->sending = s;
 	return 0;
 }

@@ -282,7 +282,8 @@ void kp_job_dead_lettered(void *ctx, void *opaque, int err, const char *errstr)
 	if (err) {
 		job_log(KP_WARNING, j, "dead-letter not acknowledged (%s); left for redelivery",
 			errstr);
-		kp_ledger_release(w->ledger, &j->id);
+		if (holds_claim(w, j))
+			kp_ledger_release(w->ledger, &j->id);
 		job_free(j);
 	} else {
 		job_log(KP_WARNING, j, "dead-lettered class=%s attempts=%d: %s",
@@ -312,7 +313,8 @@ static int64_t resend_due(struct worker *w, int64_t now, int64_t max)
 			send_copy(w, j);
 		} else { /* its partition moved on: whoever has it now takes the job */
 			unlink_sending(w, NULL, j);
-			kp_ledger_release(w->ledger, &j->id);
+			if (holds_claim(w, j))
+				kp_ledger_release(w->ledger, &j->id);
 			job_free(j);
 		}
 	}
@@ -339,7 +341,8 @@ void kp_job_abandon(struct worker *w)
 	while (w->sending) {
 		struct job *j = w->sending;
 		unlink_sending(w, NULL, j);
-		kp_ledger_release(w->ledger, &j->id);
+		if (holds_claim(w, j))
+			kp_ledger_release(w->ledger, &j->id);
 		job_free(j);
 	}
 }
