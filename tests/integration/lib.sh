@@ -129,6 +129,21 @@ make_topic() {
 	fi
 }
 
+# hold_requests API_KEY: on the real tier, stands between kpool and the broker
+# on every connection (scripts/kafka-dev's proxied listener) and holds every
+# request with that API key unanswered, noting each in $T/held; sets PROXY to
+# the address to give kpool.  Skips the test without that listener.
+hold_requests() {
+	need_real
+	d=${KAFKA_DEV_DIR:-}
+	[ -n "$d" ] && [ -s "$d/bootstrap.proxied" ] && [ -s "$d/proxied.target" ] ||
+		skip_all "needs scripts/kafka-dev's proxied listener (\$KAFKA_DEV_DIR/bootstrap.proxied; scripts/test sets KAFKA_DEV_DIR)"
+	PROXY=$(cat "$d/bootstrap.proxied")
+	"$PYTHON3" "$top_srcdir/tests/integration/tcpfwd.py" "${PROXY##*:}" "$(cat "$d/proxied.target")" \
+		--hold-api "$1" --held "$T/held" &
+	PIDS="$PIDS $!"
+}
+
 # pool_conf FILE [LINE...]: writes a conf to FILE: the embedded broker (or
 # $BOOTSTRAP, or the real tier's), plugin_dir $T/plugins, state_dir $T/state,
 # no metrics; each LINE ("key = value") is added to [pool] and wins over

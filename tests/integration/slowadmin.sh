@@ -7,14 +7,7 @@
 # again every 2 s) would hold jobs for seconds: the bound below is half that.
 . "$(dirname "$0")/lib.sh"
 require_tools
-need_real
-D=${KAFKA_DEV_DIR:-}
-[ -n "$D" ] && [ -s "$D/bootstrap.proxied" ] && [ -s "$D/proxied.target" ] ||
-	skip_all "needs scripts/kafka-dev's proxied listener (\$KAFKA_DEV_DIR/bootstrap.proxied; scripts/test sets KAFKA_DEV_DIR)"
-PROXY=$(cat "$D/bootstrap.proxied")
-"$PYTHON3" "$top_srcdir/tests/integration/tcpfwd.py" "${PROXY##*:}" "$(cat "$D/proxied.target")" \
-	--hold-api 19 --held "$T/held" &
-PIDS="$PIDS $!"
+hold_requests 19 # CreateTopics
 
 plugins "$T/plugins"
 BOOTSTRAP=$PROXY pool_conf "$T/pool.conf" <<EOF2

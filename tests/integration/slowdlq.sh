@@ -6,15 +6,7 @@
 # lost, and no later job of the partition is handled twice.
 . "$(dirname "$0")/lib.sh"
 require_tools
-need_real
-D=${KAFKA_DEV_DIR:-}
-[ -n "$D" ] && [ -s "$D/bootstrap.proxied" ] && [ -s "$D/proxied.target" ] ||
-	skip_all "needs scripts/kafka-dev's proxied listener (\$KAFKA_DEV_DIR/bootstrap.proxied; scripts/test sets KAFKA_DEV_DIR)"
-PROXY=$(cat "$D/bootstrap.proxied")
-"$PYTHON3" "$top_srcdir/tests/integration/tcpfwd.py" "${PROXY##*:}" "$(cat "$D/proxied.target")" \
-	--hold-api 0 --held "$T/held" &
-FWD=$!
-PIDS="$PIDS $FWD"
+hold_requests 0 # Produce
 
 plugins "$T/plugins"
 pool_conf "$T/direct.conf" <<EOF2
