@@ -132,7 +132,8 @@ make_topic() {
 # hold_requests API_KEY: on the real tier, stands between kpool and the broker
 # on every connection (scripts/kafka-dev's proxied listener) and holds every
 # request with that API key unanswered, noting each in $T/held; sets PROXY to
-# the address to give kpool.  Skips the test without that listener.
+# the address to give kpool.  Tests take the listener in turn (a lock in
+# KAFKA_DEV_DIR).  Skips the test without that listener.
 hold_requests() {
 	need_real
 	d=${KAFKA_DEV_DIR:-}
@@ -140,8 +141,9 @@ hold_requests() {
 		skip_all "needs scripts/kafka-dev's proxied listener (\$KAFKA_DEV_DIR/bootstrap.proxied; scripts/test sets KAFKA_DEV_DIR)"
 	PROXY=$(cat "$d/bootstrap.proxied")
 	"$PYTHON3" "$top_srcdir/tests/integration/tcpfwd.py" "${PROXY##*:}" "$(cat "$d/proxied.target")" \
-		--hold-api "$1" --held "$T/held" &
+		--hold-api "$1" --held "$T/held" --lock "$d/proxied.lock" --ready "$T/fwd.ready" &
 	PIDS="$PIDS $!"
+	wait_for 300 test -e "$T/fwd.ready" || { not_ok "the proxied listener is ours within 300 s"; exit 1; }
 }
 
 # pool_conf FILE [LINE...]: writes a conf to FILE: the embedded broker (or

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tcpfwd.py LISTEN_PORT TARGET_HOST:PORT [--hold-api KEY --held FILE]
+"""tcpfwd.py LISTEN_PORT TARGET_HOST:PORT [--hold-api KEY --held FILE] [--lock F --ready F]
 
 Forwards TCP connections on loopback.  Lets a test start with nothing
 listening on a port, then make a broker appear there.
@@ -8,10 +8,15 @@ With --hold-api, the client's side is read as Kafka requests (a 4-byte
 size, then the request, whose header starts with its int16 API key), and
 every request with that API key is held: never forwarded, never answered,
 as a broker that does not answer it.  Each one held appends a line to
-FILE.  Stops on SIGTERM.
+FILE.
+
+With --lock, it first waits for an exclusive lock on that file (held until
+it ends), for tests that share one port; with --ready, it creates that file
+once it listens.  Stops on SIGTERM.
 """
 import argparse
 import asyncio
+import fcntl
 import signal
 import struct
 
@@ -59,6 +64,8 @@ async def main(args):
         await asyncio.gather(up, pipe(tr, w))
 
     server = await asyncio.start_server(handle, "127.0.0.1", args.port)
+    if args.ready:
+        open(args.ready, "w").close()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with server:
@@ -71,4 +78,10 @@ if __name__ == "__main__":
     ap.add_argument("target")
     ap.add_argument("--hold-api", type=int)
     ap.add_argument("--held", default="/dev/null")
-    asyncio.run(main(ap.parse_args()))
+    ap.add_argument("--lock")
+    ap.add_argument("--ready")
+    args = ap.parse_args()
+    if args.lock:
+        lock = open(args.lock, "a")
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when this process ends
+    asyncio.run(main(args))
