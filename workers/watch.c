@@ -98,10 +98,13 @@ static bool stopped(struct kp_watch *wt)
 	return s;
 }
 
-static void set_there(struct kp_watch *wt, int i)
+/* The topics found this pass become there[] at once: one subscription, one rebalance. */
+static void set_there(struct kp_watch *wt, const bool found[KP_TOPICS_MAX])
 {
 	pthread_mutex_lock(&wt->lock);
-	wt->there[i] = wt->changed = true;
+	for (int i = 0; i < wt->b->n_topics; i++)
+		if (found[i] && !wt->there[i])
+			wt->there[i] = wt->changed = true;
 	pthread_mutex_unlock(&wt->lock);
 }
 
@@ -151,6 +154,7 @@ static void topics_pass(struct kp_watch *wt)
 	const struct kp_binding *b = wt->b;
 	char why[512], dlq[KP_TOPIC_MAX + 8];
 	int n[KP_TOPICS_MAX] = {0}, final;
+	bool found[KP_TOPICS_MAX] = {false};
 
 	wt->topics_due = kp_mono_ms() + CHECK_MS;
 	if (handle(wt) == NULL)
@@ -176,9 +180,10 @@ static void topics_pass(struct kp_watch *wt)
 		} else if (!there) {
 			if (wt->told[i])
 				kp_log(KP_NOTICE, "topic=%s appeared with %d partitions", t, n[i]);
-			set_there(wt, i);
+			found[i] = true;
 		}
 	}
+	set_there(wt, found);
 	/* ... then their dead-letter topics, which may take a while. */
 	for (int i = 0; i < b->n_topics && !stopped(wt); i++) {
 		if (wt->dlq_done[i] || n[i] <= 0)
