@@ -251,14 +251,8 @@ int kp_topic_lookup(struct rd_kafka_s *rk, char *const *topics, int n,
 		    size_t len);
 int kp_topic_watermarks(struct rd_kafka_s *rk, const struct rd_kafka_topic_partition_list_s *l,
 			int64_t *lo, int64_t *hi, int timeout_ms, char *err, size_t len);
-struct rd_kafka_queue_s;
-struct rd_kafka_op_s;
-int kp_topic_create_ask(struct rd_kafka_s *rk, const char *topic, int partitions, int timeout_ms,
-			struct rd_kafka_queue_s *q, char *err, size_t len);
-int kp_topic_create_result(struct rd_kafka_op_s *ev, const char *topic, int *final, char *err,
-			   size_t len);
 int kp_topic_create(struct rd_kafka_s *rk, const char *topic, int partitions, int timeout_ms,
-		    int *final, char *err, size_t len);
+		    bool (*stop)(void *), void *arg, int *final, char *err, size_t len);
 
 /* consumer.c */
 int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct kp_slot *slot,

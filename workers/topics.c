@@ -123,8 +123,8 @@ int kp_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, char 
  * default replication factor; the answer comes to q as an event for
  * kp_topic_create_result().  -1 with err when the request cannot be made.
  */
-int kp_topic_create_ask(rd_kafka_t *rk, const char *topic, int partitions, int timeout_ms,
-			rd_kafka_queue_t *q, char *err, size_t len)
+static int kp_topic_create_ask(rd_kafka_t *rk, const char *topic, int partitions, int timeout_ms,
+			       rd_kafka_queue_t *q, char *err, size_t len)
 {
 	rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, -1, err, len);
 	rd_kafka_AdminOptions_t *o;
@@ -149,8 +149,8 @@ int kp_topic_create_ask(rd_kafka_t *rk, const char *topic, int partitions, int t
  * now or by someone else), -1 with err otherwise; *final is set when asking
  * again cannot help (not authorized, a policy refused it).
  */
-int kp_topic_create_result(rd_kafka_event_t *ev, const char *topic, int *final, char *err,
-			   size_t len)
+static int kp_topic_create_result(rd_kafka_event_t *ev, const char *topic, int *final, char *err,
+				  size_t len)
 {
 	const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
 	const rd_kafka_topic_result_t **tr;
@@ -181,20 +181,24 @@ int kp_topic_create_result(rd_kafka_event_t *ev, const char *topic, int *final, 
 }
 
 /*
- * Creates topic and waits for the answer, for commands and tools (a worker
- * asks from its watch thread instead).  As kp_topic_create_result().
+ * Creates topic and waits for the answer: up to timeout_ms (and a second),
+ * in slices of 100 ms, after each of which stop(arg), when given, may end
+ * the wait (the watch thread's stop).  As kp_topic_create_result().
  */
-int kp_topic_create(rd_kafka_t *rk, const char *topic, int partitions, int timeout_ms, int *final,
-		    char *err, size_t len)
+int kp_topic_create(rd_kafka_t *rk, const char *topic, int partitions, int timeout_ms,
+		    bool (*stop)(void *), void *arg, int *final, char *err, size_t len)
 {
 	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-	rd_kafka_event_t *ev;
+	rd_kafka_event_t *ev = NULL;
+	int64_t until = kp_mono_ms() + timeout_ms + 1000;
 	int rc = -1;
 
 	*final = 1;
 	if (kp_topic_create_ask(rk, topic, partitions, timeout_ms, q, err, len) == 0) {
 		*final = 0;
-		if ((ev = rd_kafka_queue_poll(q, timeout_ms + 1000)) == NULL) {
+		while (ev == NULL && kp_mono_ms() < until && !(stop && stop(arg)))
+			ev = rd_kafka_queue_poll(q, 100);
+		if (ev == NULL) {
 			snprintf(err, len, "creating %s: no answer within %d ms", topic,
 				 timeout_ms);
 		} else {
@@ -202,6 +206,6 @@ int kp_topic_create(rd_kafka_t *rk, const char *topic, int partitions, int timeo
 			rd_kafka_event_destroy(ev);
 		}
 	}
-	rd_kafka_queue_destroy(q);
+	rd_kafka_queue_destroy(q); /* an answer still on its way is dropped with it */
 	return rc;
 }

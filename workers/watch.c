@@ -90,8 +90,10 @@ static rd_kafka_t *handle(struct kp_watch *wt)
 	return wt->rk;
 }
 
-static bool stopped(struct kp_watch *wt)
+static bool stopped(void *arg)
 {
+	struct kp_watch *wt = arg;
+
 	pthread_mutex_lock(&wt->lock);
 	bool s = wt->stop;
 	pthread_mutex_unlock(&wt->lock);
@@ -106,40 +108,6 @@ static void set_there(struct kp_watch *wt, const bool found[KP_TOPICS_MAX])
 		if (found[i] && !wt->there[i])
 			wt->there[i] = wt->changed = true;
 	pthread_mutex_unlock(&wt->lock);
-}
-
-/*
- * Creates a dead-letter topic, waiting for the answer in slices so that a
- * stop is not held up by a cluster that does not answer.  As
- * kp_topic_create(): 0 when the topic is there, -1 with why (and *final
- * when asking again cannot help).
- */
-static int create(struct kp_watch *wt, const char *topic, int partitions, int *final, char *why,
-		  size_t len)
-{
-	rd_kafka_queue_t *q;
-	rd_kafka_event_t *ev = NULL;
-	int64_t until = kp_mono_ms() + CREATE_MS + 1000;
-	int rc;
-
-	*final = 0;
-	q = rd_kafka_queue_new(wt->rk);
-	if (kp_topic_create_ask(wt->rk, topic, partitions, CREATE_MS, q, why, len) < 0) {
-		*final = 1;
-		rd_kafka_queue_destroy(q);
-		return -1;
-	}
-	while (ev == NULL && kp_mono_ms() < until && !stopped(wt))
-		ev = rd_kafka_queue_poll(q, 100);
-	if (ev == NULL) {
-		snprintf(why, len, "creating %s: no answer within %d ms", topic, CREATE_MS);
-		rc = -1;
-	} else {
-		rc = kp_topic_create_result(ev, topic, final, why, len);
-		rd_kafka_event_destroy(ev);
-	}
-	rd_kafka_queue_destroy(q); /* an answer still on its way is dropped with it */
-	return rc;
 }
 
 /*
@@ -192,7 +160,8 @@ static void topics_pass(struct kp_watch *wt)
 		int have = kp_topic_partitions(wt->rk, dlq, ASK_MS, why, sizeof(why));
 		if (have > 0) {
 			wt->dlq_done[i] = true;
-		} else if (have == 0 && create(wt, dlq, n[i], &final, why, sizeof(why)) == 0) {
+		} else if (have == 0 && kp_topic_create(wt->rk, dlq, n[i], CREATE_MS, stopped, wt,
+							&final, why, sizeof(why)) == 0) {
 			kp_log(KP_NOTICE, "created the dead-letter topic %s with %d partitions",
 			       dlq, n[i]);
 			wt->dlq_done[i] = true;
