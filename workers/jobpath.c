@@ -107,6 +107,14 @@ static bool holds_claim(const struct worker *w, const struct job *j)
 	return w->b->idempotency && j->stage != JOB_CLAIM;
 }
 
+/* Lets go of a job left unrecorded, for redelivery: its claim (if held), then the job. */
+static void forget(struct worker *w, struct job *j)
+{
+	if (holds_claim(w, j))
+		kp_ledger_release(w->ledger, &j->id);
+	job_free(j);
+}
+
 /*
  * Forgets a partition's parked job, backlog and taken batch, when the
  * partition is revoked: they will be redelivered to its next owner, which
@@ -114,9 +122,8 @@ static bool holds_claim(const struct worker *w, const struct job *j)
  */
 void kp_job_drop(struct worker *w, struct part *p)
 {
-	if (p->parked && holds_claim(w, p->parked))
-		kp_ledger_release(w->ledger, &p->parked->id);
-	job_free(p->parked);
+	if (p->parked)
+		forget(w, p->parked);
 	p->parked = NULL;
 	for (size_t i = 0; i < p->n_backlog; i++)
 		rd_kafka_message_destroy(p->backlog[i]);
@@ -143,9 +150,7 @@ static struct job *on_heap(struct worker *w, struct job *j)
 		return j;
 	if ((h = malloc(sizeof(*h))) == NULL) {
 		kp_log(KP_ERROR, "out of memory; dropping a job for redelivery");
-		if (holds_claim(w, j))
-			kp_ledger_release(w->ledger, &j->id);
-		job_free(j);
+		forget(w, j);
 		return NULL;
 	}
 	memcpy(h, j, sizeof(*h));
@@ -233,7 +238,6 @@ static bool dead_letter(struct worker *w, struct part *p, struct job *j)
 	if (w->sending)
 		w->sending->prev = &j->next;
 	w->sending = j;
-	w->n_sending++;
 	p->n_sending++;
 	send_copy(w, j);
 	kp_job_pause(w, p);
@@ -246,7 +250,6 @@ static void unlink_sending(struct worker *w, struct part *p, struct job *j)
 	*j->prev = j->next;
 	if (j->next)
 		j->next->prev = j->prev;
-	w->n_sending--;
 	if (p)
 		p->n_sending--;
 }
@@ -282,9 +285,7 @@ void kp_job_dead_lettered(void *ctx, void *opaque, int err, const char *errstr)
 	if (err) {
 		job_log(KP_WARNING, j, "dead-letter not acknowledged (%s); left for redelivery",
 			errstr);
-		if (holds_claim(w, j))
-			kp_ledger_release(w->ledger, &j->id);
-		job_free(j);
+		forget(w, j);
 	} else {
 		job_log(KP_WARNING, j, "dead-lettered class=%s attempts=%d: %s",
 			kp_class_name(j->class), j->attempts, j->reason);
@@ -313,9 +314,7 @@ static int64_t resend_due(struct worker *w, int64_t now, int64_t max)
 			send_copy(w, j);
 		} else { /* its partition moved on: whoever has it now takes the job */
 			unlink_sending(w, NULL, j);
-			if (holds_claim(w, j))
-				kp_ledger_release(w->ledger, &j->id);
-			job_free(j);
+			forget(w, j);
 		}
 	}
 	return max;
@@ -341,9 +340,7 @@ void kp_job_abandon(struct worker *w)
 	while (w->sending) {
 		struct job *j = w->sending;
 		unlink_sending(w, NULL, j);
-		if (holds_claim(w, j))
-			kp_ledger_release(w->ledger, &j->id);
-		job_free(j);
+		forget(w, j);
 	}
 }
 

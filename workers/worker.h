@@ -79,9 +79,9 @@ struct worker {
 	struct kpool_host host;
 	struct part *parts;
 	size_t n_parts;
-	int64_t store_due;	       /* when to store the offsets the ledger made safe */
-	struct job *sending;	       /* jobs whose dead-letter copies are on their way */
-	size_t n_sending, n_in_flight; /* ... and of those, the ones the producer has */
+	int64_t store_due;   /* when to store the offsets the ledger made safe */
+	struct job *sending; /* jobs whose dead-letter copies are on their way */
+	size_t n_in_flight;  /* ... and of those, the ones the producer has */
 	unsigned rnd;
 	struct job scratch; /* the job in hand, unless it had to be parked */
 	struct job *bjobs;  /* BATCH_MAX of them, when the plugin has handle_batch */
