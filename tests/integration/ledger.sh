@@ -40,11 +40,6 @@ jobs_is() { [ "$(jobs_of "$1" "$2")" = "$3" ]; }
 # handled RECORD: how many ids the probe did; twice RECORD: how many it did more than once.
 handled() { grep ' done' "$1" 2>/dev/null | cut -d' ' -f1 | sort -u | wc -l | tr -d ' '; }
 twice() { grep ' done' "$1" 2>/dev/null | cut -d' ' -f1 | sort | uniq -d | wc -l | tr -d ' '; }
-# joined LOG NAME N: N processes of binding NAME hold partitions (their last assignments).
-joined() {
-	[ "$(grep -o "worker=$2#[0-9]* assigned partitions=[0-9]*" "$1" |
-		awk -F'[ =]' '{ last[$2] = $NF } END { n = 0; for (w in last) if (last[w] > 0) n++; print n }')" = "$3" ]
-}
 # worker_pid LOG NAME I: the pid of the latest process NAME#I, as its start was logged.
 worker_pid() { sed -n "s/^info worker=$2#$3 started .* pid=\([0-9]*\).*/\1/p" "$1" | tail -1; }
 # once_each RECORD WANT: the record has one line "ID 1 done" per id of the file WANT, and no other.

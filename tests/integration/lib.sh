@@ -225,6 +225,11 @@ metric() {
 }
 
 # log_has LOG TEXT: true once TEXT is in the log.
+# joined LOG NAME N: N processes of binding NAME hold partitions (their last assignments).
+joined() {
+	[ "$(grep -o "worker=$2#[0-9]* assigned partitions=[0-9]*" "$1" |
+		awk -F'[ =]' '{ last[$2] = $NF } END { n = 0; for (w in last) if (last[w] > 0) n++; print n }')" = "$3" ]
+}
 log_has() { grep -qF -- "$2" "$1"; }
 
 # lines_in FILE: how many lines FILE has (0 if it does not exist).

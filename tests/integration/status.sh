@@ -27,7 +27,7 @@ record = $T/record
 EOF2
 start_kpoold "$T/s.conf" "$T/kpoold.log"
 U=$(metrics_url "$T/state") || { not_ok "metrics listen"; exit 1; }
-check "both workers joined the group" wait_for 30 sh -c "[ \$(grep -c 'assigned partitions=' '$T/kpoold.log') -ge 2 ]"
+check "both workers joined the group" wait_for 30 joined "$T/kpoold.log" s 2
 kp() { "$KPOOL" -c "$T/s.conf" "$@"; }
 jget() { "$PYTHON3" -c "import json,sys; d=json.load(open(sys.argv[1])); print(($2))" "$1"; }
 handled() { grep -c ' done$' "$T/record" 2>/dev/null || echo 0; }
