@@ -75,6 +75,11 @@ static const struct optdef worker_opts[] = {
      0, 0, BIND(idempotency_key), "where the event id is found, first match wins"},
     {"idempotency_ttl", OPT_DUR, "7d", 0, 0, BIND(idempotency_ttl_ms),
      "how long handled event ids are remembered"},
+    {"ledger", OPT_STR, "kafka", 0, 0, BIND(ledger),
+     "kafka: the hosts of the binding share finished ids through ledger_topic (compacted; "
+     "every host reads it); local: this host's ledger only"},
+    {"ledger_topic", OPT_STR, NULL, 0, 0, BIND(ledger_topic),
+     "the ledger topic of ledger = kafka, made when absent (default GROUP.ledger)"},
 };
 
 #define N_POOL	 (sizeof(pool_opts) / sizeof(pool_opts[0]))
@@ -597,6 +602,20 @@ static void check_binding(struct parse_ctx *c, struct kp_binding *b)
 		snprintf(g, sizeof(g), "kpool-%s", b->name);
 		b->group = strdup(g);
 	}
+	if (strcmp(b->ledger, "kafka") == 0)
+		b->ledger_kafka =
+		    b->idempotency; /* without idempotency there is nothing to share */
+	else if (strcmp(b->ledger, "local") != 0)
+		perr(c, line_of(b, "ledger"), section, "ledger", "'%s' is neither kafka nor local",
+		     b->ledger);
+	if (b->ledger_topic == NULL && b->group) {
+		char t[KP_TOPIC_MAX + 16];
+		snprintf(t, sizeof(t), "%s.ledger", b->group);
+		b->ledger_topic = strdup(t);
+	}
+	if (b->ledger_topic && (strlen(b->ledger_topic) >= KP_TOPIC_MAX || !*b->ledger_topic))
+		perr(c, line_of(b, "ledger_topic"), section, "ledger_topic",
+		     "'%s' is not a topic name", b->ledger_topic);
 	if (b->retry_backoff_max_ms < b->retry_backoff_ms)
 		perr(c, line_of(b, "retry_backoff_max"), section, "retry_backoff_max",
 		     "shorter than retry_backoff");
@@ -727,6 +746,8 @@ void kp_conf_free(struct kp_conf *conf)
 		free(b->handler);
 		free(b->group);
 		free(b->dead_letter_topic);
+		free(b->ledger);
+		free(b->ledger_topic);
 		free(b->idempotency_key);
 		kp_idkeys_free(b->idkeys, b->n_idkeys);
 		for (size_t o = 0; o < b->n_opts; o++) {

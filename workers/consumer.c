@@ -165,6 +165,26 @@ static void store_final(struct worker *w)
 	store_offsets(w); /* ... and then what is finished now */
 }
 
+/* Lets the partitions that waited for the shared ledger go, once it has caught up. */
+static void catchup_check(struct worker *w)
+{
+	int n = 0;
+
+	if (!kp_ledger_caught_up(w->ledger, w->catchup))
+		return;
+	for (size_t i = 0; i < w->n_parts; i++) {
+		struct part *p = &w->parts[i];
+		if (p->catchup && p->catchup <= w->catchup) {
+			p->catchup = 0;
+			kp_job_resume(w, p);
+			n++;
+		}
+	}
+	kp_log(KP_INFO, "ledger caught up: partitions=%d waited_ms=%lld", n,
+	       (long long)(kp_mono_ms() - w->catchup_ms));
+	w->catchup = 0;
+}
+
 /* Runs what each partition has taken, for plugins with handle_batch. */
 static void run_batches(struct worker *w)
 {
@@ -191,7 +211,7 @@ static void on_message(struct worker *w, rd_kafka_message_t *m)
 		return;
 	}
 	p->last_seen = m->offset;
-	if (p->parked)
+	if (p->parked || p->catchup) /* fetched before the pause took */
 		kp_job_backlog(p, m);
 	else if (w->bjobs)
 		p->batch[p->n_batch++] = m; /* run_batches() takes it from here */
@@ -207,6 +227,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	rd_kafka_error_t *e = NULL;
 
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+		/* With a shared ledger, the partitions wait until it has read what
+		 * the other hosts finished (their previous owner among them). */
+		uint64_t ticket = w->b->ledger_kafka ? kp_ledger_catchup_ask(w->ledger) : 0;
 		for (int i = 0; i < l->cnt; i++) {
 			int t = topic_index(w, l->elems[i].topic);
 			struct part *p =
@@ -218,6 +241,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 				p->gen++; /* copies on their way from before are not ours */
 				p->n_sending = 0;
 				p->paused = false; /* resumed below */
+				p->catchup = ticket;
 			}
 		}
 		kp_log(KP_INFO, "assigned partitions=%d", l->cnt);
@@ -228,6 +252,19 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		/* A partition paused for a job that waited when it was revoked stays
 		 * paused in librdkafka if it comes back: it starts afresh here. */
 		rd_kafka_resume_partitions(rk, l);
+		if (ticket) {
+			for (int i = 0; i < l->cnt; i++) {
+				int t = topic_index(w, l->elems[i].topic);
+				struct part *p = t < 0 ? NULL
+						       : kp_part_get(w, (int16_t)t,
+								     l->elems[i].partition, false);
+				if (p)
+					kp_job_pause(w, p);
+			}
+			if (w->catchup == 0)
+				w->catchup_ms = kp_mono_ms();
+			w->catchup = ticket;
+		}
 	} else {
 		/* Commit what is finished before the partitions move on (without
 		 * waiting for the broker's answer here, in a callback). */
@@ -508,6 +545,8 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 			on_message(&w, ms[i]);
 		if (n > 0 && slot->kafka_state != KP_KAFKA_UP)
 			set_kafka(slot, KP_KAFKA_UP, "");
+		if (w.catchup)
+			catchup_check(&w);
 		if (w.bjobs && n > 0) /* hand them over by partition */
 			run_batches(&w);
 		if (reinit)

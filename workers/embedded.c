@@ -79,6 +79,8 @@ int kp_embedded_run(const struct kp_conf *conf)
 			kp_dlq_topic(b, b->topics[t], dlq, sizeof(dlq));
 			topic_create(mc, dlq);
 		}
+		if (b->ledger_kafka) /* compacted nowhere: the mock broker keeps everything */
+			rd_kafka_mock_topic_create(mc, b->ledger_topic, 1, 1);
 	}
 	snprintf(path, sizeof(path), "%s/%s", conf->state_dir, KP_EMBEDDED_FILE);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);

@@ -55,12 +55,12 @@ __attribute__((visibility("default"))) void kpool_retry_after(const struct kpool
 
 /*
  * Pauses or resumes fetching partition p as its state asks: paused while a
- * job is parked or waits behind one, or while too many of its jobs' dead-letter
- * copies are on their way.
+ * job is parked or waits behind one, while too many of its jobs' dead-letter
+ * copies are on their way, or while the shared ledger catches up.
  */
 void kp_job_pause(struct worker *w, struct part *p)
 {
-	bool pause = p->parked || p->n_backlog > 0 || p->n_sending >= SENDING_MAX;
+	bool pause = p->parked || p->n_backlog > 0 || p->n_sending >= SENDING_MAX || p->catchup;
 	rd_kafka_topic_partition_list_t *l;
 
 	if (pause == p->paused)
@@ -136,6 +136,7 @@ void kp_job_drop(struct worker *w, struct part *p)
 	/* Copies still on their way belong to the assignment that ends here. */
 	p->gen++;
 	p->n_sending = 0;
+	p->catchup = 0;
 }
 
 /*
@@ -604,6 +605,15 @@ static void drain(struct worker *w, struct part *p)
 		memmove(p->backlog, p->backlog + i, (p->n_backlog - i) * sizeof(*p->backlog));
 	p->n_backlog -= i;
 	kp_job_pause(w, p);
+}
+
+/* Runs what partition p kept while it waited for the ledger to catch up. */
+void kp_job_resume(struct worker *w, struct part *p)
+{
+	if (p->parked)
+		kp_job_pause(w, p);
+	else
+		drain(w, p);
 }
 
 /* Resumes parked jobs whose wait is over; returns ms until the next one is due. */

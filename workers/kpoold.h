@@ -87,6 +87,9 @@ struct kp_binding {
 	struct kp_idkey idkeys[KP_IDKEYS_MAX];
 	int n_idkeys;
 	int64_t idempotency_ttl_ms;
+	char *ledger;	    /* "kafka" or "local" */
+	bool ledger_kafka;  /* the hosts share it through ledger_topic */
+	char *ledger_topic; /* default GROUP.ledger */
 	struct kp_kv *opts; /* handler options, in conf order */
 	size_t n_opts;
 	int key_line[32]; /* where each of its own keys was set (by table index) */
@@ -251,8 +254,9 @@ int kp_topic_lookup(struct rd_kafka_s *rk, char *const *topics, int n,
 		    size_t len);
 int kp_topic_watermarks(struct rd_kafka_s *rk, const struct rd_kafka_topic_partition_list_s *l,
 			int64_t *lo, int64_t *hi, int timeout_ms, char *err, size_t len);
-int kp_topic_create(struct rd_kafka_s *rk, const char *topic, int partitions, int timeout_ms,
-		    bool (*stop)(void *), void *arg, int *final, char *err, size_t len);
+int kp_topic_create(struct rd_kafka_s *rk, const char *topic, int partitions,
+		    const char *const *configs, int timeout_ms, bool (*stop)(void *), void *arg,
+		    int *final, char *err, size_t len);
 
 /* consumer.c */
 int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct kp_slot *slot,

@@ -560,3 +560,47 @@ uint64_t kp_ledger_durable(const struct kp_ledger *l)
 {
 	return __atomic_load_n(&l->shm->tail, __ATOMIC_ACQUIRE);
 }
+
+/*
+ * A worker given partitions, when the binding's hosts share the ledger: a
+ * ticket that kp_ledger_caught_up() honours once the ledger process has read
+ * the ledger topic up to where it ended after this call.
+ */
+uint64_t kp_ledger_catchup_ask(struct kp_ledger *l)
+{
+	return __atomic_add_fetch(&l->shm->catchup_asked, 1, __ATOMIC_ACQ_REL);
+}
+
+bool kp_ledger_caught_up(const struct kp_ledger *l, uint64_t ticket)
+{
+	return __atomic_load_n(&l->shm->catchup_done, __ATOMIC_ACQUIRE) >= ticket;
+}
+
+/*
+ * The ledger process, once ids another host finished are in the store (and
+ * the filter): an entry this host holds of one of them in memory learns its
+ * outcome too, unless it is in hand here (both hosts handle it: the copies
+ * came within the propagation delay).  A done outcome wins over a dead one.
+ */
+void kp_ledger_import(struct kp_ledger_shm *l, const struct kp_lrec *recs, size_t n)
+{
+	int64_t now = kp_now_ms();
+
+	kp_ledger_lock(l);
+	for (size_t i = 0; i < n; i++) {
+		struct kp_lentry *e = find(l, &recs[i].id, now);
+		if (i % MARK_CHUNK == MARK_CHUNK - 1) {
+			kp_ledger_unlock(l);
+			kp_ledger_lock(l);
+			e = find(l, &recs[i].id, now);
+		}
+		if (e == NULL || kp_l_state(e->state) == KP_L_CLAIMED ||
+		    kp_l_state(e->state) == KP_L_DONE ||
+		    (kp_l_state(e->state) == KP_L_DEAD && recs[i].outcome == KP_L_DEAD))
+			continue;
+		e->state = (uint8_t)(recs[i].outcome | KP_L_DURABLE);
+		e->at_ms = now;
+	}
+	l->filter_ids += n;
+	kp_ledger_unlock(l);
+}

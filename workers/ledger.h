@@ -7,6 +7,7 @@
 #define KP_LEDGER_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,6 +26,7 @@
 #define KP_LEDGER_WRITE_MIN	     1024	 /* ... and at least, unless ... */
 #define KP_LEDGER_WRITE_WAIT_MS	     10		 /* ... the oldest has waited this long */
 #define KP_LEDGER_IDLE_MS	     2		 /* how often an idle ledger process looks */
+#define KP_LEDGER_HOSTS		     16		 /* other hosts whose ledger lag is shown */
 
 /* An event id, as the ledger knows it: the first 128 bits of its SHA-256. */
 struct kp_id {
@@ -63,6 +65,17 @@ struct kp_lcrash {
 	int count, signal;
 };
 
+/* A host that shares the binding's ledger topic, as it last said. */
+struct kp_lhost {
+	uint64_t origin;
+	int64_t lag;   /* records its tail had still to read */
+	int64_t at_ms; /* when it said so */
+	char name[64];
+};
+
+/* Where the ledger topic stands (ledger = kafka). */
+enum kp_ltstate { KP_LT_OFF, KP_LT_STARTING, KP_LT_READY, KP_LT_FAILING };
+
 struct kp_ledger_shm {
 	pthread_mutex_t lock; /* robust and shared: a process may die holding it */
 	int64_t ttl_ms;
@@ -80,6 +93,16 @@ struct kp_ledger_shm {
 	volatile uint64_t waits;      /* claims that found no room and waited */
 	volatile uint64_t ring_waits; /* outcomes that found the ring full and waited */
 	struct kp_lcrash crash[KP_LEDGER_CRASH_MAX];
+	/* The ledger topic (ledgertopic.c), when the binding shares its ledger: */
+	volatile uint64_t catchup_asked; /* tickets handed to workers at an assignment */
+	volatile uint64_t catchup_done; /* the tail has read what was there at every one up to it */
+	volatile int topic_state;	/* enum kp_ltstate */
+	char topic_error[256];		/* why it is failing */
+	volatile uint64_t produced, consumed, imported; /* records */
+	volatile int64_t topic_lag;			/* records the tail has still to read */
+	uint64_t origin;				/* this host's store, as its records say */
+	uint32_t n_hosts;
+	struct kp_lhost hosts[KP_LEDGER_HOSTS];
 	struct kp_lentry table[KP_LEDGER_BUCKETS * KP_LEDGER_WAYS];
 	struct kp_lrec ring[KP_LEDGER_RING];
 	/* then two filter buffers of KP_LEDGER_FILTER_MAX bytes each */
@@ -123,6 +146,9 @@ enum kp_claim kp_ledger_claim(struct kp_ledger *l, const struct kp_id *id, bool 
 int kp_ledger_settle(struct kp_ledger *l, const struct kp_id *id, bool dead, uint64_t *seq);
 void kp_ledger_release(struct kp_ledger *l, const struct kp_id *id);
 uint64_t kp_ledger_durable(const struct kp_ledger *l);
+uint64_t kp_ledger_catchup_ask(struct kp_ledger *l);
+bool kp_ledger_caught_up(const struct kp_ledger *l, uint64_t ticket);
+void kp_ledger_import(struct kp_ledger_shm *l, const struct kp_lrec *recs, size_t n);
 
 /* ledger_store.c: the durable ledger, state_dir/NAME.db. */
 struct kp_lstore;
@@ -138,6 +164,10 @@ int kp_lstore_each_crash(struct kp_lstore *st,
 int64_t kp_lstore_each_id(struct kp_lstore *st, void (*fn)(void *arg, const struct kp_id *id),
 			  void *arg);
 int kp_lstore_prune(struct kp_lstore *st, int64_t now_ms);
+int kp_lstore_begin(struct kp_lstore *st);
+int kp_lstore_commit(struct kp_lstore *st);
+int kp_lstore_meta_put(struct kp_lstore *st, const char *key, const char *value);
+int kp_lstore_meta_get(struct kp_lstore *st, const char *key, char *value, size_t len);
 int64_t kp_lstore_bytes(struct kp_lstore *st);
 
 /* ledgerd.c: the ledger process of one binding. */
@@ -145,5 +175,16 @@ struct kp_conf;
 struct kp_binding;
 int kp_ledger_run(const struct kp_conf *conf, const struct kp_binding *b,
 		  struct kp_ledger_shm *shm);
+
+/* ledgertopic.c: the ledger topic that the hosts of a binding share (ledger = kafka). */
+struct kp_ltopic;
+struct kp_ltopic *kp_ltopic_new(const struct kp_conf *conf, const struct kp_binding *b,
+				struct kp_ledger_shm *shm, struct kp_lstore *st,
+				volatile sig_atomic_t *stopping, char *err, size_t len);
+void kp_ltopic_step(struct kp_ltopic *t, bool stopping);
+void kp_ltopic_send(struct kp_ltopic *t, const struct kp_lrec *recs, size_t n, uint64_t first);
+void kp_ltopic_crash(struct kp_ltopic *t, const struct kp_lcrash *c);
+uint64_t kp_ltopic_acked(const struct kp_ltopic *t);
+void kp_ltopic_close(struct kp_ltopic *t, int flush_ms);
 
 #endif /* KP_LEDGER_H */

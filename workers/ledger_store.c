@@ -77,7 +77,8 @@ static const char schema[] =
     "  gen TEXT, outcome TEXT, n INTEGER NOT NULL, first_ms INTEGER, last_ms INTEGER,\n"
     "  PRIMARY KEY (gen, outcome)) WITHOUT ROWID;\n"
     "CREATE VIEW IF NOT EXISTS processed_counts AS SELECT outcome, sum(n) AS n,\n"
-    "  min(first_ms) AS first_ms, max(last_ms) AS last_ms FROM counts GROUP BY outcome;\n";
+    "  min(first_ms) AS first_ms, max(last_ms) AS last_ms FROM counts GROUP BY outcome;\n"
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;\n";
 
 static int exec(struct kp_lstore *st, const char *sql)
 {
@@ -717,6 +718,57 @@ int kp_lstore_crash(struct kp_lstore *st, const struct kp_lcrash *c)
 		return -1;
 	}
 	return 0;
+}
+
+/* Opens a transaction that kp_lstore_write() and kp_lstore_meta_put() join; -1 on error. */
+int kp_lstore_begin(struct kp_lstore *st)
+{
+	return exec(st, "BEGIN IMMEDIATE");
+}
+
+/* Commits it; -1 on error, and then none of it was written. */
+int kp_lstore_commit(struct kp_lstore *st)
+{
+	if (exec(st, "COMMIT") < 0) {
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/* Sets a value of the table meta (where the ledger topic was read up to, ...); -1 on error. */
+int kp_lstore_meta_put(struct kp_lstore *st, const char *key, const char *value)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO meta VALUES (?1, ?2)", -1, &q,
+			       NULL) != SQLITE_OK) {
+		kp_log(KP_ERROR, "%s: %s", st->path, sqlite3_errmsg(st->db));
+		return -1;
+	}
+	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, value, -1, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* A value of the table meta into value: 1 when there is one, 0 when not, -1 on error. */
+int kp_lstore_meta_get(struct kp_lstore *st, const char *key, char *value, size_t len)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT v FROM meta WHERE k = ?1", -1, &q, NULL) !=
+	    SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		snprintf(value, len, "%s", (const char *)sqlite3_column_text(q, 0) ?: "");
+	sqlite3_finalize(q);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* Calls fn for each job that killed processes; -1 on error. */

@@ -24,6 +24,7 @@
 #include "ledger.h"
 
 #define STATS_EVERY_MS 1000
+#define STOP_WAIT_MS   5000 /* how long a stop waits for Kafka to take the ids on their way */
 
 static volatile sig_atomic_t stopping;
 
@@ -36,6 +37,9 @@ static void on_stop(int sig)
 struct ledgerd {
 	struct kp_ledger_shm *shm;
 	struct kp_lstore *st;
+	struct kp_ltopic *lt; /* the ledger topic, when the hosts share the ledger */
+	uint64_t written;     /* the ring up to here is in the store ... */
+	uint64_t sent;	      /* ... and up to here handed to the ledger topic */
 	int64_t gen_check_ms, stats_ms;
 	int64_t waiting_since; /* when the ring's oldest unwritten id was first seen */
 	struct kp_lrec batch[KP_LEDGER_WRITE_MAX];
@@ -110,24 +114,41 @@ static void write_crashes(struct ledgerd *d)
 		       c[i].count == 1 ? "" : "s");
 		if (kp_lstore_crash(d->st, &c[i]) < 0)
 			kp_log(KP_ERROR, "event=%s: its crash count is not on disk", c[i].event_id);
+		if (d->lt)
+			kp_ltopic_crash(d->lt, &c[i]);
 	}
 }
 
+/* Where the ring's tail may be: written, and, with a ledger topic, acknowledged by Kafka. */
+static uint64_t safe_to(const struct ledgerd *d)
+{
+	uint64_t acked = d->lt ? kp_ltopic_acked(d->lt) : UINT64_MAX;
+
+	return acked < d->written ? acked : d->written;
+}
+
 /*
- * Writes up to KP_LEDGER_WRITE_MAX finished ids from the ring: once there
- * are KP_LEDGER_WRITE_MIN, or the oldest has waited KP_LEDGER_WRITE_WAIT_MS,
- * or when stopping (a transaction's cost is mostly the pages it dirties, and
- * ids keyed by hash dirty a page each: the more ids a transaction holds, the
- * more of them share pages).  Returns how many, or -1 when the store refused
- * them (they stay in the ring).
+ * Hands every finished id of the ring to the ledger topic at once (another
+ * host learns of it the sooner), and writes up to KP_LEDGER_WRITE_MAX of
+ * them to the store: once there are KP_LEDGER_WRITE_MIN, or the oldest has
+ * waited KP_LEDGER_WRITE_WAIT_MS, or when stopping (a transaction's cost is
+ * mostly the pages it dirties, and ids keyed by hash dirty a page each: the
+ * more ids a transaction holds, the more of them share pages).  Returns how
+ * many were written, or -1 when the store refused them (they stay in the
+ * ring).
  */
 static int drain(struct ledgerd *d)
 {
 	struct kp_ledger_shm *shm = d->shm;
-	uint64_t head = __atomic_load_n(&shm->head, __ATOMIC_ACQUIRE), tail = shm->tail;
+	uint64_t head = __atomic_load_n(&shm->head, __ATOMIC_ACQUIRE), tail = d->written;
 	size_t n = head - tail > KP_LEDGER_WRITE_MAX ? KP_LEDGER_WRITE_MAX : (size_t)(head - tail);
 	uint64_t *filter;
 	int64_t now = kp_mono_ms();
+
+	if (d->lt && d->sent < head) {
+		kp_ltopic_send(d->lt, NULL, (size_t)(head - d->sent), d->sent);
+		d->sent = head;
+	}
 
 	if (n == 0) {
 		d->waiting_since = 0;
@@ -147,7 +168,8 @@ static int drain(struct ledgerd *d)
 	filter = kp_ledger_filter(shm, shm->filter_buf);
 	for (size_t i = 0; i < n; i++)
 		kp_ledger_filter_add(filter, shm->filter_blocks, &d->batch[i].id);
-	kp_ledger_made_durable(shm, d->batch, n, tail + n);
+	d->written = tail + n;
+	kp_ledger_made_durable(shm, d->batch, n, safe_to(d));
 	shm->disk_ids += (int64_t)n;
 	return (int)n;
 }
@@ -214,15 +236,27 @@ int kp_ledger_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 		kp_log(KP_ERROR, "%s: cannot read the ledger", path);
 		goto out;
 	}
+	d->written = d->sent = shm->tail;
+	if (b->ledger_kafka &&
+	    (d->lt = kp_ltopic_new(conf, b, shm, d->st, &stopping, err, sizeof(err))) == NULL) {
+		kp_log(KP_ERROR, "ledger topic %s: %s", b->ledger_topic, err);
+		goto out;
+	}
 	shm->pid = getpid();
-	kp_log(KP_INFO, "started ids=%" PRId64 " ring=%llu pid=%d", shm->disk_ids,
-	       (unsigned long long)(shm->head - shm->tail), (int)getpid());
-	for (;;) {
+	kp_log(KP_INFO, "started ids=%" PRId64 " ring=%llu ledger=%s pid=%d", shm->disk_ids,
+	       (unsigned long long)(shm->head - shm->tail),
+	       b->ledger_kafka ? b->ledger_topic : "local", (int)getpid());
+	for (int64_t stop_by = 0;;) {
 		int64_t now = kp_mono_ms();
 		int n = drain(d);
 
 		if (shm->n_crash)
 			write_crashes(d);
+		if (d->lt) {
+			kp_ltopic_step(d->lt, stopping);
+			if (safe_to(d) > shm->tail)
+				kp_ledger_made_durable(shm, NULL, 0, safe_to(d));
+		}
 		chores(d, now);
 		if (n < 0 && stopping)
 			break; /* what is left is redelivered: its offsets were not committed */
@@ -230,7 +264,15 @@ int kp_ledger_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 			usleep(100 * 1000); /* the store refused: the ring waits */
 			continue;
 		}
-		if (n == 0 && stopping && shm->head == shm->tail)
+		if (stopping && stop_by == 0)
+			stop_by = now + STOP_WAIT_MS;
+		/* Stopping: once the store has everything, and Kafka too (or it is
+		 * not there, or does not answer within STOP_WAIT_MS: those ids'
+		 * jobs were not committed, and are redelivered). */
+		if (n == 0 && stopping && shm->head == d->written &&
+		    (safe_to(d) >= d->written ||
+		     __atomic_load_n(&shm->topic_state, __ATOMIC_ACQUIRE) != KP_LT_READY ||
+		     now >= stop_by))
 			break;
 		if (n == 0)
 			usleep(KP_LEDGER_IDLE_MS * 1000);
@@ -239,6 +281,7 @@ int kp_ledger_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 	kp_log(KP_INFO, "stopped");
 out:
 	shm->pid = 0;
+	kp_ltopic_close(d->lt, 1000);
 	kp_lstore_close(d->st);
 	free(d);
 	return rc;

@@ -80,6 +80,83 @@ static void family(FILE *f, const char *name, const char *type, const char *help
 }
 
 /*
+ * The ledger topics of the bindings whose hosts share their ledger: whether
+ * it is there, the records this host produced, read and took from other
+ * hosts, and each host's lag on it (this one's now, the others' as they last
+ * said, within the last 30 s).
+ */
+static void write_ledger_topic(FILE *f, const struct kp_supervisor *sv)
+{
+	static const char *const states[] = {"off", "starting", "ready", "failing"};
+	char host[64];
+	int64_t now = kp_now_ms();
+
+	if (gethostname(host, sizeof(host)) < 0)
+		snprintf(host, sizeof(host), "unknown");
+	family(f, "kpool_ledger_topic_state", "gauge",
+	       "1 for the state of the binding's ledger topic: starting, ready or failing "
+	       "(nothing is handled until it is ready).");
+	for (size_t i = 0; i < sv->n_ledgers; i++) {
+		const struct kp_ledger_proc *lp = sv->ledgers[i];
+		int st = lp->shm->topic_state;
+		if (lp->bs == NULL || !lp->bs->b->ledger_kafka)
+			continue;
+		for (int k = 1; k < 4; k++)
+			fprintf(f,
+				"kpool_ledger_topic_state{worker=\"%s\",topic=\"%s\",state=\"%s\"} "
+				"%d\n",
+				lp->name, lp->bs->b->ledger_topic, states[k], st == k);
+	}
+	family(f, "kpool_ledger_topic_records_total", "counter",
+	       "Ledger topic records this host produced (acknowledged), read, and imported "
+	       "(ids another host finished).");
+	for (size_t i = 0; i < sv->n_ledgers; i++) {
+		const struct kp_ledger_proc *lp = sv->ledgers[i];
+		if (lp->bs == NULL || !lp->bs->b->ledger_kafka)
+			continue;
+		fprintf(
+		    f,
+		    "kpool_ledger_topic_records_total{worker=\"%s\",direction=\"produced\"} %llu\n",
+		    lp->name, (unsigned long long)lp->shm->produced);
+		fprintf(f,
+			"kpool_ledger_topic_records_total{worker=\"%s\",direction=\"read\"} %llu\n",
+			lp->name, (unsigned long long)lp->shm->consumed);
+		fprintf(
+		    f,
+		    "kpool_ledger_topic_records_total{worker=\"%s\",direction=\"imported\"} %llu\n",
+		    lp->name, (unsigned long long)lp->shm->imported);
+	}
+	family(f, "kpool_ledger_topic_lag", "gauge",
+	       "Ledger topic records a host has still to read (store: the host's ledger file, "
+	       "as its records name it): this host now, the others as they last said.");
+	for (size_t i = 0; i < sv->n_ledgers; i++) {
+		const struct kp_ledger_proc *lp = sv->ledgers[i];
+		if (lp->bs == NULL || !lp->bs->b->ledger_kafka)
+			continue;
+		fprintf(
+		    f, "kpool_ledger_topic_lag{worker=\"%s\",host=\"%s\",store=\"%016llx\"} %lld\n",
+		    lp->name, host, (unsigned long long)lp->shm->origin,
+		    (long long)lp->shm->topic_lag);
+		for (uint32_t h = 0; h < lp->shm->n_hosts && h < KP_LEDGER_HOSTS; h++) {
+			const struct kp_lhost *o = &lp->shm->hosts[h];
+			char name[sizeof(o->name)];
+			memcpy(name, o->name, sizeof(name));
+			name[sizeof(name) - 1] = '\0';
+			for (char *c = name; *c; c++)
+				if (*c == '"' || *c == '\\' || *c == '\n')
+					*c = '_';
+			if (now - o->at_ms < 30000 && o->origin != lp->shm->origin)
+				fprintf(f,
+					"kpool_ledger_topic_lag{worker=\"%s\",host=\"%s\",store=\"%"
+					"016llx\"} "
+					"%lld\n",
+					lp->name, name, (unsigned long long)o->origin,
+					(long long)o->lag);
+		}
+	}
+}
+
+/*
  * Each binding's ledger (ledger.h): ids in memory by state, ids and bytes on
  * disk, finished ids not yet durable, and how often the store was read.
  */
@@ -133,6 +210,7 @@ static void write_ledger(FILE *f, const struct kp_supervisor *sv)
 	for (size_t i = 0; i < sv->n_ledgers; i++)
 		fprintf(f, "kpool_ledger_store_reads_total{worker=\"%s\"} %llu\n",
 			sv->ledgers[i]->name, (unsigned long long)sv->ledgers[i]->shm->lookups);
+	write_ledger_topic(f, sv);
 	free(c);
 }
 

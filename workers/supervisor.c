@@ -301,12 +301,12 @@ static char *binding_sig(const struct kp_conf *conf, const struct kp_binding *b)
 
 	if (f == NULL)
 		return NULL;
-	fprintf(f, "%s|%s|%s|%d|%s|%s|%d|%lld|%lld|%d|%lld|%d|%s|%lld", b->name, b->topic_list,
-		b->handler, b->processes, b->group,
+	fprintf(f, "%s|%s|%s|%d|%s|%s|%d|%lld|%lld|%d|%lld|%d|%s|%lld|%s|%s", b->name,
+		b->topic_list, b->handler, b->processes, b->group,
 		b->dead_letter_topic ? b->dead_letter_topic : "", b->max_attempts,
 		(long long)b->retry_backoff_ms, (long long)b->retry_backoff_max_ms, b->max_crashes,
 		(long long)b->max_job_bytes, b->idempotency, b->idempotency_key,
-		(long long)b->idempotency_ttl_ms);
+		(long long)b->idempotency_ttl_ms, b->ledger, b->ledger_topic);
 	for (size_t i = 0; i < b->n_opts; i++)
 		fprintf(f, "|%s=%s", b->opts[i].key, b->opts[i].value);
 	for (size_t i = 0; i < conf->n_kafka; i++)

@@ -119,18 +119,22 @@ int kp_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, char 
 }
 
 /*
- * Asks the cluster to create topic with partitions partitions and its
- * default replication factor; the answer comes to q as an event for
- * kp_topic_create_result().  -1 with err when the request cannot be made.
+ * Asks the cluster to create topic with partitions partitions, its default
+ * replication factor and configs (name, value, ..., NULL; or NULL); the
+ * answer comes to q as an event for kp_topic_create_result().  -1 with err
+ * when the request cannot be made.
  */
-static int kp_topic_create_ask(rd_kafka_t *rk, const char *topic, int partitions, int timeout_ms,
-			       rd_kafka_queue_t *q, char *err, size_t len)
+static int kp_topic_create_ask(rd_kafka_t *rk, const char *topic, int partitions,
+			       const char *const *configs, int timeout_ms, rd_kafka_queue_t *q,
+			       char *err, size_t len)
 {
 	rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, -1, err, len);
 	rd_kafka_AdminOptions_t *o;
 
 	if (nt == NULL)
 		return -1;
+	for (size_t i = 0; configs && configs[i] && configs[i + 1]; i += 2)
+		rd_kafka_NewTopic_set_config(nt, configs[i], configs[i + 1]);
 	o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
 	if (rd_kafka_AdminOptions_set_request_timeout(o, timeout_ms, err, len) ||
 	    rd_kafka_AdminOptions_set_operation_timeout(o, timeout_ms, err, len)) {
@@ -181,12 +185,13 @@ static int kp_topic_create_result(rd_kafka_event_t *ev, const char *topic, int *
 }
 
 /*
- * Creates topic and waits for the answer: up to timeout_ms (and a second),
- * in slices of 100 ms, after each of which stop(arg), when given, may end
- * the wait (the watch thread's stop).  As kp_topic_create_result().
+ * Creates topic (configs as kp_topic_create_ask()) and waits for the answer: up to timeout_ms (and
+ * a second), in slices of 100 ms, after each of which stop(arg), when given, may end the wait (the
+ * watch thread's stop).  As kp_topic_create_result().
  */
-int kp_topic_create(rd_kafka_t *rk, const char *topic, int partitions, int timeout_ms,
-		    bool (*stop)(void *), void *arg, int *final, char *err, size_t len)
+int kp_topic_create(rd_kafka_t *rk, const char *topic, int partitions, const char *const *configs,
+		    int timeout_ms, bool (*stop)(void *), void *arg, int *final, char *err,
+		    size_t len)
 {
 	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
 	rd_kafka_event_t *ev = NULL;
@@ -194,7 +199,7 @@ int kp_topic_create(rd_kafka_t *rk, const char *topic, int partitions, int timeo
 	int rc = -1;
 
 	*final = 1;
-	if (kp_topic_create_ask(rk, topic, partitions, timeout_ms, q, err, len) == 0) {
+	if (kp_topic_create_ask(rk, topic, partitions, configs, timeout_ms, q, err, len) == 0) {
 		*final = 0;
 		while (ev == NULL && kp_mono_ms() < until && !(stop && stop(arg)))
 			ev = rd_kafka_queue_poll(q, 100);

@@ -160,8 +160,8 @@ static void topics_pass(struct kp_watch *wt)
 		int have = kp_topic_partitions(wt->rk, dlq, ASK_MS, why, sizeof(why));
 		if (have > 0) {
 			wt->dlq_done[i] = true;
-		} else if (have == 0 && kp_topic_create(wt->rk, dlq, n[i], CREATE_MS, stopped, wt,
-							&final, why, sizeof(why)) == 0) {
+		} else if (have == 0 && kp_topic_create(wt->rk, dlq, n[i], NULL, CREATE_MS, stopped,
+							wt, &final, why, sizeof(why)) == 0) {
 			kp_log(KP_NOTICE, "created the dead-letter topic %s with %d partitions",
 			       dlq, n[i]);
 			wt->dlq_done[i] = true;

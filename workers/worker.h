@@ -62,9 +62,10 @@ struct part {
 	size_t n_backlog, cap_backlog;
 	rd_kafka_message_t *batch[BATCH_MAX]; /* taken, for handle_batch, not started yet */
 	size_t n_batch;
-	uint64_t gen;  /* counts assignments: a copy sent in an earlier one is not ours */
-	int n_sending; /* its jobs whose dead-letter copies are on their way */
-	bool paused;   /* fetching is paused (a parked job, or too many copies on their way) */
+	uint64_t gen;	  /* counts assignments: a copy sent in an earlier one is not ours */
+	int n_sending;	  /* its jobs whose dead-letter copies are on their way */
+	bool paused;	  /* fetching is paused (a parked job, or too many copies on their way) */
+	uint64_t catchup; /* assigned: waits until the shared ledger honours this ticket, or 0 */
 };
 
 struct worker {
@@ -88,6 +89,8 @@ struct worker {
 	char (*breasons)[KPOOL_REASON_MAX]; /* and their reasons */
 	struct kp_watch *watch;		    /* the thread that asks Kafka what takes a round trip */
 	bool topic_there[KP_TOPICS_MAX];    /* subscribed: the topic exists */
+	uint64_t catchup;		    /* the ticket partitions wait on, 0 when none does */
+	int64_t catchup_ms;		    /* since when */
 	int n_subscribed;
 };
 
@@ -97,6 +100,7 @@ int64_t kp_job_run_due(struct worker *w);
 void kp_job_run_batch(struct worker *w, struct part *p);
 void kp_job_drop(struct worker *w, struct part *p);
 void kp_job_backlog(struct part *p, rd_kafka_message_t *m);
+void kp_job_resume(struct worker *w, struct part *p);
 void kp_job_pause(struct worker *w, struct part *p);
 void kp_job_dead_lettered(void *ctx, void *opaque, int err, const char *errstr);
 int64_t kp_job_min_sending(const struct worker *w, const struct part *p);

@@ -55,8 +55,8 @@ int main(int argc, char **argv)
 	}
 	for (int i = 3; i < argc; i++) {
 		made = automatic ? auto_create(rk, argv[i], atoi(argv[2]), err, sizeof(err))
-				 : kp_topic_create(rk, argv[i], atoi(argv[2]), 30000, NULL, NULL,
-						   &final, err, sizeof(err));
+				 : kp_topic_create(rk, argv[i], atoi(argv[2]), NULL, 30000, NULL,
+						   NULL, &final, err, sizeof(err));
 		if (made < 0) {
 			fprintf(stderr, "mktopic: %s\n", err);
 			rc_exit = 1;

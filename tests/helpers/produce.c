@@ -3,6 +3,10 @@
  * tests: produce BOOTSTRAP TOPIC KEY VALUE [NAME=VALUE]...  A header value
  * written 0x... is bytes in hex (Spring Kafka's big-endian numbers); an
  * empty KEY means none.  Exits 0 once Kafka acknowledged it.
+ *
+ * produce BOOTSTRAP TOPIC -: one record per stdin line "KEY|VALUE", each sent
+ * as soon as its line is read (kcat reads all of its input first), so a test
+ * can space records in time.  Exits 0 once Kafka acknowledged every one.
  */
 #include "config.h"
 
@@ -17,7 +21,56 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 {
 	(void)rk;
 	(void)opaque;
-	delivered = m->err;
+	if (m->err || delivered == RD_KAFKA_RESP_ERR__IN_PROGRESS)
+		delivered = m->err;
+}
+
+/* Lines "KEY|VALUE" from stdin, each produced at once. */
+static int lines(const char *bootstrap, const char *topic)
+{
+	rd_kafka_conf_t *rc = rd_kafka_conf_new();
+	rd_kafka_t *rk;
+	char err[512], *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+
+	rd_kafka_conf_set_dr_msg_cb(rc, on_delivery);
+	if (rd_kafka_conf_set(rc, "bootstrap.servers", bootstrap, err, sizeof(err)) ||
+	    rd_kafka_conf_set(rc, "linger.ms", "0", err, sizeof(err)) ||
+	    (rk = rd_kafka_new(RD_KAFKA_PRODUCER, rc, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "produce: %s\n", err);
+		return 1;
+	}
+	/* Connected, and the topic's leaders known, before the first line: a
+	 * record is then on its way as soon as it is read. */
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+	const struct rd_kafka_metadata *md = NULL;
+	if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(rkt);
+	while ((n = getline(&line, &cap, stdin)) > 0) {
+		char *bar = strchr(line, '|');
+		if (line[n - 1] == '\n')
+			line[--n] = '\0';
+		if (bar == NULL)
+			continue;
+		if (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+				      RD_KAFKA_V_KEY(line, (size_t)(bar - line)),
+				      RD_KAFKA_V_VALUE(bar + 1, strlen(bar + 1)),
+				      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) {
+			fprintf(stderr, "produce: cannot queue a record\n");
+			return 1;
+		}
+		rd_kafka_poll(rk, 0);
+	}
+	free(line);
+	rd_kafka_flush(rk, 30000);
+	rd_kafka_destroy(rk);
+	if (delivered) {
+		fprintf(stderr, "produce: %s\n", rd_kafka_err2str(delivered));
+		return 1;
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -28,6 +81,8 @@ int main(int argc, char **argv)
 	rd_kafka_t *rk;
 	char err[512];
 
+	if (argc == 4 && strcmp(argv[3], "-") == 0)
+		return lines(argv[1], argv[2]);
 	if (argc < 5) {
 		fprintf(stderr, "usage: produce BOOTSTRAP TOPIC KEY VALUE [NAME=VALUE]...\n");
 		return 2;

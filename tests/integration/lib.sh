@@ -134,14 +134,20 @@ make_topic() {
 # request with that API key unanswered, noting each in $T/held; sets PROXY to
 # the address to give kpool.  Tests take the listener in turn (a lock in
 # KAFKA_DEV_DIR).  Skips the test without that listener.
-hold_requests() {
+hold_requests() { proxy --hold-api "$1"; }
+
+# refuse_topics ERR: as hold_requests, but every CreateTopics is answered
+# with Kafka error code ERR (29: not authorized), as by a broker's ACLs.
+refuse_topics() { proxy --refuse-topics "$1"; }
+
+proxy() {
 	need_real
 	d=${KAFKA_DEV_DIR:-}
 	[ -n "$d" ] && [ -s "$d/bootstrap.proxied" ] && [ -s "$d/proxied.target" ] ||
 		skip_all "needs scripts/kafka-dev's proxied listener (\$KAFKA_DEV_DIR/bootstrap.proxied; scripts/test sets KAFKA_DEV_DIR)"
 	PROXY=$(cat "$d/bootstrap.proxied")
 	"$PYTHON3" "$top_srcdir/tests/integration/tcpfwd.py" "${PROXY##*:}" "$(cat "$d/proxied.target")" \
-		--hold-api "$1" --held "$T/held" --lock "$d/proxied.lock" --ready "$T/fwd.ready" &
+		"$@" --held "$T/held" --lock "$d/proxied.lock" --ready "$T/fwd.ready" &
 	PIDS="$PIDS $!"
 	wait_for 300 test -e "$T/fwd.ready" || { not_ok "the proxied listener is ours within 300 s"; exit 1; }
 }
@@ -156,10 +162,29 @@ pool_conf() {
 		printf '[kafka]\nbootstrap.servers = %s\n[pool]\nplugin_dir = %s\nstate_dir = %s\nmetrics_listen =\n' \
 			"${BOOTSTRAP:-${REAL:-embedded}}" "$T/plugins" "$T/state"
 		for line in "$@"; do printf '%s\n' "$line"; done
-		cat
+		# A real broker is shared by every test (and run): a binding without
+		# a group of its own gets a ledger topic of its own.
+		awk -v r="$R" '{ line[NR] = $0 } /^\[worker:/ { s = NR } /^(group|ledger_topic) *=/ { has[s] = 1 }
+			END { for (i = 1; i <= NR; i++) { print line[i]
+				if (r != "" && line[i] ~ /^\[worker:/ && !has[i]) {
+					n = line[i]; sub(/^\[worker:/, "", n); sub(/\].*$/, "", n)
+					print "ledger_topic = kpool-" n r ".ledger" } } }'
 	} >"$f"
 	# shellcheck disable=SC2046
 	make_topic 4 $(sed -n 's/^topic *= *//p' "$f" | tr ',' ' ')
+	# Another kpoold's embedded broker does not answer CreateTopics on every
+	# librdkafka version: the ledger topics are made there as the others.
+	# shellcheck disable=SC2046
+	[ -z "$REAL" ] && [ -n "${BOOTSTRAP:-}" ] && make_topic 4 $(ledger_topics "$f")
+	return 0
+}
+
+# ledger_topics CONF: the ledger topic of each binding (ledger_topic, else GROUP.ledger).
+ledger_topics() {
+	awk '/^\[worker:/ { if (n) print t; n = substr($1, 9); sub(/\]$/, "", n); t = "kpool-" n ".ledger"; lt = 0 }
+		/^group *=/ { sub(/^group *= */, ""); if (!lt) t = $0 ".ledger" }
+		/^ledger_topic *=/ { sub(/^ledger_topic *= */, ""); t = $0; lt = 1 }
+		END { if (n) print t }' "$1"
 }
 
 # start_broker DIR: a kpoold with the embedded broker and no workers, whose

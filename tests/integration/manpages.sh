@@ -31,7 +31,7 @@ while IFS='	' read -r key def; do
 		grep -qxF ".B \"$key = $def\"" "$M/kpool.conf.5" || missing="$missing $key=$def"
 	fi
 done <"$T/keys.tsv"
-check "the option table lists 21 keys" test "$(wc -l <"$T/keys.tsv")" -eq 21
+check "the option table lists 23 keys" test "$(wc -l <"$T/keys.tsv")" -eq 23
 check "kpool.conf(5) documents every key of the option tables with its default" test -z "$missing"
 [ -z "$missing" ] || diag "missing:$missing"
 check "kpool.conf(5) has all three sections" test "$(grep -cE '^\.SH \[(kafka|pool|worker:NAME)\]$' "$M/kpool.conf.5")" -eq 3

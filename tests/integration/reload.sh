@@ -12,7 +12,7 @@ conf() {
 		printf '[kafka]\nbootstrap.servers = %s\n[pool]\nplugin_dir = %s\nstate_dir = %s\nmetrics_listen =\nshutdown_timeout = 10s\n' "${REAL:-embedded}" "$T/plugins" "$T/state"
 		for spec in "$@"; do
 			name=${spec%%:*}
-			printf '[worker:%s]\ntopic = %s-jobs%s\nhandler = probe\nrecord = %s/record-%s\n' "$name" "$name" "$R" "$T" "$name"
+			printf '[worker:%s]\ntopic = %s-jobs%s\nhandler = probe\nrecord = %s/record-%s\nledger_topic = kpool-%s%s.ledger\n' "$name" "$name" "$R" "$T" "$name" "$name" "$R"
 			case $spec in *:*) printf '%s\n' "${spec#*:}" ;; esac
 		done
 	} >"$T/pool.conf"
