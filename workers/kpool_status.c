@@ -289,6 +289,37 @@ static json_t *processes_of(const struct metrics *m, const struct kp_binding *b,
 	return arr;
 }
 
+/*
+ * The binding's ledger as /metrics has it: local, or its topic, the topic's
+ * state, and each host's lag on it (this one's and the others' as they last
+ * said).
+ */
+static json_t *ledger_of(const struct metrics *m, const struct kp_binding *b)
+{
+	json_t *o = json_pack(
+	    "{s:s,s:o,s:n,s:o}", "ledger", b->ledger_kafka ? "kafka" : "local", "topic",
+	    b->ledger_kafka ? kp_json_text(b->ledger_topic, strlen(b->ledger_topic)) : json_null(),
+	    "state", "hosts", json_array());
+
+	for (size_t i = 0; b->ledger_kafka && i < m->n; i++) {
+		const struct sample *x = &m->s[i];
+		if (strcmp(label(x, "worker"), b->name) != 0)
+			continue;
+		if (strcmp(x->name, "kpool_ledger_topic_state") == 0 && x->value > 0)
+			json_object_set_new(
+			    o, "state", kp_json_text(label(x, "state"), strlen(label(x, "state"))));
+		else if (strcmp(x->name, "kpool_ledger_topic_lag") == 0)
+			json_array_append_new(
+			    json_object_get(o, "hosts"),
+			    json_pack("{s:o,s:o,s:I}", "host",
+				      kp_json_text(label(x, "host"), strlen(label(x, "host"))),
+				      "store",
+				      kp_json_text(label(x, "store"), strlen(label(x, "store"))),
+				      "lag", (json_int_t)x->value));
+	}
+	return o;
+}
+
 /* One binding's part of the status document; *kafka_ok cleared if its lag is unknown. */
 static json_t *binding_status(const struct kp_conf *conf, const struct kp_binding *b,
 			      const struct metrics *m, double now, bool *kafka_ok)
@@ -334,6 +365,7 @@ static json_t *binding_status(const struct kp_conf *conf, const struct kp_bindin
 								  b->name, NULL, NULL)));
 	json_object_set_new(o, "lag", lag ? lag : json_array());
 	json_object_set_new(o, "lag_total", lag ? json_integer(total) : json_null());
+	json_object_set_new(o, "ledger", ledger_of(m, b));
 	return o;
 }
 
@@ -350,7 +382,7 @@ static const char *cell(json_t *v, char *buf, size_t len)
 static void print_tables(json_t *doc)
 {
 	json_t *kpoold = json_object_get(doc, "kpoold"), *b, *x;
-	struct kp_table bt, pt, lt;
+	struct kp_table bt, pt, lt, gt;
 	size_t i, k;
 
 	const char *said = json_string_value(json_object_get(
@@ -368,6 +400,7 @@ static void print_tables(json_t *doc)
 		      "DEAD-LETTERED", "DUPLICATE", "RESTARTS", "LAG");
 	kp_table_init(&pt, 5, "PROCESS", "PID", "STATE", "UPTIME", "RESTARTS");
 	kp_table_init(&lt, 6, "BINDING", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG");
+	kp_table_init(&gt, 6, "BINDING", "LEDGER", "STATE", "HOST", "STORE", "LEDGER-LAG");
 	json_array_foreach (json_object_get(doc, "bindings"), i, b) {
 		const char *name = json_string_value(json_object_get(b, "name"));
 		json_t *jobs = json_object_get(b, "jobs");
@@ -393,6 +426,19 @@ static void print_tables(json_t *doc)
 				     cell(json_object_get(x, "committed"), c[1], sizeof(c[1])),
 				     cell(json_object_get(x, "end"), c[2], sizeof(c[2])),
 				     cell(json_object_get(x, "lag"), c[3], sizeof(c[3])));
+		json_t *ledger = json_object_get(b, "ledger"),
+		       *hosts = json_object_get(ledger, "hosts");
+		const char *topic = json_string_value(json_object_get(ledger, "topic"));
+		const char *state = json_string_value(json_object_get(ledger, "state"));
+		if (topic == NULL)
+			kp_table_row(&gt, name, "local", "-", "-", "-", "-");
+		else if (json_array_size(hosts) == 0)
+			kp_table_row(&gt, name, topic, state ? state : "?", "-", "-", "-");
+		json_array_foreach (hosts, k, x)
+			kp_table_row(&gt, name, topic, state ? state : "?",
+				     json_string_value(json_object_get(x, "host")),
+				     json_string_value(json_object_get(x, "store")),
+				     cell(json_object_get(x, "lag"), c[0], sizeof(c[0])));
 		snprintf(procs, sizeof(procs), "%d/%zu", running,
 			 json_array_size(json_object_get(b, "processes")));
 		kp_table_row(&bt, name, json_string_value(json_object_get(b, "handler")),
@@ -414,6 +460,9 @@ static void print_tables(json_t *doc)
 		printf("\n");
 		kp_table_print(&lt, stdout);
 	}
+	printf("\n");
+	kp_table_print(&gt, stdout);
+	kp_table_free(&gt);
 	kp_table_free(&bt);
 	kp_table_free(&pt);
 	kp_table_free(&lt);

@@ -51,7 +51,7 @@
 #define HOST_KEEP_MS  30000 /* another host not heard from for this long is not shown */
 #define POS_EVERY_MS  1000  /* how often positions alone are written */
 #define READ_MAX      8192  /* records read in one step, at most */
-#define LINGER_MS     "2"
+#define LINGER_MS     "1"
 
 enum kind { K_DONE = 1, K_DEAD = 2, K_CRASH = 3, K_MARKER = 4, K_HOST = 5 };
 enum slot { S_FREE, S_SENT, S_ACKED, S_FAILED }; /* a ring record on its way */

@@ -167,6 +167,14 @@ processes = many
 EOF2
 check "bad number" refused badint "$T/badint.conf:10: [worker:w] processes: 'many' is not a whole number"
 
+write badledger <<'EOF2'
+[worker:w]
+topic = t
+handler = probe
+ledger = shared
+EOF2
+check "bad ledger names file, line and key" refused badledger "$T/badledger.conf:10: [worker:w] ledger: 'shared' is neither kafka nor local"
+
 write syntax <<'EOF2'
 [worker:w]
 topic = t
