@@ -33,7 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "kpoold.h"
@@ -540,7 +542,29 @@ int kp_ledger_settle(struct kp_ledger *l, const struct kp_id *id, bool dead, uin
 		e->pid = 0;
 	}
 	kp_ledger_unlock(shm);
+	/* A ledger process that shares the ledger sleeps on wake when idle: the
+	 * sooner it sends the id, the less a host's death repeats. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&shm->sleeping, __ATOMIC_RELAXED)) {
+		__atomic_add_fetch(&shm->wake, 1, __ATOMIC_RELEASE);
+		syscall(SYS_futex, &shm->wake, FUTEX_WAKE, 1, NULL, NULL, 0);
+	}
 	return 0;
+}
+
+/*
+ * The ledger process, with nothing to do: sleeps up to ms, or until a worker
+ * finishes a job (head is no longer seen).
+ */
+void kp_ledger_idle(struct kp_ledger_shm *l, uint64_t seen, int ms)
+{
+	uint32_t seq = __atomic_load_n(&l->wake, __ATOMIC_ACQUIRE);
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+	__atomic_store_n(&l->sleeping, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&l->head, __ATOMIC_SEQ_CST) == seen)
+		syscall(SYS_futex, &l->wake, FUTEX_WAIT, seq, &ts, NULL, 0);
+	__atomic_store_n(&l->sleeping, 0, __ATOMIC_RELAXED);
 }
 
 /* Gives up a claim without an outcome (the job will come again). */

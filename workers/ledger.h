@@ -101,6 +101,8 @@ struct kp_ledger_shm {
 	volatile uint64_t produced, consumed, imported; /* records */
 	volatile int64_t topic_lag;			/* records the tail has still to read */
 	uint64_t origin;				/* this host's store, as its records say */
+	uint32_t wake;		    /* futex: bumped to wake the ledger process ... */
+	volatile uint32_t sleeping; /* ... when it sleeps on it (a shared ledger) */
 	uint32_t n_hosts;
 	struct kp_lhost hosts[KP_LEDGER_HOSTS];
 	struct kp_lentry table[KP_LEDGER_BUCKETS * KP_LEDGER_WAYS];
@@ -149,6 +151,7 @@ uint64_t kp_ledger_durable(const struct kp_ledger *l);
 uint64_t kp_ledger_catchup_ask(struct kp_ledger *l);
 bool kp_ledger_caught_up(const struct kp_ledger *l, uint64_t ticket);
 void kp_ledger_import(struct kp_ledger_shm *l, const struct kp_lrec *recs, size_t n);
+void kp_ledger_idle(struct kp_ledger_shm *l, uint64_t seen, int ms);
 
 /* ledger_store.c: the durable ledger, state_dir/NAME.db. */
 struct kp_lstore;

@@ -274,8 +274,10 @@ int kp_ledger_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 		     __atomic_load_n(&shm->topic_state, __ATOMIC_ACQUIRE) != KP_LT_READY ||
 		     now >= stop_by))
 			break;
-		if (n == 0) /* with a ledger topic, what another host learns waits on this */
-			usleep(d->lt ? 1000 : KP_LEDGER_IDLE_MS * 1000);
+		if (n == 0 && d->lt) /* what another host learns waits on this: woken */
+			kp_ledger_idle(shm, d->sent, 1);
+		else if (n == 0)
+			usleep(KP_LEDGER_IDLE_MS * 1000);
 	}
 	rc = 0;
 	kp_log(KP_INFO, "stopped");

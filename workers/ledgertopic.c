@@ -4,9 +4,10 @@
  * store through its changelog topic.  The binding's ledger process on every
  * host
  *
- *   - produces each id its workers finish, and each crash its supervisor
- *     counts, to the ledger topic (idempotent, acks=all, lingering
- *     LINGER_MS); the ring's tail, which lets workers commit, passes an id
+ *   - produces each id its workers finish (woken by them), and each crash
+ *     its supervisor counts, to the ledger topic (idempotent, acks=all, not
+ *     lingering: the producer batches what comes while its requests are on
+ *     their way); the ring's tail, which lets workers commit, passes an id
  *     only once Kafka has acknowledged it (and the store has it);
  *   - tails the topic from where it last read (kept in the store, in the
  *     same transaction as what it read) into its store and filter, so that a
@@ -20,11 +21,14 @@
  * there and read, no worker of the binding handles a job: they wait in
  * Kafka.
  *
- * Records.  Key: the id's 16 bytes (an outcome), the id's 16 bytes and 'c'
- * (a crash count), "kpool.marker.ORIGIN.PARTITION" or "kpool.host.ORIGIN".
- * Value, big-endian: version (1), kind, origin (the writing store's own
- * random number), finished-at ms; then for a crash its count, signal and
- * event id; for a marker its round; for a host its lag and host name.
+ * Records.  Key: "kpool.ids.ORIGIN.SEQ" (finished ids: what one look at the
+ * ring found, up to IDS_MAX, so that a busy host sends hundreds of ids a
+ * record, not a record an id), the id's 16 bytes and 'c' (a crash count),
+ * "kpool.marker.ORIGIN.PARTITION" or "kpool.host.ORIGIN".  Value,
+ * big-endian: version (1), kind, origin (the writing store's own random
+ * number), ms; then for ids, each one's key, outcome and finished-at ms; for
+ * a crash its count, signal and event id; for a marker its round; for a host
+ * its lag and host name.
  */
 #include "config.h"
 
@@ -53,7 +57,10 @@
 #define READ_MAX      8192  /* records read in one step, at most */
 #define LINGER_MS     "1"
 
-enum kind { K_DONE = 1, K_DEAD = 2, K_CRASH = 3, K_MARKER = 4, K_HOST = 5 };
+enum kind { K_IDS = 1, K_CRASH = 3, K_MARKER = 4, K_HOST = 5 };
+#define IDS_MAX	  256	       /* finished ids in one record, at most */
+#define ID_BYTES  (16 + 1 + 8) /* each: its key, outcome, finished-at ms */
+#define SEQ_SHIFT 11	       /* opaque of an ids record: first << SEQ_SHIFT | n << 2 | 1 */
 enum slot { S_FREE, S_SENT, S_ACKED, S_FAILED }; /* a ring record on its way */
 
 /* A crash record on its way: sent again until Kafka takes it. */
@@ -134,22 +141,33 @@ static rd_kafka_resp_err_t produce(struct kp_ltopic *t, int32_t partition, const
 	    RD_KAFKA_V_OPAQUE((void *)opaque), RD_KAFKA_V_END);
 }
 
-/* Sends the ring record of sequence number seq (it stays in the ring until acknowledged). */
-static void send_rec(struct kp_ltopic *t, uint64_t seq)
+/*
+ * Sends the n finished ids of the ring from sequence number first on, in one
+ * record (they stay in the ring until acknowledged).
+ */
+static void send_ids(struct kp_ltopic *t, uint64_t first, size_t n)
 {
-	struct kp_lrec *r = &t->shm->ring[seq % KP_LEDGER_RING];
-	uint8_t *s = &t->slot[seq % KP_LEDGER_RING];
-	unsigned char v[HEAD];
+	unsigned char v[HEAD + IDS_MAX * ID_BYTES], *p = v + HEAD;
+	char key[64];
+	int64_t now = kp_now_ms();
 
-	head(t, v, r->outcome == KP_L_DEAD ? K_DEAD : K_DONE, r->at_ms);
-	if (t->ready &&
-	    produce(t, RD_KAFKA_PARTITION_UA, r->id.h, sizeof(r->id.h), v, sizeof(v), r->at_ms,
-		    (uintptr_t)(seq << 2 | 1)) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		*s = S_SENT;
-		return;
+	head(t, v, K_IDS, now);
+	for (size_t i = 0; i < n; i++) {
+		const struct kp_lrec *r = &t->shm->ring[(first + i) % KP_LEDGER_RING];
+		memcpy(p, r->id.h, 16);
+		p[16] = r->outcome;
+		put64(p + 17, (uint64_t)r->at_ms);
+		p += ID_BYTES;
 	}
-	*s = S_FAILED; /* not there yet, or the producer's queue is full: later */
-	t->n_failed++;
+	snprintf(key, sizeof(key), "kpool.ids.%016" PRIx64 ".%" PRIu64, t->origin, first);
+	bool sent =
+	    t->ready &&
+	    produce(t, RD_KAFKA_PARTITION_UA, key, strlen(key), v, (size_t)(p - v), now,
+		    (uintptr_t)(first << SEQ_SHIFT | n << 2 | 1)) == RD_KAFKA_RESP_ERR_NO_ERROR;
+	for (size_t i = 0; i < n; i++)
+		t->slot[(first + i) % KP_LEDGER_RING] = sent ? S_SENT : S_FAILED;
+	if (!sent) /* not there yet, or the producer's queue is full: later */
+		t->n_failed += n;
 }
 
 static void send_pending(struct kp_ltopic *t, struct pending *p)
@@ -171,15 +189,15 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 		kp_log(t->told ? KP_DEBUG : KP_WARNING, "ledger topic %s: %s; sending again",
 		       t->topic, rd_kafka_err2str(m->err));
 	switch (o & 3) {
-	case 1: { /* a finished id */
-		uint8_t *s = &t->slot[(o >> 2) % KP_LEDGER_RING];
-		if (m->err) {
-			*s = S_FAILED;
-			t->n_failed++;
-		} else {
-			*s = S_ACKED;
-			__atomic_add_fetch(&t->shm->produced, 1, __ATOMIC_RELAXED);
-		}
+	case 1: { /* finished ids */
+		uint64_t first = o >> SEQ_SHIFT;
+		size_t n = (o >> 2) & ((1u << (SEQ_SHIFT - 2)) - 1);
+		for (size_t i = 0; i < n; i++)
+			t->slot[(first + i) % KP_LEDGER_RING] = m->err ? S_FAILED : S_ACKED;
+		if (m->err)
+			t->n_failed += n;
+		else
+			__atomic_add_fetch(&t->shm->produced, n, __ATOMIC_RELAXED);
 		break;
 	}
 	case 0: /* a crash count */
@@ -468,15 +486,20 @@ static void read_one(struct kp_ltopic *t, const rd_kafka_message_t *m)
 	origin = get64(v + 2);
 	at_ms = (int64_t)get64(v + 10);
 	switch (v[1]) {
-	case K_DONE:
-	case K_DEAD:
-		if (origin == t->origin || m->key_len != sizeof(struct kp_id))
+	case K_IDS:
+		if (origin == t->origin)
 			return;
-		struct kp_lrec *r = &t->imp[t->n_imp++];
-		memset(r, 0, sizeof(*r));
-		memcpy(r->id.h, m->key, sizeof(r->id.h));
-		r->at_ms = at_ms;
-		r->outcome = v[1] == K_DONE ? KP_L_DONE : KP_L_DEAD;
+		for (size_t p = HEAD; p + ID_BYTES <= m->len && t->n_imp < READ_MAX;
+		     p += ID_BYTES) {
+			struct kp_lrec *r = &t->imp[t->n_imp];
+			if (v[p + 16] != KP_L_DONE && v[p + 16] != KP_L_DEAD)
+				continue;
+			memset(r, 0, sizeof(*r));
+			memcpy(r->id.h, v + p, sizeof(r->id.h));
+			r->outcome = v[p + 16];
+			r->at_ms = (int64_t)get64(v + p + 17);
+			t->n_imp++;
+		}
 		break;
 	case K_CRASH:
 		if (origin == t->origin || m->key_len != sizeof(struct kp_id) + 1 ||
@@ -579,9 +602,15 @@ void kp_ltopic_step(struct kp_ltopic *t, bool stopping)
 		struct pending *p = t->resend;
 		t->resend = NULL;
 		t->n_failed = 0;
-		for (uint64_t s = t->acked_to; s < t->sent_to; s++)
-			if (t->slot[s % KP_LEDGER_RING] == S_FAILED)
-				send_rec(t, s);
+		for (uint64_t s = t->acked_to; s < t->sent_to;) {
+			size_t run = 0;
+			while (s + run < t->sent_to && run < IDS_MAX &&
+			       t->slot[(s + run) % KP_LEDGER_RING] == S_FAILED)
+				run++;
+			if (run)
+				send_ids(t, s, run);
+			s += run ? run : 1;
+		}
 		while (p) {
 			struct pending *next = p->next;
 			send_pending(t, p);
@@ -589,18 +618,20 @@ void kp_ltopic_step(struct kp_ltopic *t, bool stopping)
 		}
 		t->resend_at = now + RETRY_MS;
 	}
-	while (got < READ_MAX && (n = rd_kafka_consume_batch_queue(t->cq, 0, ms, 256)) > 0) {
+	while (got < READ_MAX && t->ready &&
+	       (n = rd_kafka_consume_batch_queue(t->cq, 0, ms, 256)) > 0) {
 		for (ssize_t i = 0; i < n; i++) {
-			if (ms[i]->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			if (t->n_imp + IDS_MAX > READ_MAX) /* room for a whole record */
+				import(t, now);
+			/* (not ready: the store refused what was read; it is read again) */
+			if (t->ready && ms[i]->err == RD_KAFKA_RESP_ERR_NO_ERROR)
 				read_one(t, ms[i]);
-			else if (ms[i]->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			else if (t->ready && ms[i]->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 				kp_log(KP_WARNING, "ledger topic %s: %s", t->topic,
 				       rd_kafka_message_errstr(ms[i]));
 			rd_kafka_message_destroy(ms[i]);
 		}
 		got += (size_t)n;
-		if (t->n_imp > READ_MAX - 256)
-			break;
 	}
 	import(t, now);
 	if (!t->ready)
@@ -629,8 +660,8 @@ void kp_ltopic_send(struct kp_ltopic *t, const struct kp_lrec *recs, size_t n, u
 	(void)recs;
 	if (t->acked_to == t->sent_to)
 		t->acked_to = t->sent_to = first;
-	for (size_t i = 0; i < n; i++)
-		send_rec(t, first + i);
+	for (size_t i = 0; i < n; i += IDS_MAX)
+		send_ids(t, first + i, n - i < IDS_MAX ? n - i : IDS_MAX);
 	t->sent_to = first + n;
 }
 

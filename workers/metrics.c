@@ -99,7 +99,8 @@ static void write_ledger_topic(FILE *f, const struct kp_supervisor *sv)
 	for (size_t i = 0; i < sv->n_ledgers; i++) {
 		const struct kp_ledger_proc *lp = sv->ledgers[i];
 		int st = lp->shm->topic_state;
-		if (lp->bs == NULL || !lp->bs->b->ledger_kafka)
+		if (lp->refs <= 0 || lp->bs == NULL ||
+		    !lp->bs->b->ledger_kafka) /* bs may be gone */
 			continue;
 		for (int k = 1; k < 4; k++)
 			fprintf(f,
@@ -108,11 +109,12 @@ static void write_ledger_topic(FILE *f, const struct kp_supervisor *sv)
 				lp->name, lp->bs->b->ledger_topic, states[k], st == k);
 	}
 	family(f, "kpool_ledger_topic_records_total", "counter",
-	       "Ledger topic records this host produced (acknowledged), read, and imported "
-	       "(ids another host finished).");
+	       "The ledger topic: ids this host produced (acknowledged), records it read, and "
+	       "ids it imported (another host finished them).");
 	for (size_t i = 0; i < sv->n_ledgers; i++) {
 		const struct kp_ledger_proc *lp = sv->ledgers[i];
-		if (lp->bs == NULL || !lp->bs->b->ledger_kafka)
+		if (lp->refs <= 0 || lp->bs == NULL ||
+		    !lp->bs->b->ledger_kafka) /* bs may be gone */
 			continue;
 		fprintf(
 		    f,
@@ -131,7 +133,8 @@ static void write_ledger_topic(FILE *f, const struct kp_supervisor *sv)
 	       "as its records name it): this host now, the others as they last said.");
 	for (size_t i = 0; i < sv->n_ledgers; i++) {
 		const struct kp_ledger_proc *lp = sv->ledgers[i];
-		if (lp->bs == NULL || !lp->bs->b->ledger_kafka)
+		if (lp->refs <= 0 || lp->bs == NULL ||
+		    !lp->bs->b->ledger_kafka) /* bs may be gone */
 			continue;
 		fprintf(
 		    f, "kpool_ledger_topic_lag{worker=\"%s\",host=\"%s\",store=\"%016llx\"} %lld\n",

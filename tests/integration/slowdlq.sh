@@ -15,6 +15,9 @@ topic = dl$R
 handler = probe
 record = $T/record
 max_attempts = 1
+; a shared ledger needs Produce too: with every Produce held, nothing would be
+; handled (the ledger topic's catch-up markers never land)
+ledger = local
 EOF2
 sed "s|^bootstrap.servers = .*|bootstrap.servers = $PROXY|" "$T/direct.conf" >"$T/proxied.conf"
 start_kpoold "$T/proxied.conf" "$T/pool.log"
