@@ -296,29 +296,46 @@ void kp_ledger_reap(struct kp_ledger_shm *l, pid_t pid, const struct kp_id *hand
 }
 
 /*
+ * Calls fn on the entry of each of recs that the table holds, under the
+ * lock, let go every MARK_CHUNK entries for the workers in between.
+ */
+static void each_entry(struct kp_ledger_shm *l, const struct kp_lrec *recs, size_t n,
+		       void (*fn)(struct kp_lentry *e, const struct kp_lrec *r, int64_t now))
+{
+	int64_t now = kp_now_ms();
+
+	for (size_t i = 0; i < n; i++) {
+		struct kp_lentry *e;
+		if (i % MARK_CHUNK == 0) {
+			if (i > 0)
+				kp_ledger_unlock(l);
+			kp_ledger_lock(l);
+		}
+		if ((e = find(l, &recs[i].id, now)) != NULL)
+			fn(e, &recs[i], now);
+	}
+	if (n > 0)
+		kp_ledger_unlock(l);
+}
+
+static void mark_durable(struct kp_lentry *e, const struct kp_lrec *r, int64_t now)
+{
+	if (e->state == r->outcome) {
+		e->state |= KP_L_DURABLE;
+		e->at_ms = now;
+	}
+}
+
+/*
  * The ledger process, once the store has recs: their entries become durable
  * (evictable after KP_LEDGER_HOLD_MS) and the ring's tail moves to tail,
- * which lets the workers commit the offsets behind them.  The lock is let go
- * every MARK_CHUNK entries, for the workers in between.
+ * which lets the workers commit the offsets behind them.
  */
 void kp_ledger_made_durable(struct kp_ledger_shm *l, const struct kp_lrec *recs, size_t n,
 			    uint64_t tail)
 {
-	int64_t now = kp_now_ms();
-
+	each_entry(l, recs, n, mark_durable);
 	kp_ledger_lock(l);
-	for (size_t i = 0; i < n; i++) {
-		struct kp_lentry *e = find(l, &recs[i].id, now);
-		if (i % MARK_CHUNK == MARK_CHUNK - 1) {
-			kp_ledger_unlock(l);
-			kp_ledger_lock(l);
-			e = find(l, &recs[i].id, now);
-		}
-		if (e && e->state == recs[i].outcome) {
-			e->state |= KP_L_DURABLE;
-			e->at_ms = now;
-		}
-	}
 	l->filter_ids += n;
 	__atomic_store_n(&l->tail, tail, __ATOMIC_RELEASE);
 	kp_ledger_unlock(l);
@@ -600,6 +617,16 @@ bool kp_ledger_caught_up(const struct kp_ledger *l, uint64_t ticket)
 	return __atomic_load_n(&l->shm->catchup_done, __ATOMIC_ACQUIRE) >= ticket;
 }
 
+static void mark_imported(struct kp_lentry *e, const struct kp_lrec *r, int64_t now)
+{
+	int st = kp_l_state(e->state);
+
+	if (st == KP_L_CLAIMED || st == KP_L_DONE || (st == KP_L_DEAD && r->outcome == KP_L_DEAD))
+		return;
+	e->state = (uint8_t)(r->outcome | KP_L_DURABLE);
+	e->at_ms = now;
+}
+
 /*
  * The ledger process, once ids another host finished are in the store (and
  * the filter): an entry this host holds of one of them in memory learns its
@@ -608,23 +635,8 @@ bool kp_ledger_caught_up(const struct kp_ledger *l, uint64_t ticket)
  */
 void kp_ledger_import(struct kp_ledger_shm *l, const struct kp_lrec *recs, size_t n)
 {
-	int64_t now = kp_now_ms();
-
+	each_entry(l, recs, n, mark_imported);
 	kp_ledger_lock(l);
-	for (size_t i = 0; i < n; i++) {
-		struct kp_lentry *e = find(l, &recs[i].id, now);
-		if (i % MARK_CHUNK == MARK_CHUNK - 1) {
-			kp_ledger_unlock(l);
-			kp_ledger_lock(l);
-			e = find(l, &recs[i].id, now);
-		}
-		if (e == NULL || kp_l_state(e->state) == KP_L_CLAIMED ||
-		    kp_l_state(e->state) == KP_L_DONE ||
-		    (kp_l_state(e->state) == KP_L_DEAD && recs[i].outcome == KP_L_DEAD))
-			continue;
-		e->state = (uint8_t)(recs[i].outcome | KP_L_DURABLE);
-		e->at_ms = now;
-	}
 	l->filter_ids += n;
 	kp_ledger_unlock(l);
 }

@@ -185,7 +185,7 @@ struct kp_ltopic *kp_ltopic_new(const struct kp_conf *conf, const struct kp_bind
 				struct kp_ledger_shm *shm, struct kp_lstore *st,
 				volatile sig_atomic_t *stopping, char *err, size_t len);
 void kp_ltopic_step(struct kp_ltopic *t, bool stopping);
-void kp_ltopic_send(struct kp_ltopic *t, const struct kp_lrec *recs, size_t n, uint64_t first);
+void kp_ltopic_send(struct kp_ltopic *t, uint64_t first, size_t n);
 void kp_ltopic_crash(struct kp_ltopic *t, const struct kp_lcrash *c);
 uint64_t kp_ltopic_acked(const struct kp_ltopic *t);
 void kp_ltopic_close(struct kp_ltopic *t, int flush_ms);

@@ -146,7 +146,7 @@ static int drain(struct ledgerd *d)
 	int64_t now = kp_mono_ms();
 
 	if (d->lt && d->sent < head) {
-		kp_ltopic_send(d->lt, NULL, (size_t)(head - d->sent), d->sent);
+		kp_ltopic_send(d->lt, d->sent, (size_t)(head - d->sent));
 		d->sent = head;
 	}
 

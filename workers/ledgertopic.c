@@ -655,9 +655,8 @@ void kp_ltopic_step(struct kp_ltopic *t, bool stopping)
  * Sends n finished ids of the ring, from sequence number first on (the
  * ring keeps them until kp_ltopic_acked() has passed them).
  */
-void kp_ltopic_send(struct kp_ltopic *t, const struct kp_lrec *recs, size_t n, uint64_t first)
+void kp_ltopic_send(struct kp_ltopic *t, uint64_t first, size_t n)
 {
-	(void)recs;
 	if (t->acked_to == t->sent_to)
 		t->acked_to = t->sent_to = first;
 	for (size_t i = 0; i < n; i += IDS_MAX)

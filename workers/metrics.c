@@ -79,6 +79,13 @@ static void family(FILE *f, const char *name, const char *type, const char *help
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* Whether lp is in use by a binding whose hosts share its ledger (once unused, its binding may be
+ * gone). */
+static bool shared(const struct kp_ledger_proc *lp)
+{
+	return lp->refs > 0 && lp->bs != NULL && lp->bs->b->ledger_kafka;
+}
+
 /*
  * The ledger topics of the bindings whose hosts share their ledger: whether
  * it is there, the records this host produced, read and took from other
@@ -99,8 +106,7 @@ static void write_ledger_topic(FILE *f, const struct kp_supervisor *sv)
 	for (size_t i = 0; i < sv->n_ledgers; i++) {
 		const struct kp_ledger_proc *lp = sv->ledgers[i];
 		int st = lp->shm->topic_state;
-		if (lp->refs <= 0 || lp->bs == NULL ||
-		    !lp->bs->b->ledger_kafka) /* bs may be gone */
+		if (!shared(lp))
 			continue;
 		for (int k = 1; k < 4; k++)
 			fprintf(f,
@@ -113,8 +119,7 @@ static void write_ledger_topic(FILE *f, const struct kp_supervisor *sv)
 	       "ids it imported (another host finished them).");
 	for (size_t i = 0; i < sv->n_ledgers; i++) {
 		const struct kp_ledger_proc *lp = sv->ledgers[i];
-		if (lp->refs <= 0 || lp->bs == NULL ||
-		    !lp->bs->b->ledger_kafka) /* bs may be gone */
+		if (!shared(lp))
 			continue;
 		fprintf(
 		    f,
@@ -133,8 +138,7 @@ static void write_ledger_topic(FILE *f, const struct kp_supervisor *sv)
 	       "as its records name it): this host now, the others as they last said.");
 	for (size_t i = 0; i < sv->n_ledgers; i++) {
 		const struct kp_ledger_proc *lp = sv->ledgers[i];
-		if (lp->refs <= 0 || lp->bs == NULL ||
-		    !lp->bs->b->ledger_kafka) /* bs may be gone */
+		if (!shared(lp))
 			continue;
 		fprintf(
 		    f, "kpool_ledger_topic_lag{worker=\"%s\",host=\"%s\",store=\"%016llx\"} %lld\n",

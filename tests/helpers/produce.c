@@ -25,6 +25,18 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 		delivered = m->err;
 }
 
+/* Waits for every record's acknowledgement: 0 when all were taken. */
+static int finish(rd_kafka_t *rk)
+{
+	rd_kafka_flush(rk, 30000);
+	rd_kafka_destroy(rk);
+	if (delivered) {
+		fprintf(stderr, "produce: %s\n", rd_kafka_err2str(delivered));
+		return 1;
+	}
+	return 0;
+}
+
 /* Lines "KEY|VALUE" from stdin, each produced at once. */
 static int lines(const char *bootstrap, const char *topic)
 {
@@ -64,13 +76,7 @@ static int lines(const char *bootstrap, const char *topic)
 		rd_kafka_poll(rk, 0);
 	}
 	free(line);
-	rd_kafka_flush(rk, 30000);
-	rd_kafka_destroy(rk);
-	if (delivered) {
-		fprintf(stderr, "produce: %s\n", rd_kafka_err2str(delivered));
-		return 1;
-	}
-	return 0;
+	return finish(rk);
 }
 
 int main(int argc, char **argv)
@@ -122,11 +128,5 @@ int main(int argc, char **argv)
 		fprintf(stderr, "produce: %s\n", rd_kafka_err2str(e));
 		return 1;
 	}
-	rd_kafka_flush(rk, 30000);
-	rd_kafka_destroy(rk);
-	if (delivered) {
-		fprintf(stderr, "produce: %s\n", rd_kafka_err2str(delivered));
-		return 1;
-	}
-	return 0;
+	return finish(rk);
 }

@@ -22,39 +22,37 @@ once it listens.  Stops on SIGTERM.
 """
 import argparse
 import asyncio
+import contextlib
 import fcntl
 import signal
 import struct
 
 
-async def pipe(reader, writer):
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, asyncio.CancelledError):
-        pass
-    finally:
-        writer.close()
-
-
-async def requests(reader, writer, hold, held):
-    """Forwards Kafka requests one by one, holding those with API key hold."""
+async def pipe(reader, writer, lock=None):
+    """Copies reader to writer; with lock, Kafka responses whole, each under
+    the lock, so that answers tcpfwd makes itself can go between them."""
     try:
         while True:
-            size = await reader.readexactly(4)
-            body = await reader.readexactly(struct.unpack(">i", size)[0])
-            api_key, version, corr = struct.unpack(">hhi", body[:8])
-            if api_key == hold:
-                with open(held, "a") as f:
-                    f.write(f"api_key={api_key} version={version} correlation_id={corr}\n")
-                continue
-            writer.write(size + body)
-            await writer.drain()
+            if lock is None:
+                data = await reader.read(65536)
+                if not data:
+                    break
+            else:
+                size, body = await frame(reader)
+                data = size + body
+            async with lock or contextlib.nullcontext():
+                writer.write(data)
+                await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
         pass
     finally:
         writer.close()
+
+
+async def frame(reader):
+    """One Kafka request or response: its 4-byte size, and the rest."""
+    size = await reader.readexactly(4)
+    return size, await reader.readexactly(struct.unpack(">i", size)[0])
 
 
 CREATE_TOPICS = 19
@@ -95,37 +93,26 @@ def create_topics_refusal(body, err):
     return struct.pack(">i", len(out)) + out
 
 
-async def refusing(reader, writer, client, lock, err, held):
-    """Forwards Kafka requests, answering CreateTopics itself with err for every topic."""
+async def requests(reader, writer, held, hold=None, refuse=None, client=None, lock=None):
+    """Forwards Kafka requests one by one: those with API key hold are held;
+    with refuse, CreateTopics (v0-v4) is answered here, to client."""
     try:
         while True:
-            size = await reader.readexactly(4)
-            body = await reader.readexactly(struct.unpack(">i", size)[0])
+            size, body = await frame(reader)
             api_key, version, corr = struct.unpack(">hhi", body[:8])
-            if api_key == CREATE_TOPICS and version <= 4:
+            refused = refuse is not None and api_key == CREATE_TOPICS and version <= 4
+            if api_key == hold or refused:
                 with open(held, "a") as f:
-                    f.write(f"api_key={api_key} version={version} correlation_id={corr} refused={err}\n")
+                    f.write(f"api_key={api_key} version={version} correlation_id={corr}"
+                            + (f" refused={refuse}" if refused else "") + "\n")
+            if refused:
                 async with lock:  # whole responses only, between the broker's
-                    client.write(create_topics_refusal(body, err))
+                    client.write(create_topics_refusal(body, refuse))
                     await client.drain()
+            if api_key == hold or refused:
                 continue
             writer.write(size + body)
             await writer.drain()
-    except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
-        pass
-    finally:
-        writer.close()
-
-
-async def answers(reader, writer, lock):
-    """Forwards the broker's responses whole, so that tcpfwd's own go between them."""
-    try:
-        while True:
-            size = await reader.readexactly(4)
-            body = await reader.readexactly(struct.unpack(">i", size)[0])
-            async with lock:
-                writer.write(size + body)
-                await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
         pass
     finally:
@@ -143,10 +130,11 @@ async def main(args):
             return
         if args.refuse_topics is not None:
             lock = asyncio.Lock()
-            await asyncio.gather(refusing(r, tw, w, lock, args.refuse_topics, args.held),
-                                 answers(tr, w, lock))
+            await asyncio.gather(requests(r, tw, args.held, refuse=args.refuse_topics,
+                                          client=w, lock=lock),
+                                 pipe(tr, w, lock))
             return
-        up = pipe(r, tw) if args.hold_api is None else requests(r, tw, args.hold_api, args.held)
+        up = pipe(r, tw) if args.hold_api is None else requests(r, tw, args.held, hold=args.hold_api)
         await asyncio.gather(up, pipe(tr, w))
 
     server = await asyncio.start_server(handle, "127.0.0.1", args.port)
