@@ -26,7 +26,8 @@
 #define KP_LEDGER_WRITE_MIN	     1024	 /* ... and at least, unless ... */
 #define KP_LEDGER_WRITE_WAIT_MS	     10		 /* ... the oldest has waited this long */
 #define KP_LEDGER_IDLE_MS	     2		 /* how often an idle ledger process looks */
-#define KP_LEDGER_HOSTS		     16		 /* other hosts whose ledger lag is shown */
+#define KP_LEDGER_HOSTS		     16		 /* other hosts whose ledger lag is shown ... */
+#define KP_LEDGER_HOST_KEEP_MS	     30000	 /* ... if heard from within this */
 
 /* An event id, as the ledger knows it: the first 128 bits of its SHA-256. */
 struct kp_id {
@@ -178,6 +179,29 @@ struct kp_conf;
 struct kp_binding;
 int kp_ledger_run(const struct kp_conf *conf, const struct kp_binding *b,
 		  struct kp_ledger_shm *shm);
+
+/* ledgerrec.c: the records of the ledger topic. */
+#define KP_LREC_VERSION	 1
+#define KP_LREC_HEAD	 18	      /* version, kind, origin, ms */
+#define KP_LREC_ID_BYTES (16 + 1 + 8) /* an id of an ids record: its key, outcome, finished-at ms  \
+				       */
+enum kp_lkind { KP_LK_NONE = 0, KP_LK_IDS = 1, KP_LK_CRASH = 3, KP_LK_MARKER = 4, KP_LK_HOST = 5 };
+struct kp_lmsg { /* a record, read */
+	enum kp_lkind kind;
+	uint64_t origin;
+	int64_t at_ms;
+	const unsigned char *ids; /* KP_LK_IDS: n_ids of KP_LREC_ID_BYTES, in the record */
+	size_t n_ids;
+	struct kp_lcrash crash; /* KP_LK_CRASH */
+	uint64_t round;		/* KP_LK_MARKER */
+	int64_t lag;		/* KP_LK_HOST */
+	char host[64];
+};
+size_t kp_lrec_head(unsigned char *v, enum kp_lkind kind, uint64_t origin, int64_t ms);
+void kp_lrec_put_id(unsigned char *p, const struct kp_lrec *r);
+void kp_lrec_put64(unsigned char *p, uint64_t v);
+void kp_lrec_parse(const void *key, size_t klen, const void *value, size_t len, struct kp_lmsg *m);
+bool kp_lrec_id(const struct kp_lmsg *m, size_t i, struct kp_lrec *r);
 
 /* ledgertopic.c: the ledger topic that the hosts of a binding share (ledger = kafka). */
 struct kp_ltopic;

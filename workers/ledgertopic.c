@@ -21,14 +21,9 @@
  * there and read, no worker of the binding handles a job: they wait in
  * Kafka.
  *
- * Records.  Key: "kpool.ids.ORIGIN.SEQ" (finished ids: what one look at the
- * ring found, up to IDS_MAX, so that a busy host sends hundreds of ids a
- * record, not a record an id), the id's 16 bytes and 'c' (a crash count),
- * "kpool.marker.ORIGIN.PARTITION" or "kpool.host.ORIGIN".  Value,
- * big-endian: version (1), kind, origin (the writing store's own random
- * number), ms; then for ids, each one's key, outcome and finished-at ms; for
- * a crash its count, signal and event id; for a marker its round; for a host
- * its lag and host name.
+ * Its records are read and written by ledgerrec.c.  What one look at the
+ * ring found goes in one record (up to IDS_MAX ids), so that a busy host
+ * sends hundreds of ids a record, not a record an id.
  */
 #include "config.h"
 
@@ -45,22 +40,17 @@
 #include "kpoold.h"
 #include "ledger.h"
 
-#define REC_VERSION   1
-#define HEAD	      18    /* version, kind, origin, at_ms */
 #define ASK_MS	      2000  /* a metadata request for the topic */
 #define CREATE_MS     5000  /* CreateTopics */
 #define RETRY_MS      2000  /* how often a topic not there, or refused copies, are tried again */
 #define ROUND_MS      10000 /* a catch-up round not read back within this is sent again */
 #define HOST_EVERY_MS 5000  /* how often this host says its lag */
-#define HOST_KEEP_MS  30000 /* another host not heard from for this long is not shown */
 #define POS_EVERY_MS  1000  /* how often positions alone are written */
 #define READ_MAX      8192  /* records read in one step, at most */
 #define LINGER_MS     "1"
 
-enum kind { K_IDS = 1, K_CRASH = 3, K_MARKER = 4, K_HOST = 5 };
-#define IDS_MAX	  256	       /* finished ids in one record, at most */
-#define ID_BYTES  (16 + 1 + 8) /* each: its key, outcome, finished-at ms */
-#define SEQ_SHIFT 11	       /* opaque of an ids record: first << SEQ_SHIFT | n << 2 | 1 */
+#define IDS_MAX	  256 /* finished ids in one record, at most */
+#define SEQ_SHIFT 11  /* opaque of an ids record: first << SEQ_SHIFT | n << 2 | 1 */
 enum slot { S_FREE, S_SENT, S_ACKED, S_FAILED }; /* a ring record on its way */
 
 /* A crash record on its way: sent again until Kafka takes it. */
@@ -68,7 +58,7 @@ struct pending {
 	struct pending *next;
 	size_t klen, vlen;
 	int64_t at_ms;
-	unsigned char buf[17 + HEAD + 2 + 256];
+	unsigned char buf[17 + KP_LREC_HEAD + 2 + 256];
 };
 
 struct kp_ltopic {
@@ -99,29 +89,6 @@ struct kp_ltopic {
 	size_t n_imp;
 };
 
-static void put64(unsigned char *p, uint64_t v)
-{
-	v = htobe64(v);
-	memcpy(p, &v, 8);
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return be64toh(v);
-}
-
-static size_t head(const struct kp_ltopic *t, unsigned char *v, enum kind k, int64_t at_ms)
-{
-	v[0] = REC_VERSION;
-	v[1] = (unsigned char)k;
-	put64(v + 2, t->origin);
-	put64(v + 10, (uint64_t)at_ms);
-	return HEAD;
-}
-
 static void set_state(struct kp_ltopic *t, int state, const char *why)
 {
 	if (why)
@@ -147,17 +114,14 @@ static rd_kafka_resp_err_t produce(struct kp_ltopic *t, int32_t partition, const
  */
 static void send_ids(struct kp_ltopic *t, uint64_t first, size_t n)
 {
-	unsigned char v[HEAD + IDS_MAX * ID_BYTES], *p = v + HEAD;
+	unsigned char v[KP_LREC_HEAD + IDS_MAX * KP_LREC_ID_BYTES], *p = v + KP_LREC_HEAD;
 	char key[64];
 	int64_t now = kp_now_ms();
 
-	head(t, v, K_IDS, now);
+	kp_lrec_head(v, KP_LK_IDS, t->origin, now);
 	for (size_t i = 0; i < n; i++) {
-		const struct kp_lrec *r = &t->shm->ring[(first + i) % KP_LEDGER_RING];
-		memcpy(p, r->id.h, 16);
-		p[16] = r->outcome;
-		put64(p + 17, (uint64_t)r->at_ms);
-		p += ID_BYTES;
+		kp_lrec_put_id(p, &t->shm->ring[(first + i) % KP_LEDGER_RING]);
+		p += KP_LREC_ID_BYTES;
 	}
 	snprintf(key, sizeof(key), "kpool.ids.%016" PRIx64 ".%" PRIu64, t->origin, first);
 	bool sent =
@@ -444,7 +408,7 @@ static void import(struct kp_ltopic *t, int64_t now)
 }
 
 static void host_heard(struct kp_ltopic *t, uint64_t origin, int64_t at_ms, int64_t lag,
-		       const unsigned char *name, size_t n)
+		       const char *name)
 {
 	struct kp_ledger_shm *shm = t->shm;
 	struct kp_lhost *h = NULL;
@@ -462,73 +426,47 @@ static void host_heard(struct kp_ltopic *t, uint64_t origin, int64_t at_ms, int6
 	h->origin = origin;
 	h->at_ms = at_ms;
 	h->lag = lag;
-	if (n >= sizeof(h->name))
-		n = sizeof(h->name) - 1;
-	memcpy(h->name, name, n);
-	h->name[n] = '\0';
+	snprintf(h->name, sizeof(h->name), "%s", name);
 	kp_ledger_unlock(shm);
 }
 
 /* One record of the topic. */
 static void read_one(struct kp_ltopic *t, const rd_kafka_message_t *m)
 {
-	const unsigned char *v = m->payload;
-	uint64_t origin;
-	int64_t at_ms;
+	struct kp_lmsg r;
 
 	if (m->partition >= 0 && m->partition < t->n_parts) {
 		t->pos[m->partition] = m->offset + 1;
 		t->pos_dirty = true;
 	}
 	__atomic_add_fetch(&t->shm->consumed, 1, __ATOMIC_RELAXED);
-	if (v == NULL || m->len < HEAD || v[0] != REC_VERSION)
-		return; /* a tombstone, or a later version's record */
-	origin = get64(v + 2);
-	at_ms = (int64_t)get64(v + 10);
-	switch (v[1]) {
-	case K_IDS:
-		if (origin == t->origin)
-			return;
-		for (size_t p = HEAD; p + ID_BYTES <= m->len && t->n_imp < READ_MAX;
-		     p += ID_BYTES) {
-			struct kp_lrec *r = &t->imp[t->n_imp];
-			if (v[p + 16] != KP_L_DONE && v[p + 16] != KP_L_DEAD)
-				continue;
-			memset(r, 0, sizeof(*r));
-			memcpy(r->id.h, v + p, sizeof(r->id.h));
-			r->outcome = v[p + 16];
-			r->at_ms = (int64_t)get64(v + p + 17);
-			t->n_imp++;
-		}
+	kp_lrec_parse(m->key, m->key_len, m->payload, m->len, &r);
+	if (r.kind == KP_LK_MARKER) {
+		if (r.origin == t->origin && t->round && r.round == t->round)
+			t->markers_left--;
+		return;
+	}
+	if (r.origin == t->origin) /* this host's own: its store has it */
+		return;
+	switch (r.kind) {
+	case KP_LK_IDS:
+		for (size_t i = 0; i < r.n_ids && t->n_imp < READ_MAX; i++)
+			if (kp_lrec_id(&r, i, &t->imp[t->n_imp]))
+				t->n_imp++;
 		break;
-	case K_CRASH:
-		if (origin == t->origin || m->key_len != sizeof(struct kp_id) + 1 ||
-		    m->len < HEAD + 2) {
-			return;
-		}
-		struct kp_lcrash c = {.count = v[HEAD], .signal = v[HEAD + 1]};
-		size_t n = m->len - HEAD - 2;
-		memcpy(c.id.h, m->key, sizeof(c.id.h));
-		if (n >= sizeof(c.event_id))
-			n = sizeof(c.event_id) - 1;
-		memcpy(c.event_id, v + HEAD + 2, n);
-		kp_log(KP_NOTICE, "event=%s killed %d worker%s (another host's count)", c.event_id,
-		       c.count, c.count == 1 ? "" : "s");
-		kp_lstore_crash(t->st, &c);
+	case KP_LK_CRASH:
+		kp_log(KP_NOTICE, "event=%s killed %d worker%s (another host's count)",
+		       r.crash.event_id, r.crash.count, r.crash.count == 1 ? "" : "s");
+		kp_lstore_crash(t->st, &r.crash);
 		kp_ledger_lock(t->shm);
-		kp_ledger_crash_load(t->shm, &c.id, c.count, c.signal);
+		kp_ledger_crash_load(t->shm, &r.crash.id, r.crash.count, r.crash.signal);
 		t->shm->n_crashed++;
 		kp_ledger_unlock(t->shm);
 		break;
-	case K_MARKER:
-		if (origin == t->origin && m->len >= HEAD + 8 && t->round &&
-		    get64(v + HEAD) == t->round)
-			t->markers_left--;
+	case KP_LK_HOST:
+		host_heard(t, r.origin, r.at_ms, r.lag, r.host);
 		break;
-	case K_HOST:
-		if (origin != t->origin && m->len >= HEAD + 8)
-			host_heard(t, origin, at_ms, (int64_t)get64(v + HEAD), v + HEAD + 8,
-				   m->len - HEAD - 8);
+	default: /* a tombstone, or a later version's record */
 		break;
 	}
 }
@@ -536,14 +474,14 @@ static void read_one(struct kp_ltopic *t, const rd_kafka_message_t *m)
 /* Sends a marker to every partition for the tickets handed out so far. */
 static void round_start(struct kp_ltopic *t, int64_t now)
 {
-	unsigned char v[HEAD + 8];
+	unsigned char v[KP_LREC_HEAD + 8];
 	char key[64];
 
 	t->round = __atomic_load_n(&t->shm->catchup_asked, __ATOMIC_ACQUIRE);
 	t->markers_left = t->n_parts;
 	t->round_at = now;
-	head(t, v, K_MARKER, kp_now_ms());
-	put64(v + HEAD, t->round);
+	kp_lrec_head(v, KP_LK_MARKER, t->origin, kp_now_ms());
+	kp_lrec_put64(v + KP_LREC_HEAD, t->round);
 	for (int p = 0; p < t->n_parts; p++) {
 		snprintf(key, sizeof(key), "kpool.marker.%016" PRIx64 ".%d", t->origin, p);
 		if (produce(t, p, key, strlen(key), v, sizeof(v), kp_now_ms(), 2))
@@ -555,7 +493,7 @@ static void round_start(struct kp_ltopic *t, int64_t now)
 static void lag(struct kp_ltopic *t, int64_t now)
 {
 	int64_t total = 0, lo, hi;
-	unsigned char v[HEAD + 8 + sizeof(t->host)];
+	unsigned char v[KP_LREC_HEAD + 8 + sizeof(t->host)];
 	char key[64];
 	size_t n = strlen(t->host);
 
@@ -569,11 +507,12 @@ static void lag(struct kp_ltopic *t, int64_t now)
 	if (now < t->next_host)
 		return;
 	t->next_host = now + HOST_EVERY_MS;
-	head(t, v, K_HOST, kp_now_ms());
-	put64(v + HEAD, (uint64_t)total);
-	memcpy(v + HEAD + 8, t->host, n);
+	kp_lrec_head(v, KP_LK_HOST, t->origin, kp_now_ms());
+	kp_lrec_put64(v + KP_LREC_HEAD, (uint64_t)total);
+	memcpy(v + KP_LREC_HEAD + 8, t->host, n);
 	snprintf(key, sizeof(key), "kpool.host.%016" PRIx64, t->origin);
-	produce(t, RD_KAFKA_PARTITION_UA, key, strlen(key), v, HEAD + 8 + n, kp_now_ms(), 3);
+	produce(t, RD_KAFKA_PARTITION_UA, key, strlen(key), v, KP_LREC_HEAD + 8 + n, kp_now_ms(),
+		3);
 }
 
 /*
@@ -676,13 +615,13 @@ void kp_ltopic_crash(struct kp_ltopic *t, const struct kp_lcrash *c)
 	p->buf[16] = 'c';
 	p->klen = 17;
 	p->at_ms = kp_now_ms();
-	head(t, p->buf + p->klen, K_CRASH, p->at_ms);
-	p->buf[p->klen + HEAD] = (unsigned char)(c->count > 255 ? 255 : c->count);
-	p->buf[p->klen + HEAD + 1] = (unsigned char)c->signal;
+	kp_lrec_head(p->buf + p->klen, KP_LK_CRASH, t->origin, p->at_ms);
+	p->buf[p->klen + KP_LREC_HEAD] = (unsigned char)(c->count > 255 ? 255 : c->count);
+	p->buf[p->klen + KP_LREC_HEAD + 1] = (unsigned char)c->signal;
 	if (n > 256)
 		n = 256;
-	memcpy(p->buf + p->klen + HEAD + 2, c->event_id, n);
-	p->vlen = HEAD + 2 + n;
+	memcpy(p->buf + p->klen + KP_LREC_HEAD + 2, c->event_id, n);
+	p->vlen = KP_LREC_HEAD + 2 + n;
 	send_pending(t, p);
 }
 

@@ -152,7 +152,7 @@ static void write_ledger_topic(FILE *f, const struct kp_supervisor *sv)
 			for (char *c = name; *c; c++)
 				if (*c == '"' || *c == '\\' || *c == '\n')
 					*c = '_';
-			if (now - o->at_ms < 30000 && o->origin != lp->shm->origin)
+			if (now - o->at_ms < KP_LEDGER_HOST_KEEP_MS && o->origin != lp->shm->origin)
 				fprintf(f,
 					"kpool_ledger_topic_lag{worker=\"%s\",host=\"%s\",store=\"%"
 					"016llx\"} "
