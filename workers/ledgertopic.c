@@ -73,6 +73,7 @@ struct kp_ltopic {
 	char host[64];
 	uint64_t origin;
 	bool ready, told;
+	bool embedded; /* the embedded broker: it makes a topic a producer asks for */
 	int64_t next_try, next_host, next_pos, next_lag;
 	int n_parts;
 	int64_t *pos; /* per partition: the next offset to read */
@@ -200,6 +201,7 @@ struct kp_ltopic *kp_ltopic_new(const struct kp_conf *conf, const struct kp_bind
 	t->st = st;
 	t->stopping = stopping;
 	t->topic = b->ledger_topic;
+	t->embedded = conf->embedded;
 	if (gethostname(t->host, sizeof(t->host)) < 0)
 		snprintf(t->host, sizeof(t->host), "unknown");
 	/* This store's origin: its own records are not read back into it. */
@@ -322,6 +324,12 @@ static void setup(struct kp_ltopic *t, int64_t now)
 
 	t->next_try = now + RETRY_MS;
 	n = kp_topic_partitions(t->cons, t->topic, ASK_MS, why, sizeof(why));
+	/* The embedded broker does not answer CreateTopics on every librdkafka
+	 * version (a binding added by a reload has no topic made at its start):
+	 * it makes the topic when a producer asks for it.  It compacts nothing. */
+	for (int64_t until = kp_mono_ms() + ASK_MS; n <= 0 && t->embedded && kp_mono_ms() < until;)
+		if ((n = kp_topic_partitions(t->prod, t->topic, ASK_MS, why, sizeof(why))) <= 0)
+			usleep(100 * 1000);
 	if (n == 0) {
 		memcpy(cfg, configs, sizeof(cfg));
 		snprintf(ttl, sizeof(ttl), "%" PRId64, t->shm->ttl_ms);
