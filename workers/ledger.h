@@ -181,10 +181,11 @@ int kp_ledger_run(const struct kp_conf *conf, const struct kp_binding *b,
 		  struct kp_ledger_shm *shm);
 
 /* ledgerrec.c: the records of the ledger topic. */
-#define KP_LREC_VERSION	 1
-#define KP_LREC_HEAD	 18	      /* version, kind, origin, ms */
-#define KP_LREC_ID_BYTES (16 + 1 + 8) /* an id of an ids record: its key, outcome, finished-at ms  \
-				       */
+#define KP_LREC_VERSION 1
+#define KP_LREC_HEAD	18 /* version, kind, origin, ms */
+#define KP_LREC_ID_BYTES                                                                           \
+	(16 + 1 + 8) /* an id of an ids record: its key, outcome, finished-at ms                   \
+		      */
 enum kp_lkind { KP_LK_NONE = 0, KP_LK_IDS = 1, KP_LK_CRASH = 3, KP_LK_MARKER = 4, KP_LK_HOST = 5 };
 struct kp_lmsg { /* a record, read */
 	enum kp_lkind kind;
