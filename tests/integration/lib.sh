@@ -173,10 +173,19 @@ pool_conf() {
 	# shellcheck disable=SC2046
 	make_topic 4 $(sed -n 's/^topic *= *//p' "$f" | tr ',' ' ')
 	# Another kpoold's embedded broker does not answer CreateTopics on every
-	# librdkafka version: the ledger topics are made there as the others.
+	# librdkafka version (2.8's never does): the ledger and dead-letter topics
+	# are made there as the others, so no worker waits on such a request.
 	# shellcheck disable=SC2046
-	[ -z "$REAL" ] && [ -n "${BOOTSTRAP:-}" ] && make_topic 4 $(ledger_topics "$f")
+	[ -z "$REAL" ] && [ -n "${BOOTSTRAP:-}" ] && make_topic 4 $(ledger_topics "$f") $(dlq_topics "$f")
 	return 0
+}
+
+# dlq_topics CONF: the dead-letter topic of each topic of each binding.
+dlq_topics() {
+	awk '/^\[worker:/ { flush(); d = "" } /^topic *=/ { sub(/^topic *= */, ""); t = $0 }
+		/^dead_letter_topic *=/ { sub(/^dead_letter_topic *= */, ""); d = $0 }
+		function flush(  n, a, i) { n = split(t, a, / *, */); for (i = 1; i <= n; i++) if (a[i] != "") print (d != "" ? d : a[i] ".dlq"); t = "" }
+		END { flush() }' "$1" | sort -u
 }
 
 # ledger_topics CONF: the ledger topic of each binding (ledger_topic, else GROUP.ledger).
