@@ -36,6 +36,7 @@
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kpoold.h"
@@ -436,6 +437,35 @@ static int store_lookup(struct kp_ledger *l, const struct kp_id *id, int64_t now
 	return kp_lstore_lookup(l->store, id, now - l->shm->ttl_ms);
 }
 
+/* Now, to the millisecond (kp_now_ms() is the coarse clock: 4 ms steps). */
+static int64_t now_fine_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Whether the oldest finished id that Kafka does not have yet (the ledger
+ * being shared) finished more than share_ms ago: KP_LEDGER_SHARE_MS, or
+ * KP_LEDGER_SHARE_TIMES the usual wait for Kafka when that is longer (the
+ * ledger process measures it).  Then no new job is claimed until Kafka has
+ * it: what a host's death repeats on the others stays a few milliseconds of
+ * work, even when the broker stops answering for a while (a pause of its JVM).
+ */
+static bool unshared_too_long(const struct kp_ledger_shm *l)
+{
+	uint64_t to, head;
+
+	if (!__atomic_load_n(&l->sharing, __ATOMIC_RELAXED))
+		return false;
+	to = __atomic_load_n(&l->shared_to, __ATOMIC_ACQUIRE);
+	head = __atomic_load_n(&l->head, __ATOMIC_ACQUIRE);
+	/* the ring keeps an entry until the tail, never past shared_to, has passed it */
+	return to < head && l->ring[to % KP_LEDGER_RING].at_ms < now_fine_ms() - l->share_ms;
+}
+
 /*
  * Claims id for a handler call.  replay: the job is a replay from the
  * dead-letter topic, which a dead-lettered id does not stop.  Without
@@ -453,6 +483,10 @@ enum kp_claim kp_ledger_claim(struct kp_ledger *l, const struct kp_id *id, bool 
 	*crashes = *signal = 0;
 	if (!idempotency && __atomic_load_n(&shm->n_crashed, __ATOMIC_RELAXED) == 0)
 		return KP_CLAIM_NEW;
+	if (idempotency && unshared_too_long(shm)) {
+		__atomic_add_fetch(&shm->share_waits, 1, __ATOMIC_RELAXED);
+		return KP_CLAIM_FULL;
+	}
 	kp_ledger_lock(shm);
 	for (;;) {
 		e = find(shm, id, now);
@@ -536,7 +570,7 @@ enum kp_claim kp_ledger_claim(struct kp_ledger *l, const struct kp_id *id, bool 
 int kp_ledger_settle(struct kp_ledger *l, const struct kp_id *id, bool dead, uint64_t *seq)
 {
 	struct kp_ledger_shm *shm = l->shm;
-	int64_t now = kp_now_ms();
+	int64_t now = shm->sharing ? now_fine_ms() : kp_now_ms();
 	uint8_t outcome = dead ? KP_L_DEAD : KP_L_DONE;
 	struct kp_lentry *e;
 

@@ -26,8 +26,10 @@
 #define KP_LEDGER_WRITE_MIN	     1024	 /* ... and at least, unless ... */
 #define KP_LEDGER_WRITE_WAIT_MS	     10		 /* ... the oldest has waited this long */
 #define KP_LEDGER_IDLE_MS	     2		 /* how often an idle ledger process looks */
-#define KP_LEDGER_HOSTS		     16		 /* other hosts whose ledger lag is shown ... */
-#define KP_LEDGER_HOST_KEEP_MS	     30000	 /* ... if heard from within this */
+#define KP_LEDGER_SHARE_MS	     5	   /* shared: no new claim while an id is unshared longer */
+#define KP_LEDGER_SHARE_TIMES	     2	   /* ... or this many times the usual wait, when longer */
+#define KP_LEDGER_HOSTS		     16	   /* other hosts whose ledger lag is shown ... */
+#define KP_LEDGER_HOST_KEEP_MS	     30000 /* ... if heard from within this */
 
 /* An event id, as the ledger knows it: the first 128 bits of its SHA-256. */
 struct kp_id {
@@ -102,8 +104,12 @@ struct kp_ledger_shm {
 	volatile uint64_t produced, consumed, imported; /* records */
 	volatile int64_t topic_lag;			/* records the tail has still to read */
 	uint64_t origin;				/* this host's store, as its records say */
-	uint32_t wake;		    /* futex: bumped to wake the ledger process ... */
-	volatile uint32_t sleeping; /* ... when it sleeps on it (a shared ledger) */
+	volatile uint32_t sharing;     /* the ledger process shares the ledger: ... */
+	volatile uint64_t shared_to;   /* ... Kafka has every id of the ring before this */
+	volatile uint64_t share_waits; /* claims that waited for it */
+	volatile int32_t share_ms;     /* how long an id may wait for it (>= KP_LEDGER_SHARE_MS) */
+	uint32_t wake;		       /* futex: bumped to wake the ledger process ... */
+	volatile uint32_t sleeping;    /* ... when it sleeps on it (a shared ledger) */
 	uint32_t n_hosts;
 	struct kp_lhost hosts[KP_LEDGER_HOSTS];
 	struct kp_lentry table[KP_LEDGER_BUCKETS * KP_LEDGER_WAYS];

@@ -242,6 +242,9 @@ int kp_ledger_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 		kp_log(KP_ERROR, "ledger topic %s: %s", b->ledger_topic, err);
 		goto out;
 	}
+	shm->shared_to = shm->tail;
+	shm->share_ms = KP_LEDGER_SHARE_MS;
+	shm->sharing = d->lt != NULL;
 	shm->pid = getpid();
 	kp_log(KP_INFO, "started ids=%" PRId64 " ring=%llu ledger=%s pid=%d", shm->disk_ids,
 	       (unsigned long long)(shm->head - shm->tail),
@@ -253,7 +256,11 @@ int kp_ledger_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 		if (shm->n_crash)
 			write_crashes(d);
 		if (d->lt) {
+			uint64_t acked;
 			kp_ltopic_step(d->lt, stopping);
+			acked = kp_ltopic_acked(d->lt);
+			__atomic_store_n(&shm->shared_to, acked < d->sent ? acked : d->sent,
+					 __ATOMIC_RELEASE);
 			if (safe_to(d) > shm->tail)
 				kp_ledger_made_durable(shm, NULL, 0, safe_to(d));
 		}
@@ -282,6 +289,7 @@ int kp_ledger_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 	rc = 0;
 	kp_log(KP_INFO, "stopped");
 out:
+	shm->sharing = 0; /* nobody to share them: claims do not wait for it */
 	shm->pid = 0;
 	kp_ltopic_close(d->lt, 1000);
 	kp_lstore_close(d->st);

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kpoold.h"
@@ -86,6 +87,7 @@ struct kp_ltopic {
 	size_t n_failed;
 	int64_t resend_at;
 	struct pending *resend; /* crash records refused, to send again */
+	double usual_ms;	/* how long Kafka takes to acknowledge ids, on average */
 	struct kp_lrec imp[READ_MAX];
 	size_t n_imp;
 };
@@ -159,10 +161,19 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 		size_t n = (o >> 2) & ((1u << (SEQ_SHIFT - 2)) - 1);
 		for (size_t i = 0; i < n; i++)
 			t->slot[(first + i) % KP_LEDGER_RING] = m->err ? S_FAILED : S_ACKED;
-		if (m->err)
+		if (m->err) {
 			t->n_failed += n;
-		else
-			__atomic_add_fetch(&t->shm->produced, n, __ATOMIC_RELAXED);
+			break;
+		}
+		__atomic_add_fetch(&t->shm->produced, n, __ATOMIC_RELAXED);
+		/* how long it usually takes, for how long workers may go on without it */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		int64_t age = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 -
+			      t->shm->ring[first % KP_LEDGER_RING].at_ms;
+		t->usual_ms = 0.875 * t->usual_ms + 0.125 * (double)(age > 0 ? age : 0);
+		int32_t ms = (int32_t)(KP_LEDGER_SHARE_TIMES * t->usual_ms) + 1;
+		t->shm->share_ms = ms > KP_LEDGER_SHARE_MS ? ms : KP_LEDGER_SHARE_MS;
 		break;
 	}
 	case 0: /* a crash count */

@@ -203,14 +203,16 @@ static void write_ledger(FILE *f, const struct kp_supervisor *sv)
 		fprintf(
 		    f, "kpool_ledger_unwritten{worker=\"%s\"} %llu\n", sv->ledgers[i]->name,
 		    (unsigned long long)(sv->ledgers[i]->shm->head - sv->ledgers[i]->shm->tail));
-	family(
-	    f, "kpool_ledger_waits_total", "counter",
-	    "Times a worker waited for the ledger process (no room in memory, or its ring full).");
+	family(f, "kpool_ledger_waits_total", "counter",
+	       "Times a worker waited for the ledger process (no room in memory, its ring full, or "
+	       "an id unacknowledged by Kafka for 5 ms or twice the usual wait).");
 	for (size_t i = 0; i < sv->n_ledgers; i++) {
 		fprintf(f, "kpool_ledger_waits_total{worker=\"%s\",for=\"room\"} %llu\n",
 			sv->ledgers[i]->name, (unsigned long long)sv->ledgers[i]->shm->waits);
 		fprintf(f, "kpool_ledger_waits_total{worker=\"%s\",for=\"ring\"} %llu\n",
 			sv->ledgers[i]->name, (unsigned long long)sv->ledgers[i]->shm->ring_waits);
+		fprintf(f, "kpool_ledger_waits_total{worker=\"%s\",for=\"share\"} %llu\n",
+			sv->ledgers[i]->name, (unsigned long long)sv->ledgers[i]->shm->share_waits);
 	}
 	family(f, "kpool_ledger_store_reads_total", "counter",
 	       "Ids the filter could not rule out, so the SQLite file was read.");
