@@ -87,8 +87,11 @@ int main(int argc, char **argv)
 	rd_kafka_t *rk;
 	char err[512];
 
-	if (argc == 4 && strcmp(argv[3], "-") == 0)
+	if (argc == 4 && strcmp(argv[3], "-") == 0) {
+		rd_kafka_conf_destroy(rc);
+		rd_kafka_headers_destroy(h);
 		return lines(argv[1], argv[2]);
+	}
 	if (argc < 5) {
 		fprintf(stderr, "usage: produce BOOTSTRAP TOPIC KEY VALUE [NAME=VALUE]...\n");
 		return 2;
