@@ -27,7 +27,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # BENCH_NO_BROKER=1: no embedded broker; the caller sets B itself.
 if [ -z "${BENCH_NO_BROKER:-}" ]; then
 	printf '[kafka]\nbootstrap.servers = embedded\n[pool]\nstate_dir = %s/broker\nmetrics_listen =\n' "$T" >"$T/broker.conf"
-	build/workers/kpoold -c "$T/broker.conf" 2>"$T/broker.log" &
+	build/kpoold/kpoold -c "$T/broker.conf" 2>"$T/broker.log" &
 	pids+=($!)
 	wait_for 20 test -s "$T/broker/embedded.bootstrap"
 	B=$(cat "$T/broker/embedded.bootstrap")
@@ -49,7 +49,7 @@ bench_conf() {
 # bench_run NAME N: starts binding NAME, waits for its N jobs, prints
 # "JOBS_PER_S PEAK_RSS_KIB" of its worker process.
 bench_run() {
-	build/workers/kpoold -c "$T/$1.conf" 2>"$T/$1.log" &
+	build/kpoold/kpoold -c "$T/$1.conf" 2>"$T/$1.log" &
 	local kp=$! rss=0 wpid
 	pids+=("$kp")
 	until [ "$(sqlite3 "$T/$1/$1.db" 'SELECT coalesce(sum(n), 0) FROM processed_counts' 2>/dev/null || echo 0)" -ge "$2" ]; do

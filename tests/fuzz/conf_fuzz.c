@@ -16,7 +16,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "kpoold.h"
+#include "core.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {

@@ -9,14 +9,14 @@
  * (a main() that feeds it the files of corpus/job) by make check, so the
  * corpus is replayed by every test run.
  *
- * fuzz-sources: workers/job.c workers/conf.c workers/log.c
+ * fuzz-sources: core/job.c core/conf.c core/log.c
  */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kpoold.h"
+#include "core.h"
 
 /* The event id as kpool found it with jansson before the scan. */
 static int tree_id(const struct kp_binding *b, json_t *root, char *id, size_t idlen)

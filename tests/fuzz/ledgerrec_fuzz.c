@@ -1,6 +1,6 @@
 /*
  * ledgerrec_fuzz.c - libFuzzer harness for the reader of the ledger topic's
- * records (workers/ledgerrec.c), which every host reads from every other.
+ * records (kpoold/ledgerrec.c), which every host reads from every other.
  *
  * The first byte of the input is the key's length (modulo what is left),
  * then the key, then the value.  What is read must stay within the record,
@@ -12,7 +12,7 @@
  */
 /* clang-format off */
 /*
- * fuzz-sources: workers/ledgerrec.c
+ * fuzz-sources: kpoold/ledgerrec.c
  */
 /* clang-format on */
 #include <stdio.h>

@@ -12,7 +12,7 @@
  * Built with clang -fsanitize=fuzzer by scripts/fuzz; built with replay.c by
  * make check, so the corpus is replayed by every test run.
  *
- * fuzz-sources: workers/kpool_progress.c
+ * fuzz-sources: kpool/kpool_progress.c
  */
 #include <stdint.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
  * Built with clang -fsanitize=fuzzer by scripts/fuzz; built with replay.c by
  * make check, so the corpus is replayed by every test run.
  *
- * fuzz-sources: workers/kpool_time.c workers/kpool_text.c plugins/util.c
+ * fuzz-sources: kpool/kpool_time.c kpool/kpool_text.c plugins/util.c
  */
 #include <stdint.h>
 #include <stdio.h>

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kpoold.h"
+#include "core.h"
 
 #define AUTO_WAIT_MS 3000 /* a broker that is not there is not waited for longer */
 

@@ -5,8 +5,8 @@
 set -u
 : "${top_builddir:?run through make check, or set top_builddir}"
 : "${top_srcdir:?run through make check, or set top_srcdir}"
-KPOOLD=$top_builddir/workers/kpoold
-KPOOL=$top_builddir/workers/kpool
+KPOOLD=$top_builddir/kpoold/kpoold
+KPOOL=$top_builddir/kpool/kpool
 KCAT=${KCAT:-$(command -v kcat || true)}
 PYTHON3=${PYTHON3:-$(command -v python3 || true)}
 T=$(mktemp -d "${TMPDIR:-/tmp}/kpool-test.XXXXXX")
@@ -24,7 +24,7 @@ tap_failed=0
 # Under scripts/valgrind the kpool command runs under the same tool as kpoold.
 if [ -n "${KPOOLD_WRAPPER:-}" ]; then
 	printf '#!/bin/sh\nexec %s --log-file=%s/valgrind.%%p.log %s "$@"\n' \
-		"$KPOOLD_WRAPPER" "$T" "$top_builddir/workers/kpool" >"$T/kpool"
+		"$KPOOLD_WRAPPER" "$T" "$top_builddir/kpool/kpool" >"$T/kpool"
 	chmod +x "$T/kpool"
 	KPOOL=$T/kpool
 fi

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "kpoold.h"
+#include "core.h"
 
 static char path[] = "/tmp/kpool-conf-test.XXXXXX";
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kpoold.h"
+#include "core.h"
 
 static void utf8(void **state)
 {

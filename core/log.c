@@ -1,6 +1,6 @@
 /*
  * log.c - one line per event on stderr, "LEVEL WHO msg key=value ...",
- * clocks, and the process title that ps shows.
+ * and the clocks deadlines and timestamps are read from.
  */
 #include "config.h"
 
@@ -11,11 +11,10 @@
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
-#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "kpoold.h"
+#include "core.h"
 
 int kp_log_level = KP_INFO;
 static char who[128] = "kpoold";
@@ -83,8 +82,8 @@ void kp_log(int level, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* The log function offered to plugins, which speak syslog levels. */
-void kp_plugin_log(int syslog_level, const char *fmt, ...)
+/* Logs at a syslog level, as plugins and librdkafka speak them. */
+void kp_log_syslog(int syslog_level, const char *fmt, ...)
 {
 	int level;
 	va_list ap;
@@ -113,7 +112,7 @@ void kp_rdkafka_log(const struct rd_kafka_s *rk, int syslog_level, const char *f
 	(void)rk;
 	if (strcmp(fac, "FAIL") == 0)
 		return;
-	kp_plugin_log(syslog_level, "kafka %s: %s", fac, buf);
+	kp_log_syslog(syslog_level, "kafka %s: %s", fac, buf);
 }
 
 /* Names a signal as "SIGSEGV"; buf holds the name. */
@@ -148,56 +147,4 @@ int64_t kp_mono_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/*
- * The process title.  Like nginx, we move the environment out of the way so
- * that argv[0] may use the whole contiguous argv+environ area, then write the
- * title there; prctl() sets the short name that top shows.
- */
-static char *title_start, *title_end;
-char **kp_moved_environ; /* the environment's new home, for the process's life */
-
-/* Makes room for process titles; on failure titles are simply not set. */
-void kp_proctitle_init(int argc, char **argv)
-{
-	extern char **environ;
-	char *end = argv[0] + strlen(argv[0]) + 1;
-	size_t n = 0;
-
-	for (int i = 1; i < argc; i++)
-		if (argv[i] == end)
-			end = argv[i] + strlen(argv[i]) + 1;
-	while (environ[n])
-		n++;
-	char **env = calloc(n + 1, sizeof(*env));
-	if (env == NULL)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		if (environ[i] == end)
-			end = environ[i] + strlen(environ[i]) + 1;
-		env[i] = strdup(environ[i]);
-	}
-	environ = kp_moved_environ = env;
-	title_start = argv[0];
-	title_end = end;
-	for (int i = 1; i < argc; i++)
-		argv[i] = NULL;
-}
-
-/* Sets the title ps shows, e.g. "kpoold: worker email#1". */
-void kp_proctitle(const char *fmt, ...)
-{
-	char buf[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	prctl(PR_SET_NAME, buf + (strncmp(buf, "kpoold: ", 8) == 0 ? 8 : 0), 0, 0, 0);
-	if (title_start == NULL)
-		return;
-	size_t room = (size_t)(title_end - title_start);
-	memset(title_start, 0, room);
-	snprintf(title_start, room, "%s", buf);
 }

@@ -22,14 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core.h"
 #include "kpool_cmd.h"
-#include "kpoold.h"
 
 #define DLQ_TIMEOUT_MS 10000 /* metadata, watermarks, commits */
 #define DLQ_IDLE_MS    30000 /* reading: give up after this long without a record */
 #define REPLAY_CHUNK   500   /* records produced, then acknowledged, then committed */
 #define REPLAY_META    3000  /* bytes of replayed offsets kept in a commit's metadata */
-#define REPLAYED_FROM  "kpool.replayed-from"
 
 /* One partition of the topic being read. */
 struct part {
@@ -747,8 +746,8 @@ static rd_kafka_resp_err_t reproduce(rd_kafka_t *pk, const char *dlq, const rd_k
 		? rd_kafka_headers_copy(orig)
 		: rd_kafka_headers_new(1);
 	snprintf(from, sizeof(from), "%s/%d/%" PRId64, dlq, (int)m->partition, m->offset);
-	rd_kafka_header_remove(h, REPLAYED_FROM);
-	rd_kafka_header_add(h, REPLAYED_FROM, -1, from, -1);
+	rd_kafka_header_remove(h, KP_REPLAYED_FROM);
+	rd_kafka_header_add(h, KP_REPLAYED_FROM, -1, from, -1);
 	for (;;) {
 		e = rd_kafka_producev(
 		    pk, RD_KAFKA_V_TOPIC(s->to->topic), RD_KAFKA_V_KEY(m->key, m->key_len),

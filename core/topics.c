@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "kpoold.h"
+#include "core.h"
 
 /*
  * Adds the partitions of those of topics that exist to out, from one request

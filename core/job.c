@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kpoold.h"
+#include "core.h"
 
 static const char *const class_names[] = {
     [KP_CLASS_NONE] = "none",

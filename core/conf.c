@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "kpoold.h"
+#include "core.h"
 
 enum opt_type { OPT_STR, OPT_INT, OPT_DUR, OPT_SIZE, OPT_BOOL, OPT_LEVEL, OPT_TOPICS, OPT_IDKEYS };
 

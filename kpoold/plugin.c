@@ -232,7 +232,7 @@ int kp_plugin_check(const struct kp_conf *conf, const struct kp_binding *b, char
 		struct kpool_host host = {.worker = b->name,
 					  .index = -1,
 					  .state_dir = conf->state_dir,
-					  .log = kp_plugin_log};
+					  .log = kp_log_syslog};
 		int rc = 1;
 
 		close(fds[0]);

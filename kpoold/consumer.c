@@ -482,7 +482,7 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 	w.host = (struct kpool_host){.worker = b->name,
 				     .index = slot->index,
 				     .state_dir = conf->state_dir,
-				     .log = kp_plugin_log};
+				     .log = kp_log_syslog};
 
 	if (kp_plugin_path(conf, b->handler, path, sizeof(path)) < 0 ||
 	    kp_plugin_open(&w.pl, path, err, sizeof(err)) < 0 ||

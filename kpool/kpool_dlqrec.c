@@ -15,10 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core.h"
 #include "kpool_cmd.h"
 #include "util.h"
-
-#define FAILED_AT "kpool.failed-at"
 
 static bool hdr(rd_kafka_headers_t *h, const char *name, const void **v, size_t *len)
 {
@@ -74,16 +73,8 @@ void kp_dlrec_free(struct dlrec *r)
 }
 
 /* The headers in which each tool says where a job came from and why it failed. */
-static const struct writer {
+struct writer {
 	const char *name, *topic, *partition, *offset, *class, *reason, *event_id, *attempts;
-} writers[] = {
-    {"kpool", "kpool.original.topic", "kpool.original.partition", "kpool.original.offset",
-     "kpool.error.class", "kpool.error", "kpool.event-id", "kpool.attempts"},
-    {"spring", "kafka_dlt-original-topic", "kafka_dlt-original-partition",
-     "kafka_dlt-original-offset", "kafka_dlt-exception-fqcn", "kafka_dlt-exception-message", NULL,
-     NULL},
-    {"connect", "__connect.errors.topic", "__connect.errors.partition", "__connect.errors.offset",
-     "__connect.errors.exception.class.name", "__connect.errors.exception.message", NULL, NULL},
 };
 
 /*
@@ -96,6 +87,17 @@ static const struct writer {
 void kp_dlrec_read(struct dlrec *r, rd_kafka_headers_t *h, int32_t partition, int64_t offset,
 		   int64_t timestamp_ms)
 {
+	const struct writer writers[] = {
+	    {"kpool", kp_dlh_names[KP_DLH_TOPIC], kp_dlh_names[KP_DLH_PARTITION],
+	     kp_dlh_names[KP_DLH_OFFSET], kp_dlh_names[KP_DLH_CLASS], kp_dlh_names[KP_DLH_ERROR],
+	     kp_dlh_names[KP_DLH_EVENT_ID], kp_dlh_names[KP_DLH_ATTEMPTS]},
+	    {"spring", "kafka_dlt-original-topic", "kafka_dlt-original-partition",
+	     "kafka_dlt-original-offset", "kafka_dlt-exception-fqcn", "kafka_dlt-exception-message",
+	     NULL, NULL},
+	    {"connect", "__connect.errors.topic", "__connect.errors.partition",
+	     "__connect.errors.offset", "__connect.errors.exception.class.name",
+	     "__connect.errors.exception.message", NULL, NULL},
+	};
 	const void *at;
 	size_t at_len;
 	int64_t v;
@@ -124,13 +126,13 @@ void kp_dlrec_read(struct dlrec *r, rd_kafka_headers_t *h, int32_t partition, in
 			r->attempts = (int)v;
 		break;
 	}
-	r->omitted = hdr(h, "kpool.omitted", &at, &at_len);
+	r->omitted = hdr(h, kp_dlh_names[KP_DLH_OMITTED], &at, &at_len);
 	if (r->class == NULL)
 		r->class = kp_text_utf8("unknown", 7);
 	if (r->reason == NULL)
 		r->reason = kp_text_utf8("", 0);
 	r->failed_ms = timestamp_ms >= 0 ? timestamp_ms : -1;
-	if (hdr(h, FAILED_AT, &at, &at_len)) {
+	if (hdr(h, kp_dlh_names[KP_DLH_FAILED_AT], &at, &at_len)) {
 		/* util_time_text_ms wants a C string: one without a NUL in it */
 		char *s = memchr(at, '\0', at_len) ? NULL : strndup(at, at_len);
 		r->failed_ms = s ? util_time_text_ms(s) : -1;

@@ -49,16 +49,6 @@ struct sending {
 	char reason[KPOOL_REASON_MAX];
 };
 
-/* Names where a job from topic src goes when it cannot be handled: the binding's
- * dead_letter_topic, else SRC.dlq. */
-void kp_dlq_topic(const struct kp_binding *b, const char *src, char *buf, size_t len)
-{
-	if (b->dead_letter_topic)
-		snprintf(buf, len, "%s", b->dead_letter_topic);
-	else
-		snprintf(buf, len, "%s.dlq", src);
-}
-
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
 static void finished(struct sending *s, rd_kafka_resp_err_t e);
 
@@ -184,31 +174,26 @@ static rd_kafka_headers_t *dlq_headers(const struct sending *s)
 	h = omit != OMIT_ALL && rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR
 		? rd_kafka_headers_copy(orig)
 		: rd_kafka_headers_new(16);
-	const char *const add[][2] = {
-	    {"kpool.original.topic", src},
-	    {"kpool.original.partition", part},
-	    {"kpool.original.offset", off},
-	    {"kpool.original.timestamp", ts},
-	    {"kpool.event-id", s->event_id},
-	    {"kpool.worker", q->b->name},
-	    {"kpool.handler", q->handler},
-	    {"kpool.error.class", kp_class_name(s->class)},
-	    {"kpool.error", reason},
-	    {"kpool.attempts", attempts},
-	    {"kpool.failed-at", failed_at},
-	    {"kpool.host", q->host},
-	    {"kpool.pid", q->pid},
-	    {"kpool.omitted", omit == OMIT_NONE	   ? NULL
-			      : omit == OMIT_VALUE ? "value"
-						   : "value,key,headers"},
-	    {"kpool.original.value-bytes", omit == OMIT_NONE ? NULL : bytes},
+	const char *v[KP_DLH_MAX] = {
+	    [KP_DLH_TOPIC] = src,
+	    [KP_DLH_PARTITION] = part,
+	    [KP_DLH_OFFSET] = off,
+	    [KP_DLH_TIMESTAMP] = ts,
+	    [KP_DLH_EVENT_ID] = s->event_id,
+	    [KP_DLH_WORKER] = q->b->name,
+	    [KP_DLH_HANDLER] = q->handler,
+	    [KP_DLH_CLASS] = kp_class_name(s->class),
+	    [KP_DLH_ERROR] = reason,
+	    [KP_DLH_ATTEMPTS] = attempts,
+	    [KP_DLH_FAILED_AT] = failed_at,
+	    [KP_DLH_HOST] = q->host,
+	    [KP_DLH_PID] = q->pid,
+	    [KP_DLH_OMITTED] = omit == OMIT_NONE    ? NULL
+			       : omit == OMIT_VALUE ? "value"
+						    : "value,key,headers",
+	    [KP_DLH_VALUE_BYTES] = omit == OMIT_NONE ? NULL : bytes,
 	};
-	/* A replayed job that failed again carries the last round's headers: replace them. */
-	for (size_t i = 0; i < sizeof(add) / sizeof(add[0]); i++) {
-		rd_kafka_header_remove(h, add[i][0]);
-		if (add[i][1])
-			rd_kafka_header_add(h, add[i][0], -1, add[i][1], -1);
-	}
+	kp_dlh_write(h, v);
 	return h;
 }
 

@@ -30,8 +30,7 @@
 #define FULL_WAIT_MS   100  /* for this long */
 #define STORE_WAIT_MS  100  /* the store could not be read */
 #define SETTLE_WAIT_US 1000 /* the ledger's ring is full: look again after this */
-#define REPLAY_HEADER  "kpool.replayed-from"
-#define SENDING_MAX    64 /* a partition's dead-letter copies on their way: then it pauses */
+#define SENDING_MAX    64   /* a partition's dead-letter copies on their way: then it pauses */
 
 /* The jobs handed to the plugin in the call under way, for kpool_retry_after(). */
 static struct {
@@ -357,7 +356,7 @@ static size_t job_headers(const rd_kafka_message_t *m, struct kpool_header *out,
 	while (n < MAX_HEADERS &&
 	       rd_kafka_header_get_all(h, n, &out[n].name, &out[n].value, &out[n].len) ==
 		   RD_KAFKA_RESP_ERR_NO_ERROR) {
-		if (out[n].name[0] == 'k' && strcmp(out[n].name, REPLAY_HEADER) == 0)
+		if (out[n].name[0] == 'k' && strcmp(out[n].name, KP_REPLAYED_FROM) == 0)
 			*replay = true;
 		n++;
 	}

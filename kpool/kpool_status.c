@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core.h"
 #include "kpool_cmd.h"
-#include "kpoold.h"
 
 #define STATUS_TIMEOUT_MS 5000
 #define LABELS_MAX	  4

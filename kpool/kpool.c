@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core.h"
 #include "kpool_cmd.h"
-#include "kpoold.h"
 
 #define SEND_FLUSH_MS 30000
 

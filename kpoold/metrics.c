@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "kpoold.h"
+#include "supervisor.h"
 
 struct kp_metrics {
 	struct MHD_Daemon *d;
