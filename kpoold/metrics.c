@@ -281,6 +281,15 @@ static void write_metrics(FILE *f, const struct kp_supervisor *sv)
 			fprintf(f, "kpool_workers{worker=\"%s\",state=\"%s\"} %d\n", b[i].name,
 				state_names[st], b[i].states[st]);
 	free(b);
+	if (sv->conf->embedded) {
+		family(f, "kpool_embedded_broker_up", "gauge",
+		       "1 when the embedded broker listens, 0 while it starts (again).");
+		fprintf(f, "kpool_embedded_broker_up %d\n", sv->broker.up);
+		family(f, "kpool_embedded_broker_starts_total", "counter",
+		       "Embedded brokers started, the first one included.");
+		fprintf(f, "kpool_embedded_broker_starts_total %llu\n",
+			(unsigned long long)sv->broker.starts);
+	}
 
 	/* Per process, of the current bindings (not those draining after a reload). */
 	family(f, "kpool_worker_process_restarts_total", "counter",
