@@ -455,8 +455,10 @@ static int subscribe(struct worker *w, char *err, size_t len)
 }
 
 /*
- * The worker process: never returns; exits 0 after a graceful stop, or
- * KP_EXIT_CONFIG when it cannot start (the supervisor throttles it).
+ * The worker process, run in the supervisor's new child: returns the
+ * status the child exits with (spawn.c passes it to _exit): 0 after a
+ * graceful stop, KP_EXIT_CONFIG when it cannot start (the supervisor then
+ * throttles the binding).
  */
 int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct kp_slot *slot,
 		  struct kp_ledger_shm *ledger)

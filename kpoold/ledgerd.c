@@ -201,9 +201,9 @@ static void chores(struct ledgerd *d, int64_t now)
 }
 
 /*
- * The ledger process: never returns to the supervisor's code.  Exits 0 after
- * a graceful stop (once the ring is written), KP_EXIT_CONFIG when the store
- * cannot be opened.
+ * The ledger process, run in the supervisor's new child: returns the status
+ * the child exits with: 0 after a graceful stop (once the ring is written),
+ * KP_EXIT_CONFIG when the store cannot be opened.
  */
 int kp_ledger_run(const struct kp_conf *conf, const struct kp_binding *b, struct kp_ledger_shm *shm)
 {
