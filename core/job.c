@@ -95,17 +95,20 @@ struct scan {
 	int depth;
 };
 
+/* JSON whitespace. */
 static bool is_ws(unsigned char c)
 {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* Moves s past whitespace. */
 static void skip_ws(struct scan *s)
 {
 	while (s->p < s->end && is_ws(*s->p))
 		s->p++;
 }
 
+/* The four hex digits of a \u escape at p, in *cp; -1 if they are not four hex digits. */
 static int hex4(const unsigned char *p, const unsigned char *end, uint32_t *cp)
 {
 	*cp = 0;
@@ -324,6 +327,7 @@ static int scan_object(struct scan *s, uint32_t want, int depth)
 	return next;
 }
 
+/* An array at s->p (its opening bracket): 0 once past its closing one, -1 when it is not valid. */
 static int scan_array(struct scan *s)
 {
 	int next = container_open(s, ']');
@@ -336,6 +340,7 @@ static int scan_array(struct scan *s)
 	return next;
 }
 
+/* Moves s past word (true, false, null) if it is there; false, s unmoved, if not. */
 static bool literal(struct scan *s, const char *word, size_t n)
 {
 	if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)

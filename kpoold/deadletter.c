@@ -117,6 +117,7 @@ void kp_dlq_poll(struct kp_dlq *q, int ms)
 	rd_kafka_poll(q->rk, ms);
 }
 
+/* Now, in UTC, to the millisecond: "2025-12-01T08:00:00.250Z" (kpool.failed-at). */
 static void rfc3339_now(char *buf, size_t len)
 {
 	struct timespec ts;
@@ -239,6 +240,7 @@ static bool smaller(struct sending *s, rd_kafka_resp_err_t *e)
 	return *e == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
+/* Unlinks s and tells the binding its copy's outcome (e: 0 when acknowledged); frees s. */
 static void finished(struct sending *s, rd_kafka_resp_err_t e)
 {
 	char err[KP_TOPIC_MAX + 128];
@@ -251,6 +253,10 @@ static void finished(struct sending *s, rd_kafka_resp_err_t e)
 	free(s);
 }
 
+/*
+ * librdkafka's word on a copy: acknowledged, refused for its size (sent
+ * again smaller), or failed.
+ */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	struct sending *s = m->_private;

@@ -22,6 +22,7 @@
 
 static volatile sig_atomic_t stopping;
 
+/* SIGTERM, SIGINT: the broker stops after its next wake-up. */
 static void on_stop(int sig)
 {
 	(void)sig;

@@ -45,6 +45,7 @@
 #define FILTER_PROBES 6	  /* bits set per id, in one 512-bit block */
 #define MARK_CHUNK    256 /* entries marked durable under one hold of the lock */
 
+/* The shared memory's header, rounded up to whole pages. */
 static size_t head_size(void)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
@@ -108,6 +109,7 @@ void kp_ledger_lock(struct kp_ledger_shm *l)
 		pthread_mutex_consistent(&l->lock);
 }
 
+/* Releases the lock kp_ledger_lock() took. */
 void kp_ledger_unlock(struct kp_ledger_shm *l)
 {
 	pthread_mutex_unlock(&l->lock);
@@ -164,11 +166,13 @@ void kp_ledger_place_id(const char *where, struct kp_id *id)
 	digest(prefix, sizeof(prefix) - 1, where, id);
 }
 
+/* Whether two ids are the same. */
 static bool id_eq(const struct kp_id *a, const struct kp_id *b)
 {
 	return a->h[0] == b->h[0] && a->h[1] == b->h[1];
 }
 
+/* The first way of id's bucket in the table. */
 static struct kp_lentry *bucket(struct kp_ledger_shm *l, const struct kp_id *id)
 {
 	return &l->table[(id->h[0] & (KP_LEDGER_BUCKETS - 1)) * KP_LEDGER_WAYS];
@@ -319,6 +323,7 @@ static void each_entry(struct kp_ledger_shm *l, const struct kp_lrec *recs, size
 		kp_ledger_unlock(l);
 }
 
+/* Marks e durable when what was written is still its outcome (a later one waits its turn). */
 static void mark_durable(struct kp_lentry *e, const struct kp_lrec *r, int64_t now)
 {
 	if (e->state == r->outcome) {
@@ -411,6 +416,7 @@ struct kp_ledger *kp_ledger_open(struct kp_ledger_shm *shm, const char *db_path)
 	return l;
 }
 
+/* A worker's handle on the ledger goes; the shared memory stays the supervisor's. NULL is fine. */
 void kp_ledger_close(struct kp_ledger *l)
 {
 	if (l == NULL)
@@ -646,11 +652,16 @@ uint64_t kp_ledger_catchup_ask(struct kp_ledger *l)
 	return __atomic_add_fetch(&l->shm->catchup_asked, 1, __ATOMIC_ACQ_REL);
 }
 
+/* Whether the ledger process has read the ledger topic up to where ticket asked. */
 bool kp_ledger_caught_up(const struct kp_ledger *l, uint64_t ticket)
 {
 	return __atomic_load_n(&l->shm->catchup_done, __ATOMIC_ACQUIRE) >= ticket;
 }
 
+/*
+ * An id another host finished, into entry e: done wins over dead; an id in
+ * hand here is left alone.
+ */
 static void mark_imported(struct kp_lentry *e, const struct kp_lrec *r, int64_t now)
 {
 	int st = kp_l_state(e->state);

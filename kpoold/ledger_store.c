@@ -80,6 +80,7 @@ static const char schema[] =
     "  min(first_ms) AS first_ms, max(last_ms) AS last_ms FROM counts GROUP BY outcome;\n"
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;\n";
 
+/* Runs sql; -1, logged with the file name, on failure. */
 static int exec(struct kp_lstore *st, const char *sql)
 {
 	if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
@@ -89,11 +90,13 @@ static int exec(struct kp_lstore *st, const char *sql)
 	return 0;
 }
 
+/* The shard an id falls in, from its first 64 bits. */
 static unsigned shard_of(uint64_t h0)
 {
 	return (unsigned)(h0 >> (64 - SHARD_BITS));
 }
 
+/* An entry as it is stored: id and value, little-endian. */
 static void entry_put(unsigned char *p, const struct entry *e)
 {
 	uint64_t x[3] = {htole64(e->h0), htole64(e->h1), htole64((uint64_t)e->v)};
@@ -101,6 +104,7 @@ static void entry_put(unsigned char *p, const struct entry *e)
 	memcpy(p, x, ENTRY_BYTES);
 }
 
+/* An entry as entry_put() stored it. */
 static void entry_get(const unsigned char *p, struct entry *e)
 {
 	uint64_t x[3];
@@ -111,6 +115,7 @@ static void entry_get(const unsigned char *p, struct entry *e)
 	e->v = (int64_t)le64toh(x[2]);
 }
 
+/* Orders two ids as the shards keep them. */
 static int key_cmp(uint64_t a0, uint64_t a1, uint64_t b0, uint64_t b1)
 {
 	if (a0 != b0)
@@ -118,6 +123,7 @@ static int key_cmp(uint64_t a0, uint64_t a1, uint64_t b0, uint64_t b1)
 	return (a1 > b1) - (a1 < b1);
 }
 
+/* qsort order of entries: by id. */
 static int entry_cmp(const void *a, const void *b)
 {
 	const struct entry *x = a, *y = b;
@@ -200,6 +206,7 @@ static struct gen *gen_for(struct kp_lstore *st, int64_t at_ms)
 	return &st->gens[st->n_gens - 1];
 }
 
+/* The number of a signal named as kp_signame() names it ("SIGSEGV"); 0 if none is. */
 static int signal_number(const char *name)
 {
 	char buf[32];
@@ -371,6 +378,10 @@ void kp_lstore_close(struct kp_lstore *st)
 	free(st);
 }
 
+/*
+ * The statement fmt makes for generation g, prepared once into *s; NULL,
+ * logged, if it cannot be.
+ */
 static sqlite3_stmt *gen_stmt(struct kp_lstore *st, struct gen *g, sqlite3_stmt **s,
 			      const char *fmt)
 {
@@ -434,6 +445,7 @@ struct run {
 	int64_t rowid, n;
 };
 
+/* qsort order of runs: the smallest first. */
 static int run_size_cmp(const void *a, const void *b)
 {
 	const struct run *x = a, *y = b;
@@ -508,6 +520,7 @@ static int shard_merge_once(struct kp_lstore *st, struct gen *g, unsigned shard)
 	return rc < 0 ? -1 : 1;
 }
 
+/* Merges a shard's runs until one is left or merging no longer pays; -1 on error. */
 static int shard_merge(struct kp_lstore *st, struct gen *g, unsigned shard)
 {
 	int rc;
@@ -517,6 +530,7 @@ static int shard_merge(struct kp_lstore *st, struct gen *g, unsigned shard)
 	return rc;
 }
 
+/* qsort order of records: by id. */
 static int rec_cmp(const void *a, const void *b)
 {
 	const struct kp_lrec *x = a, *y = b;
@@ -575,6 +589,7 @@ static int write_gen(struct kp_lstore *st, struct gen *g, const struct kp_lrec *
 	return 0;
 }
 
+/* qsort order of records: by generation (gen_ms wide), then by id. */
 static int rec_gen_cmp(const void *a, const void *b, void *gen_ms)
 {
 	const struct kp_lrec *x = a, *y = b;

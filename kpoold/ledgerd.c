@@ -28,6 +28,7 @@
 
 static volatile sig_atomic_t stopping;
 
+/* SIGTERM, SIGINT: the ledger process writes what is left and exits. */
 static void on_stop(int sig)
 {
 	(void)sig;
@@ -49,6 +50,7 @@ struct fill {
 	uint64_t *filter, blocks;
 };
 
+/* Adds one of the store's ids to the filter being built. */
 static void fill_one(void *arg, const struct kp_id *id)
 {
 	struct fill *f = arg;
@@ -93,6 +95,7 @@ static int filter_build(struct ledgerd *d)
 	return 0;
 }
 
+/* A crash count from the store, into the shared memory. */
 static void load_crash(void *arg, const struct kp_id *id, int count, int signal)
 {
 	kp_ledger_crash_load(arg, id, count, signal);

@@ -18,12 +18,14 @@
 
 #include "ledger.h"
 
+/* v, big-endian, at p. */
 static void put64(unsigned char *p, uint64_t v)
 {
 	v = htobe64(v);
 	memcpy(p, &v, 8);
 }
 
+/* The big-endian 64 bits at p. */
 static uint64_t get64(const unsigned char *p)
 {
 	uint64_t v;

@@ -92,6 +92,7 @@ struct kp_ltopic {
 	size_t n_imp;
 };
 
+/* The ledger topic's state for /metrics and kpool status, and why (NULL keeps the last reason). */
 static void set_state(struct kp_ltopic *t, int state, const char *why)
 {
 	if (why)
@@ -137,6 +138,7 @@ static void send_ids(struct kp_ltopic *t, uint64_t first, size_t n)
 		t->n_failed += n;
 }
 
+/* Produces a record that waits; one that cannot go now waits on the resend list. */
 static void send_pending(struct kp_ltopic *t, struct pending *p)
 {
 	if (!t->ready || produce(t, RD_KAFKA_PARTITION_UA, p->buf, p->klen, p->buf + p->klen,
@@ -146,6 +148,11 @@ static void send_pending(struct kp_ltopic *t, struct pending *p)
 	}
 }
 
+/*
+ * Kafka's word on a record: acknowledged ids are marked so the tail may
+ * pass them (and their wait feeds the usual acknowledgement time the share
+ * bound uses); a failed record is sent again.
+ */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	struct kp_ltopic *t = opaque;
@@ -270,6 +277,7 @@ fail:
 	return NULL;
 }
 
+/* Whether the ledger process is stopping (for kp_topic_create). */
 static bool stop_asked(void *arg)
 {
 	return *((struct kp_ltopic *)arg)->stopping;
@@ -426,6 +434,10 @@ static void import(struct kp_ltopic *t, int64_t now)
 	t->next_pos = now + POS_EVERY_MS;
 }
 
+/*
+ * Notes what a host last said of its lag; the one heard from longest ago
+ * makes way when the table is full.
+ */
 static void host_heard(struct kp_ltopic *t, uint64_t origin, int64_t at_ms, int64_t lag,
 		       const char *name)
 {

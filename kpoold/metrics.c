@@ -74,6 +74,7 @@ static void binding_sums(const struct kp_supervisor *sv, struct sums *b)
 	}
 }
 
+/* A metric family's HELP and TYPE lines. */
 static void family(FILE *f, const char *name, const char *type, const char *help)
 {
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);

@@ -183,6 +183,7 @@ int kp_spawn_broker_first(struct kp_supervisor *sv)
 	return sv->broker.up ? 0 : -1;
 }
 
+/* The jobs a slot has counted, of every result. */
 static uint64_t jobs_of(const struct kp_slot *s)
 {
 	uint64_t n = 0;
@@ -462,6 +463,7 @@ void kp_spawn_drain(struct kp_binding_state *bs, const char *why)
 	}
 }
 
+/* bs's worker processes running. */
 static int alive(const struct kp_binding_state *bs)
 {
 	int n = 0;

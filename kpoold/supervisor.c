@@ -30,6 +30,7 @@ static int sigpipe[2] = {-1, -1};
 static volatile sig_atomic_t got_chld, got_stop, got_hup;
 static struct kp_metrics *metrics;
 
+/* Notes a signal for the loop and wakes it through the self-pipe. */
 static void on_signal(int sig)
 {
 	int saved = errno;
@@ -44,6 +45,7 @@ static void on_signal(int sig)
 	errno = saved;
 }
 
+/* The self-pipe and the handlers of CHLD, TERM, INT and HUP; -1 if the pipe cannot be made. */
 static int signals_install(void)
 {
 	struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};

@@ -90,6 +90,7 @@ static rd_kafka_t *handle(struct kp_watch *wt)
 	return wt->rk;
 }
 
+/* Whether the watch thread is asked to stop (for kp_topic_create). */
 static bool stopped(void *arg)
 {
 	struct kp_watch *wt = arg;
@@ -216,6 +217,10 @@ static void highs_pass(struct kp_watch *wt)
 	}
 }
 
+/*
+ * The watch thread: topic lookups and high watermarks, off the worker's
+ * loop, until asked to stop.
+ */
 static void *run(void *arg)
 {
 	struct kp_watch *wt = arg;
