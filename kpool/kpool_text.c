@@ -195,3 +195,10 @@ int kp_json_print(const json_t *doc, FILE *f, size_t flags)
 	free(s);
 	return 0;
 }
+
+/* Prints doc, a --json document, to standard output as kp_json_print() does, and frees it. */
+void kp_json_out(json_t *doc)
+{
+	kp_json_print(doc, stdout, JSON_INDENT(2));
+	json_decref(doc);
+}
