@@ -436,7 +436,7 @@ int kp_replay(const struct kp_conf *conf, const char *topic, const struct kp_rep
 	json_t *out = o->json ? json_array() : NULL, *refused = json_array();
 	struct kp_table t;
 	struct dests ds;
-	struct kp_scan sc;
+	struct kp_scan sc = {0}; /* closed at out, even when never opened */
 	int rc = 1, scan_rc = 0;
 	bool stopped = o->limit == 0;
 
