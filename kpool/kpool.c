@@ -30,6 +30,7 @@ static void usage(FILE *f)
 	       "       kpool audit query DB [--user U] [--action A] [--since T] [--json]\n"
 	       "       kpool analytics report DB [--since T] [--by minute|hour|day] [--event E]\n"
 	       "                                 [--json] [--svg FILE]\n"
+	       "       kpool -h|--help | -V|--version\n"
 	       "  send   one job per line of standard input; empty lines are skipped unless\n"
 	       "         --keep-empty sends them as empty jobs\n"
 	       "  dlq    a dead-letter topic: list its records (a summary per error class),\n"
@@ -166,13 +167,17 @@ out:
 
 int main(int argc, char **argv)
 {
+	static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
+						 {"version", no_argument, NULL, 'V'},
+						 {NULL, 0, NULL, 0}};
 	const char *path = NULL;
 	struct kp_conf *conf;
 	char err[1024];
 	int c, rc;
 
 	kp_log_who("kpool");
-	while ((c = getopt(argc, argv, "+c:hV")) != -1) {
+	/* "+": the first operand ends main's options, the subcommand's follow it */
+	while ((c = getopt_long(argc, argv, "+c:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			path = optarg;
