@@ -82,6 +82,7 @@ void kp_dlrec_headers_table(rd_kafka_headers_t *h, struct kp_table *t);
 json_t *kp_dlrec_headers_json(rd_kafka_headers_t *h);
 
 /* kpool_progress.c: the offsets a replay sent, and its commit metadata. */
+#define KP_REPLAY_META_MAX 3000 /* bytes of replayed offsets kept in a commit's metadata */
 struct kp_range {
 	int64_t a, b; /* a..b, both in */
 };

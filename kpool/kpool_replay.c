@@ -20,8 +20,7 @@
 #include "core.h"
 #include "kpool_cmd.h"
 
-#define REPLAY_CHUNK 500  /* records produced, then acknowledged, then committed */
-#define REPLAY_META  3000 /* bytes of replayed offsets kept in a commit's metadata */
+#define REPLAY_CHUNK 500 /* records produced, then acknowledged, then committed */
 
 /* ---- options ----------------------------------------------------------------- */
 
@@ -134,7 +133,7 @@ static int replay_commit(struct kp_scan *sc)
 {
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(sc->n);
 	rd_kafka_resp_err_t e;
-	char meta[REPLAY_META + 64];
+	char meta[KP_REPLAY_META_MAX + 64];
 
 	for (int i = 0; i < sc->n; i++) {
 		struct kp_scan_part *p = &sc->parts[i];
@@ -525,7 +524,7 @@ int kp_replay(const struct kp_conf *conf, const char *topic, const struct kp_rep
 		rd_kafka_message_destroy(m);
 		if (pk)
 			rd_kafka_poll(pk, 0);
-		if (p->first_left >= 0 && p->meta_bytes + 48 > REPLAY_META)
+		if (p->first_left >= 0 && p->meta_bytes + 48 > KP_REPLAY_META_MAX)
 			p->full = true; /* scattered offsets: the metadata has no room for more */
 		if (o->limit >= 0 && queued >= o->limit)
 			stopped = true;
