@@ -26,6 +26,7 @@
 
 #define DLQ_IDLE_MS 30000 /* reading: give up after this long without a record */
 
+/* Prints dlq's usage to f. */
 static void usage_dlq(FILE *f)
 {
 	fprintf(f, "usage: kpool -c CONF dlq list TOPIC [--limit N] [--error-class C] [--since T] "
@@ -52,6 +53,10 @@ void kp_scan_record(const rd_kafka_message_t *m, struct dlrec *r)
 
 /* ---- reading a topic ------------------------------------------------------- */
 
+/*
+ * Closes sc's consumer and frees its partitions and their replay progress;
+ * sc is zeroed, and closing a zeroed scan does nothing.
+ */
 void kp_scan_close(struct kp_scan *sc)
 {
 	if (sc->rk) {
@@ -68,7 +73,7 @@ void kp_scan_close(struct kp_scan *sc)
 /*
  * A consumer for topic (in group, for committing, if not NULL), its
  * partitions and their watermarks; each partition is to be read from lo.
- * Returns 0, or -1 having said why.
+ * Returns 0, or -1 having said why; either way kp_scan_close() frees sc.
  */
 int kp_scan_open(struct kp_scan *sc, const struct kp_conf *conf, const char *topic,
 		 const char *group)
@@ -237,6 +242,7 @@ rd_kafka_message_t *kp_scan_next(struct kp_scan *sc, int *rc)
 
 /* ---- dlq list ---------------------------------------------------------------- */
 
+/* qsort's order for dlq list: failure time, then partition, then offset. */
 static int by_time(const void *a, const void *b)
 {
 	const struct dlrec *x = a, *y = b;
@@ -253,6 +259,7 @@ struct class_count {
 	long n;
 };
 
+/* Counts one more record of class in *cc (*n classes); aborts when memory runs out. */
 static void count_class(struct class_count **cc, size_t *n, const char *class)
 {
 	for (size_t i = 0; i < *n; i++)
@@ -268,6 +275,10 @@ static void count_class(struct class_count **cc, size_t *n, const char *class)
 	(*n)++;
 }
 
+/*
+ * kpool dlq list: the records that match, oldest first, and a count per
+ * class; 0, or 1 having said why.
+ */
 static int dlq_list(const struct kp_conf *conf, const char *topic, long limit, const char *class,
 		    int64_t since, bool json)
 {
@@ -487,6 +498,10 @@ static void show_text(const char *topic, const rd_kafka_message_t *m, rd_kafka_h
 	}
 }
 
+/*
+ * kpool dlq show: one record, its headers, key and job; 0, 2 for a bad
+ * PARTITION:OFFSET, or 1 having said why.
+ */
 static int dlq_show(const struct kp_conf *conf, const char *topic, const char *at, bool json)
 {
 	rd_kafka_headers_t *h = NULL;
@@ -527,6 +542,7 @@ static int dlq_show(const struct kp_conf *conf, const char *topic, const char *a
 
 /* ---- kpool dlq ... ------------------------------------------------------------- */
 
+/* kpool dlq list|show|replay: what the subcommand returns, or the usage on standard error and 2. */
 int kp_cmd_dlq(const struct kp_conf *conf, int argc, char **argv)
 {
 	static const struct option longopts[] = {{"limit", required_argument, NULL, 'n'},

@@ -54,12 +54,13 @@ int kp_replay_offsets_parse(const char *s, struct kp_replay_opts *o)
 /* ---- progress ---------------------------------------------------------------- */
 
 /*
- * Progress lives in the group kpool-replay-DLQTOPIC: per partition, the
- * committed offset is the first record neither replayed nor left behind
- * by a filter... precisely: every record below it was replayed (or is gone);
- * the commit's metadata lists, as "replayed:A-B,C", the offsets above it
- * that were replayed too (a filtered replay leaves gaps).
+ * Progress lives in the group kpool-replay-DLQTOPIC: per partition, every
+ * record below the committed offset was replayed (or is gone), and the
+ * commit's metadata lists, as "replayed:A-B,C", the offsets above it that
+ * were replayed too (a filtered replay leaves gaps).
  */
+
+/* Notes off as replayed in p, and what it adds to the metadata; aborts when memory runs out. */
 static void replayed_add(struct kp_scan_part *p, int64_t off)
 {
 	if (kp_ranges_add(&p->replayed, off) < 0)
@@ -91,7 +92,12 @@ static void meta_parse(const char *topic, const char *group, struct kp_scan_part
 	p->meta_bytes += len;
 }
 
-/* Reads where earlier replays got to (unless --from-start); -1 having said why. */
+/*
+ * Reads where earlier replays got to: each partition's committed offset,
+ * where reading it starts, and the offsets above it its metadata says were
+ * replayed (the caller skips this for --from-start).  -1 having said why,
+ * with no partition's progress known.
+ */
 static int replay_progress(struct kp_scan *sc, const char *group)
 {
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(sc->n);
@@ -129,6 +135,11 @@ static int64_t progress(const struct kp_scan_part *p, char *meta, size_t len)
 	return upto;
 }
 
+/*
+ * Commits each replayed partition's progress (offset and metadata) to the
+ * replay group; -1 having said why, when a partition may keep its earlier
+ * progress (its records since are then sent again).
+ */
 static int replay_commit(struct kp_scan *sc)
 {
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(sc->n);
@@ -291,6 +302,7 @@ struct sent {
 	bool acked;
 };
 
+/* Delivery report of a replayed record: its result, and where it went, in its struct sent. */
 static void on_replayed(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	struct sent *s = m->_private;
@@ -303,6 +315,7 @@ static void on_replayed(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	s->acked = true;
 }
 
+/* The producer replay sends with (acks=all, idempotent); NULL having said why. */
 static rd_kafka_t *replay_producer(const struct kp_conf *conf)
 {
 	rd_kafka_conf_t *rc = rd_kafka_conf_new();
@@ -328,7 +341,11 @@ static rd_kafka_t *replay_producer(const struct kp_conf *conf)
 	return rk;
 }
 
-/* Re-produces a dead-letter record to `to`, keeping key, value and headers. */
+/*
+ * Queues dead-letter record m for s->to, keeping its key, value and
+ * headers and setting kpool.replayed-from; waits while the queue is full.
+ * Returns the error, the headers freed, if it cannot be queued.
+ */
 static rd_kafka_resp_err_t reproduce(rd_kafka_t *pk, const char *dlq, const rd_kafka_message_t *m,
 				     struct sent *s)
 {
@@ -357,8 +374,10 @@ static rd_kafka_resp_err_t reproduce(rd_kafka_t *pk, const char *dlq, const rd_k
 }
 
 /*
- * Waits for the chunk's acknowledgements and marks what was acknowledged as
- * replayed; returns the number that failed (each said).
+ * Waits for the chunk's acknowledgements (a minute at most), marks what was
+ * acknowledged as replayed and shows it (a row of t, or an object of out);
+ * a dry run only shows.  Returns the number that failed, each said, their
+ * partition's committed offset kept below the first.
  */
 static int settle_chunk(struct kp_scan *sc, rd_kafka_t *pk, struct sent *chunk, size_t n,
 			json_t *out, struct kp_table *t, bool dry_run, long *ok)
@@ -423,6 +442,11 @@ static int chunk_done(struct kp_scan *sc, rd_kafka_t *pk, struct sent *chunk, si
 
 /* ---- kpool dlq replay -------------------------------------------------------- */
 
+/*
+ * kpool dlq replay: sends the records that match and commits the progress
+ * after each chunk; 0, or 1 when a record was refused or failed or the
+ * topic could not be read (each said).
+ */
 int kp_replay(const struct kp_conf *conf, const char *topic, const struct kp_replay_opts *o)
 {
 	char group[KP_TOPIC_MAX + 16];

@@ -77,6 +77,7 @@ static void reserve(char **p, size_t *cap, size_t used, size_t n)
 		abort(); /* text for a terminal: no memory is no way on */
 }
 
+/* Appends n bytes at s to the string being built, NUL-terminated; aborts when memory runs out. */
 static void put(char **p, size_t *cap, size_t *used, const char *s, size_t n)
 {
 	reserve(p, cap, *used, n);
