@@ -15,6 +15,7 @@
 
 #define SEND_FLUSH_MS 30000
 
+/* Prints the usage to f: standard output for -h, standard error for a usage error. */
 static void usage(FILE *f)
 {
 	fprintf(
@@ -30,6 +31,7 @@ static void usage(FILE *f)
 	       "       kpool audit query DB [--user U] [--action A] [--since T] [--json]\n"
 	       "       kpool analytics report DB [--since T] [--by minute|hour|day] [--event E]\n"
 	       "                                 [--json] [--svg FILE]\n"
+	       "       kpool -h|--help | -V|--version\n"
 	       "  send   one job per line of standard input; empty lines are skipped unless\n"
 	       "         --keep-empty sends them as empty jobs\n"
 	       "  dlq    a dead-letter topic: list its records (a summary per error class),\n"
@@ -47,6 +49,7 @@ struct send_state {
 	char first_error[256];
 };
 
+/* kpool send's delivery report: counts the jobs Kafka did not take, keeping the first error. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	struct send_state *st = opaque;
@@ -55,7 +58,10 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 		snprintf(st->first_error, sizeof(st->first_error), "%s", rd_kafka_err2str(m->err));
 }
 
-/* kpool send: produces each stdin line as a job, acks=all; 0 when all were acknowledged. */
+/*
+ * kpool send: produces each line of standard input as a job, acks=all; 0
+ * when all were acknowledged, 1 having said why, 2 on a usage error.
+ */
 static int cmd_send(const struct kp_conf *conf, int argc, char **argv)
 {
 	static const struct option longopts[] = {{"key", required_argument, NULL, 'k'},
@@ -164,15 +170,20 @@ out:
 	return ret;
 }
 
+/* kpool: its own options, then the command; exits 0, 1 on failure (said), 2 on a usage error. */
 int main(int argc, char **argv)
 {
+	static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
+						 {"version", no_argument, NULL, 'V'},
+						 {NULL, 0, NULL, 0}};
 	const char *path = NULL;
 	struct kp_conf *conf;
 	char err[1024];
 	int c, rc;
 
 	kp_log_who("kpool");
-	while ((c = getopt(argc, argv, "+c:hV")) != -1) {
+	/* "+": the first operand ends main's options, the subcommand's follow it */
+	while ((c = getopt_long(argc, argv, "+c:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			path = optarg;

@@ -41,7 +41,10 @@ struct report {
 	size_t n_events;
 };
 
-/* Room for element n of an array grown one by one: it doubles when n is a power of two. */
+/*
+ * Room for element n of an array grown one by one: it doubles when n is a
+ * power of two.  Aborts when memory runs out.
+ */
 static void *grow(void *p, size_t n, size_t size)
 {
 	if (n & (n - 1))
@@ -64,6 +67,7 @@ static char *column_text(sqlite3_stmt *st, int i)
 	return kp_text_utf8(s ? s : "", s ? (size_t)sqlite3_column_bytes(st, i) : 0);
 }
 
+/* The index of event name in r, added if new; aborts when memory runs out. */
 static size_t event_index(struct report *r, const char *name)
 {
 	for (size_t i = 0; i < r->n_events; i++)
@@ -135,6 +139,7 @@ static int load(struct report *r, const char *path, const char *event)
 	return rc == SQLITE_DONE ? 0 : 2;
 }
 
+/* Frees what load() read into r (r itself is the caller's). */
 static void report_free(struct report *r)
 {
 	for (size_t i = 0; i < r->n_events; i++) {
@@ -145,11 +150,13 @@ static void report_free(struct report *r)
 	free(r->rows);
 }
 
+/* Distinct users as shown: the count, with ~ when it is an estimate. */
 static void users_text(double users, bool exact, char *out, size_t len)
 {
 	snprintf(out, len, "%s%.0f", exact ? "" : "~", users);
 }
 
+/* Prints the report as two tables: per bucket and event, then per event. */
 static void print_table(const struct report *r)
 {
 	struct kp_table t;
@@ -179,6 +186,7 @@ static void print_table(const struct report *r)
 	printf("users: distinct userIds, ~ where estimated (HyperLogLog, standard error 0.8%%)\n");
 }
 
+/* Prints the report as the document of --json. */
 static void print_json(const struct report *r)
 {
 	json_t *series = json_array(), *totals = json_array(), *doc;
@@ -210,6 +218,7 @@ static void print_json(const struct report *r)
 	json_decref(doc);
 }
 
+/* Writes s to f escaped as XML text; nothing when memory runs out. */
 static void xml_text(FILE *f, const char *s)
 {
 	struct buf b = {0};
@@ -228,6 +237,7 @@ static double nice_step(double max)
 	return raw <= p ? p : raw <= 2 * p ? 2 * p : raw <= 5 * p ? 5 * p : 10 * p;
 }
 
+/* A bucket's label on the x axis (UTC), as short as its granularity allows. */
 static void bucket_label(int gran, int64_t bucket, char *out, size_t len)
 {
 	static const char *const fmt[ROLLUP_GRANS] = {"%H:%M", "%m-%d %H:00", "%Y-%m-%d"};
@@ -243,7 +253,8 @@ static void bucket_label(int gran, int64_t bucket, char *out, size_t len)
 /*
  * The series as stacked bars, one bar per bucket from the first to the last
  * (empty ones too, so that time runs evenly), one colour per event, with a
- * tooltip per bar.  0, or 2 having said why.
+ * tooltip per bar.  0, or 2 having said why (a file that could not be
+ * written whole may be left).
  */
 static int write_svg(const struct report *r, const char *path)
 {
@@ -355,6 +366,7 @@ static int write_svg(const struct report *r, const char *path)
 	return 0;
 }
 
+/* kpool analytics report DB: 0, or 2 having said why (an option, the database, the SVG). */
 static int report(const char *path, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -406,6 +418,7 @@ static int report(const char *path, int argc, char **argv)
 	return rc;
 }
 
+/* kpool analytics: what report returns, or the usage on standard error and 2. */
 int kp_cmd_analytics(int argc, char **argv)
 {
 	if (argc >= 3 && strcmp(argv[1], "report") == 0)

@@ -14,6 +14,7 @@
 #include "auditlog.h"
 #include "kpool_cmd.h"
 
+/* kpool audit verify DB: 0 if the chain holds, 1 at its first bad entry, 2 having said why. */
 static int verify(const char *path)
 {
 	sqlite3 *db = kp_cmd_open_ro(path);
@@ -38,6 +39,7 @@ static int verify(const char *path)
 	return 2;
 }
 
+/* Column i's text, "" for NULL. */
 static const char *txt(sqlite3_stmt *st, int i)
 {
 	const char *s = (const char *)sqlite3_column_text(st, i);
@@ -55,6 +57,10 @@ static json_t *column_json(sqlite3_stmt *st, int i)
 	return s ? kp_json_text(s, (size_t)sqlite3_column_bytes(st, i)) : json_null();
 }
 
+/*
+ * kpool audit query DB: the entries that match, as a table or --json; 0,
+ * or 2 having said why.  A read error part way ends the list there, unsaid.
+ */
 static int query(const char *path, int argc, char **argv)
 {
 	static const struct option longopts[] = {{"user", required_argument, NULL, 'u'},
@@ -141,6 +147,7 @@ static int query(const char *path, int argc, char **argv)
 	return 0;
 }
 
+/* kpool audit: what verify or query returns, or the usage on standard error and 2. */
 int kp_cmd_audit(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "verify") == 0)

@@ -1,7 +1,8 @@
 /*
  * kpool_cmd.h - what the kpool command's subcommands share: aligned tables,
  * text from outside made safe to show, times, read-only databases, the
- * dead-letter record and replay progress, and the subcommands themselves.
+ * dead-letter record, a dead-letter topic being read, replay and its
+ * progress, and the subcommands themselves.
  */
 #ifndef KPOOL_CMD_H
 #define KPOOL_CMD_H
@@ -37,6 +38,7 @@ char *kp_text_clean(const void *s, size_t n, unsigned flags);
 void kp_text_put(FILE *f, const void *s, size_t n, unsigned flags);
 json_t *kp_json_text(const void *s, size_t n);
 int kp_json_print(const json_t *doc, FILE *f, size_t flags);
+void kp_json_out(json_t *doc);
 
 /* kpool_time.c */
 int kp_cmd_since_parse(const char *s, int64_t now_ms, int64_t *ms, const char **why);
@@ -80,6 +82,7 @@ void kp_dlrec_headers_table(rd_kafka_headers_t *h, struct kp_table *t);
 json_t *kp_dlrec_headers_json(rd_kafka_headers_t *h);
 
 /* kpool_progress.c: the offsets a replay sent, and its commit metadata. */
+#define KP_REPLAY_META_MAX 3000 /* bytes of replayed offsets kept in a commit's metadata */
 struct kp_range {
 	int64_t a, b; /* a..b, both in */
 };
@@ -96,6 +99,54 @@ int kp_replay_meta_parse(struct kp_ranges *s, const char *meta, size_t len, int6
 size_t kp_replay_meta_print(const struct kp_ranges *s, int64_t from, char *out, size_t len);
 
 struct kp_conf;
+
+/* kpool_dlq.c: a dead-letter topic read from its start to the end it had at the start. */
+#define KP_DLQ_TIMEOUT_MS 10000 /* metadata, watermarks, commits */
+
+/* One partition of the topic being read. */
+struct kp_scan_part {
+	int32_t id;
+	int64_t lo, hi; /* watermarks at the start */
+	int64_t start;	/* first offset to read */
+	int64_t next;	/* first offset not looked at yet */
+	bool done;
+	/* replay (kpool_replay.c) */
+	int64_t committed;	   /* the group's offset at the start, -1 if none */
+	struct kp_ranges replayed; /* offsets replayed before or now (above committed) */
+	int64_t first_left;	   /* first offset looked at and not replayed, -1 if none */
+	int64_t last_added; /* the last offset replayed, to tell a new range from a longer one */
+	size_t meta_bytes;  /* about what the replayed offsets take in the metadata */
+	bool full;	    /* the metadata has no room for more scattered offsets */
+	bool out;	    /* not to be replayed (--offsets P:...): its progress is left alone */
+};
+
+/* A consumer that assigns the topic's partitions (it never joins its group). */
+struct kp_scan {
+	rd_kafka_t *rk;
+	const char *topic;
+	struct kp_scan_part *parts;
+	int n;
+};
+
+int kp_scan_open(struct kp_scan *sc, const struct kp_conf *conf, const char *topic,
+		 const char *group);
+int kp_scan_start(struct kp_scan *sc);
+rd_kafka_message_t *kp_scan_next(struct kp_scan *sc, int *rc);
+void kp_scan_close(struct kp_scan *sc);
+void kp_scan_record(const rd_kafka_message_t *m, struct dlrec *r);
+
+/* kpool_replay.c: dlq replay, its destinations and its progress in a group. */
+struct kp_replay_opts {
+	const char *to, *class;
+	int32_t only_part; /* --offsets P:A..B, else -1 */
+	int64_t from, upto;
+	long limit;
+	bool dry_run, from_start, json;
+};
+
+int kp_replay_offsets_parse(const char *s, struct kp_replay_opts *o);
+int kp_replay(const struct kp_conf *conf, const char *topic, const struct kp_replay_opts *o);
+
 int kp_cmd_audit(int argc, char **argv);
 int kp_cmd_dlq(const struct kp_conf *conf, int argc, char **argv);
 int kp_cmd_status(const struct kp_conf *conf, int argc, char **argv);

@@ -19,6 +19,7 @@
 #include "kpool_cmd.h"
 #include "util.h"
 
+/* The last value of header name in h (NULL: no headers) in *v, *len; false if none or null. */
 static bool hdr(rd_kafka_headers_t *h, const char *name, const void **v, size_t *len)
 {
 	return h && rd_kafka_header_get_last(h, name, v, len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
@@ -63,6 +64,7 @@ static bool hdr_int(rd_kafka_headers_t *h, const char *name, int64_t *out)
 	       be_int((const unsigned char *)v, len, out);
 }
 
+/* Frees what kp_dlrec_read() put in r; r is zeroed, so freeing it again is harmless. */
 void kp_dlrec_free(struct dlrec *r)
 {
 	free(r->orig_topic);

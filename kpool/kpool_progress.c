@@ -37,6 +37,7 @@ int kp_cmd_decimal(const char *s, size_t n, int64_t max, int64_t *out)
 	return 0;
 }
 
+/* Frees s's ranges; s is left empty, ready to be used again. */
 void kp_ranges_free(struct kp_ranges *s)
 {
 	free(s->r);
@@ -104,6 +105,7 @@ int kp_ranges_add(struct kp_ranges *s, int64_t off)
 	return 0;
 }
 
+/* Whether off is in one of s's ranges; O(log n). */
 bool kp_ranges_has(const struct kp_ranges *s, int64_t off)
 {
 	size_t i = first_ending(s, off);
@@ -111,6 +113,7 @@ bool kp_ranges_has(const struct kp_ranges *s, int64_t off)
 	return i < s->n && s->r[i].a <= off;
 }
 
+/* qsort's order for ranges: by their first offset. */
 static int by_start(const void *x, const void *y)
 {
 	const struct kp_range *a = x, *b = y;
@@ -119,8 +122,8 @@ static int by_start(const void *x, const void *y)
 }
 
 /*
- * Reads a commit's metadata, "replayed:A-B,C,...", into s (empty before),
- * keeping only offsets >= floor.  Returns 0, or -1 with s empty and why
+ * Reads a commit's metadata, "replayed:A-B,C,...", into s (what s held is
+ * freed first), keeping only offsets >= floor.  Returns 0, or -1 with s empty and why
  * says what is wrong (s holds no half-read metadata); -1 also when memory
  * runs out.  Empty metadata holds no offsets.  O(n log n) in the number of
  * ranges written.
@@ -197,10 +200,11 @@ bad:
 
 /*
  * The metadata of s's offsets >= from, "replayed:A-B,C", in out (len
- * bytes); "" when there are none.  Only whole ranges are written: those
- * that do not fit are left out (and would be replayed again), never cut, so
- * the text never claims an offset that was not replayed.  Returns the
- * number of ranges left out.
+ * bytes); "" when there are none.  Only whole ranges are written: the
+ * first that does not fit and all after it are left out (and would be
+ * replayed again), never cut, so the text never claims an offset that was
+ * not replayed.  Returns the number of ranges left out (with len 0, out is
+ * not written).
  */
 size_t kp_replay_meta_print(const struct kp_ranges *s, int64_t from, char *out, size_t len)
 {

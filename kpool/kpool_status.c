@@ -38,6 +38,7 @@ struct metrics {
 	char error[300]; /* why there are none */
 };
 
+/* The value of s's label key, "" if it has none. */
 static const char *label(const struct sample *s, const char *key)
 {
 	for (int i = 0; i < s->n_labels; i++)
@@ -91,6 +92,7 @@ static bool parse_sample(const char *line, struct sample *s)
 	return end != p;
 }
 
+/* curl's write callback: appends to the memory stream; a short count fails the transfer. */
 static size_t on_body(char *data, size_t size, size_t nmemb, void *opaque)
 {
 	FILE *f = opaque;
@@ -244,6 +246,7 @@ out:
 
 static const char *const results[] = {"done", "retried", "failed", "dead_lettered", "duplicate"};
 
+/* t seconds as 3d4h, 2h5m, 4m10s or 9s (below 0 as 0s). */
 static void duration(json_int_t t, char *buf, size_t len)
 {
 	if (t >= 86400)
@@ -468,6 +471,10 @@ static void print_tables(json_t *doc)
 	kp_table_free(&lt);
 }
 
+/*
+ * kpool status: 0, 1 when kpoold's metrics or a binding's lag are unknown
+ * (the rest is printed all the same, and why said), 2 on a usage error.
+ */
 int kp_cmd_status(const struct kp_conf *conf, int argc, char **argv)
 {
 	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},

@@ -36,6 +36,8 @@ static void add(struct kp_table *t, size_t row, va_list ap)
 	}
 }
 
+/* Starts t: cols columns (at most KP_TABLE_COLS) and its header cells; aborts when memory runs out.
+ */
 void kp_table_init(struct kp_table *t, int cols, ...)
 {
 	va_list ap;
@@ -47,6 +49,7 @@ void kp_table_init(struct kp_table *t, int cols, ...)
 	va_end(ap);
 }
 
+/* Adds a row of t->cols cells (NULL shown empty); aborts when memory runs out. */
 void kp_table_row(struct kp_table *t, ...)
 {
 	va_list ap;
@@ -67,6 +70,7 @@ static size_t width(const char *s)
 	return w;
 }
 
+/* Prints t to f, columns aligned, the last cut with ~ at the width of a terminal f. */
 void kp_table_print(const struct kp_table *t, FILE *f)
 {
 	size_t w[KP_TABLE_COLS] = {0}, total = 0, term = 0;
@@ -103,6 +107,7 @@ void kp_table_print(const struct kp_table *t, FILE *f)
 	}
 }
 
+/* Frees t's cells; t is zeroed. */
 void kp_table_free(struct kp_table *t)
 {
 	for (size_t i = 0; i < (t->n_rows + 1) * (size_t)t->cols; i++)

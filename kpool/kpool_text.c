@@ -77,6 +77,7 @@ static void reserve(char **p, size_t *cap, size_t used, size_t n)
 		abort(); /* text for a terminal: no memory is no way on */
 }
 
+/* Appends n bytes at s to the string being built, NUL-terminated; aborts when memory runs out. */
 static void put(char **p, size_t *cap, size_t *used, const char *s, size_t n)
 {
 	reserve(p, cap, *used, n);
@@ -194,4 +195,11 @@ int kp_json_print(const json_t *doc, FILE *f, size_t flags)
 	fputc('\n', f);
 	free(s);
 	return 0;
+}
+
+/* Prints doc, a --json document, to standard output as kp_json_print() does, and frees it. */
+void kp_json_out(json_t *doc)
+{
+	kp_json_print(doc, stdout, JSON_INDENT(2));
+	json_decref(doc);
 }

@@ -6,11 +6,30 @@
 # \r, \u009b) and a byte that is not UTF-8 as U+FFFD; --json is valid JSON
 # whose text holds no control character either, and no entry is dropped for
 # its bytes.  The jobs go through kpoold's audit and analytics handlers; the
-# bytes no job can carry (not UTF-8) are written with sqlite3.
+# bytes no job can carry (not UTF-8) are written with sqlite3.  First,
+# what kpool itself prints when asked: --help and --version.
 . "$(dirname "$0")/lib.sh"
 require_tools
 SQLITE3=${SQLITE3:-$(command -v sqlite3 || true)}
 [ -n "$SQLITE3" ] || skip_all "sqlite3 not found (Debian: sqlite3; scripts/setup installs it)"
+
+"$KPOOL" --help >"$T/help.out" 2>"$T/help.err"
+check "--help: exit 0" test $? -eq 0
+check "--help: the usage on standard output" grep -q '^usage: kpool -c CONF send TOPIC' "$T/help.out"
+check "--help: nothing on standard error" test ! -s "$T/help.err"
+"$KPOOL" -h >"$T/h.out" 2>"$T/h.err"
+check "-h: exit 0, the same usage, nothing on standard error" \
+	test "$? $(cat "$T/h.err")" = "0 " -a -s "$T/h.out"
+check "-h and --help print the same" cmp -s "$T/h.out" "$T/help.out"
+VERSION=$(sed -n 's/^#define PACKAGE_VERSION "\(.*\)"$/\1/p' "$top_builddir/config.h")
+"$KPOOL" --version >"$T/version.out" 2>"$T/version.err"
+check "--version: exit 0, nothing on standard error" test "$? $(cat "$T/version.err")" = "0 "
+check "--version: 'kpool $VERSION', configure's version" \
+	test -n "$VERSION" -a "$(cat "$T/version.out")" = "kpool $VERSION"
+check "-V prints what --version does" test "$("$KPOOL" -V 2>&1)" = "kpool $VERSION"
+"$KPOOL" --no-such-option >"$T/bad.out" 2>"$T/bad.err"
+check "an unknown option: exit 2, the usage on standard error only" \
+	test "$? $(wc -c <"$T/bad.out")" = "2 0" -a -s "$T/bad.err"
 
 plugins "$T/plugins"
 pool_conf "$T/pool.conf" <<EOF2

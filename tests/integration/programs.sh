@@ -21,8 +21,11 @@ check "kpool links neither" sh -c "! grep -qE '^lib(microhttpd|systemd)' '$T/kpo
 
 # A file compiled as the command's are: the core's and the command's headers
 # are found, the daemon's are not.
-# (run from the build directory: the paths in it may be relative to it)
-cc=$(make -s --no-print-directory -C "$top_builddir" print-cmd-compile)
+# (run from the build directory, whose paths it may hold relative to it;
+# out of the make check that runs this test, whose flags would have it say
+# where it is)
+cc=$(MAKEFLAGS= MFLAGS= MAKELEVEL= make -s --no-print-directory -C "$top_builddir" print-cmd-compile)
+diag "compiled as: $cc"
 printf '#include "config.h"\n#include "core.h"\n#include "kpool_cmd.h"\nint main(void) { return kp_level_parse("info"); }\n' >"$T/cmd.c"
 printf '#include "config.h"\n#include "supervisor.h"\nint main(void) { return 0; }\n' >"$T/daemon.c"
 check "a command file compiles with the core's and its own headers" sh -c "cd '$top_builddir' && $cc -fsyntax-only '$T/cmd.c'"
