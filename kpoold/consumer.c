@@ -581,6 +581,7 @@ out:
 	if (w.queue)
 		rd_kafka_queue_destroy(w.queue);
 	kp_watch_stop(w.watch);
+	w.watch = NULL; /* the statistics callback may still run while closing */
 	if (w.rk)
 		rd_kafka_consumer_close(w.rk); /* revokes (store, commit) and leaves the group */
 	/* Messages still held (a partition lost without a revoke, copies not

@@ -329,6 +329,8 @@ int64_t kp_watch_high(struct kp_watch *wt, int16_t topic, int32_t partition)
 	int64_t hi = -1, now = kp_mono_ms();
 	size_t i;
 
+	if (wt == NULL) /* stopped, or never started */
+		return -1;
 	pthread_mutex_lock(&wt->lock);
 	for (i = 0; i < wt->n_high; i++)
 		if (wt->high[i].topic == topic && wt->high[i].partition == partition)
