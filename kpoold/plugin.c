@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -501,10 +502,23 @@ static void man_text(const char *s)
 	for (; *s; s++)
 		if (*s == '\\')
 			fputs("\\e", stdout);
-		else if (*s == '-')
-			fputs("\\-", stdout);
 		else
 			putchar(*s);
+}
+
+/*
+ * Writes an option's description as a man page sentence: a first word of
+ * plain lower-case letters capitalized (not "smtp://..." or a key), a full
+ * stop at the end.
+ */
+static void man_sentence(char *s)
+{
+	size_t word = strcspn(s, " "), n = strlen(s);
+
+	if (islower((unsigned char)*s) && strcspn(s, ":/._") >= word)
+		*s = (char)toupper((unsigned char)*s);
+	man_text(s);
+	puts(n > 0 && s[n - 1] == '.' ? "" : ".");
 }
 
 /* What a spec's choices and flags add to its description: " (a, b, c) (required)". */
@@ -555,8 +569,7 @@ static void print_table(const struct kp_plugin *pl, const char *handler, bool ma
 				printf(".B %s\n", o->name);
 			}
 			snprintf(desc, sizeof(desc), "%s%s", o->desc ? o->desc : "", notes);
-			man_text(desc[0] == ' ' ? desc + 1 : desc);
-			putchar('\n');
+			man_sentence(desc[0] == ' ' ? desc + 1 : desc);
 		}
 		return;
 	}
