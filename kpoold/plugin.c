@@ -248,13 +248,16 @@ void kp_plugin_options_free(struct kpool_option *o, size_t n)
 	free(o);
 }
 
-/* Appends key = value (taken over) to an option list; -1 (value freed) if memory runs out. */
-static int opt_add(struct kpool_option **o, size_t *n, const char *key, char *value)
+/* Appends key = value (taken over) to an option list; -1 with err (value freed) if memory runs out.
+ */
+static int opt_add(struct kpool_option **o, size_t *n, const char *key, char *value, char *err,
+		   size_t len)
 {
 	struct kpool_option *p = value ? realloc(*o, (*n + 1) * sizeof(*p)) : NULL;
 
 	if (p == NULL) {
 		free(value);
+		snprintf(err, len, "out of memory");
 		return -1;
 	}
 	*o = p;
@@ -274,6 +277,73 @@ static void spec_names(const struct kpool_plugin *p, char *buf, size_t len)
 		n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? ", " : "", spec_at(p, i)->name);
 }
 
+/* Refuses the first of binding b's keys that the plugin does not declare; -1 with err. */
+static int undeclared(const struct kpool_plugin *p, const struct kp_conf *conf,
+		      const struct kp_binding *b, char *err, size_t len)
+{
+	char names[512];
+
+	for (size_t i = 0; i < b->n_opts; i++)
+		if (spec_find(p, b->opts[i].key) == NULL) {
+			spec_names(p, names, sizeof(names));
+			snprintf(err, len,
+				 "%s:%d: [worker:%s] %s: %s refused: unknown option '%s' (%s)",
+				 conf->path, b->opts[i].line, b->name, b->opts[i].key, b->handler,
+				 b->opts[i].key, names);
+			return -1;
+		}
+	return 0;
+}
+
+/*
+ * Appends to o what binding b gives for spec, normalized: every value of a
+ * MULTI key in conf order, else the last (each one checked), else the
+ * default.  -1 with err "FILE:LINE: [worker:NAME] KEY: message" if a value
+ * does not fit or a required key is missing; what was appended stays.
+ */
+static int spec_values(const struct kpool_option_spec *spec, const struct kp_conf *conf,
+		       const struct kp_binding *b, struct kpool_option **o, size_t *n, char *err,
+		       size_t len)
+{
+	bool multi = spec->flags & KPOOL_OPT_MULTI, set = false;
+	char why[512], *v;
+
+	for (size_t i = 0; i < b->n_opts; i++) {
+		const struct kp_kv *kv = &b->opts[i];
+
+		if (strcmp(kv->key, spec->name) != 0)
+			continue;
+		if (kp_opt_normalize(spec, kv->value, conf->dir, &v, why, sizeof(why)) < 0) {
+			snprintf(err, len, "%s:%d: [worker:%s] %s: %s", conf->path, kv->line,
+				 b->name, kv->key, why);
+			return -1;
+		}
+		if (set && !multi) { /* this spec's value is the list's last */
+			free((char *)(*o)[*n - 1].value);
+			(*o)[*n - 1].value = v;
+		} else if (opt_add(o, n, spec->name, v, err, len) < 0) {
+			return -1;
+		}
+		set = true;
+	}
+	if (set)
+		return 0;
+	if (spec->flags & KPOOL_OPT_REQUIRED) {
+		snprintf(err, len, "%s:%d: [worker:%s] %s: missing (%s needs it: %s)", conf->path,
+			 b->line, b->name, spec->name, b->handler, spec->desc ? spec->desc : "");
+		return -1;
+	}
+	if (spec->def == NULL)
+		return 0;
+	/* The default was checked when the plugin was loaded. */
+	if (kp_opt_normalize(spec, spec->def, conf->dir, &v, why, sizeof(why)) < 0) {
+		snprintf(err, len, "%s:%d: [worker:%s] %s: the default %s", conf->path, b->line,
+			 b->name, spec->name, why);
+		return -1;
+	}
+	return opt_add(o, n, spec->name, v, err, len);
+}
+
 /*
  * The options init() gets for binding b: for a plugin without a table, the
  * binding's keys as written; for one with a table, every key checked against
@@ -287,76 +357,24 @@ int kp_plugin_options(const struct kp_plugin *pl, const struct kp_conf *conf,
 {
 	const struct kpool_plugin *p = &pl->p;
 	struct kpool_option *o = NULL;
-	char why[512], names[512];
 	size_t n = 0;
 
 	*out = NULL;
 	*n_out = 0;
 	if (p->options == NULL) {
 		for (size_t i = 0; i < b->n_opts; i++)
-			if (opt_add(&o, &n, b->opts[i].key, strdup(b->opts[i].value)) < 0)
-				goto oom;
-		goto done;
-	}
-	for (size_t i = 0; i < b->n_opts; i++)
-		if (spec_find(p, b->opts[i].key) == NULL) {
-			spec_names(p, names, sizeof(names));
-			snprintf(err, len,
-				 "%s:%d: [worker:%s] %s: %s refused: unknown option '%s' (%s)",
-				 conf->path, b->opts[i].line, b->name, b->opts[i].key, b->handler,
-				 b->opts[i].key, names);
-			goto fail;
-		}
-	for (size_t s = 0; spec_at(p, s)->name; s++) {
-		const struct kpool_option_spec *spec = spec_at(p, s);
-		bool multi = spec->flags & KPOOL_OPT_MULTI, set = false;
-
-		/* Every value is checked; each of a MULTI key is kept, in conf order,
-		 * else the last one only. */
-		for (size_t i = 0; i < b->n_opts; i++) {
-			const struct kp_kv *kv = &b->opts[i];
-			char *v;
-
-			if (strcmp(kv->key, spec->name) != 0)
-				continue;
-			if (kp_opt_normalize(spec, kv->value, conf->dir, &v, why, sizeof(why)) <
-			    0) {
-				snprintf(err, len, "%s:%d: [worker:%s] %s: %s", conf->path,
-					 kv->line, b->name, kv->key, why);
+			if (opt_add(&o, &n, b->opts[i].key, strdup(b->opts[i].value), err, len) < 0)
 				goto fail;
-			}
-			if (set && !multi) { /* this spec's value is the list's last */
-				free((char *)o[n - 1].value);
-				o[n - 1].value = v;
-				continue;
-			}
-			if (opt_add(&o, &n, spec->name, v) < 0)
-				goto oom;
-			set = true;
-		}
-		if (!set && spec->def) {
-			char *v;
-			if (kp_opt_normalize(spec, spec->def, conf->dir, &v, why, sizeof(why)) <
-			    0) {
-				snprintf(err, len, "%s:%d: [worker:%s] %s: the default %s",
-					 conf->path, b->line, b->name, spec->name, why);
-				goto fail;
-			}
-			if (opt_add(&o, &n, spec->name, v) < 0)
-				goto oom;
-		} else if (!set && (spec->flags & KPOOL_OPT_REQUIRED)) {
-			snprintf(err, len, "%s:%d: [worker:%s] %s: missing (%s needs it: %s)",
-				 conf->path, b->line, b->name, spec->name, b->handler,
-				 spec->desc ? spec->desc : spec->name);
+	} else {
+		if (undeclared(p, conf, b, err, len) < 0)
 			goto fail;
-		}
+		for (size_t s = 0; spec_at(p, s)->name; s++)
+			if (spec_values(spec_at(p, s), conf, b, &o, &n, err, len) < 0)
+				goto fail;
 	}
-done:
 	*out = o;
 	*n_out = n;
 	return 0;
-oom:
-	snprintf(err, len, "out of memory");
 fail:
 	kp_plugin_options_free(o, n);
 	return -1;
@@ -384,13 +402,14 @@ void kp_plugin_host(struct kpool_host *host, const struct kp_conf *conf, const s
 int kp_plugin_init(struct kp_plugin *pl, const struct kpool_host *host, const struct kp_conf *conf,
 		   const struct kp_binding *b, char *err, size_t len)
 {
+	static const struct kpool_option none[1]; /* init() never gets NULL */
 	struct kpool_option *o;
 	size_t n;
 
 	if (kp_plugin_options(pl, conf, b, &o, &n, err, len) < 0)
 		return -1;
 	err[0] = '\0';
-	pl->state = pl->p.init ? pl->p.init(host, o, n, err, len) : (void *)pl;
+	pl->state = pl->p.init ? pl->p.init(host, o ? o : none, n, err, len) : (void *)pl;
 	kp_plugin_options_free(o, n);
 	if (pl->state == NULL) {
 		if (err[0] == '\0')
@@ -588,6 +607,7 @@ static void print_table(const struct kp_plugin *pl, const char *handler, bool ma
 	}
 }
 
+/* scandir()'s filter: the NAME.so files of a directory. */
 static int is_plugin_file(const struct dirent *d)
 {
 	size_t n = strlen(d->d_name);
