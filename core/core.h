@@ -86,6 +86,7 @@ struct kp_binding {
 
 struct kp_conf {
 	char *path;
+	char *dir;	     /* the conf file's directory, absolute */
 	struct kp_kv *kafka; /* [kafka], handed to librdkafka as is */
 	size_t n_kafka;
 	char *bootstrap; /* "embedded" or a broker list */
@@ -101,6 +102,10 @@ struct kp_conf {
 int kp_parse_duration(const char *s, int64_t *ms);
 int kp_parse_size(const char *s, int64_t *bytes);
 int kp_parse_bool(const char *s, bool *b);
+int kp_opt_normalize(const struct kpool_option_spec *spec, const char *value, const char *dir,
+		     char **out, char *err, size_t len);
+int kp_conf_dir(const char *path, char *dir, size_t len);
+char *kp_conf_default_plugin_dir(void);
 int kp_idkeys_parse(const char *s, struct kp_idkey *keys, int *n, char *err, size_t len);
 void kp_idkeys_free(struct kp_idkey *keys, int n);
 struct kp_conf *kp_conf_load(const char *path, char *err, size_t len);
@@ -111,6 +116,7 @@ int kp_conf_kafka_apply(const struct kp_conf *conf, void *rd_conf, bool producer
 			size_t len);
 bool kp_conf_kafka_other(const char *key, bool producer);
 void kp_conf_print_options(void);
+void kp_conf_print_option(const char *key, const char *def, const char *desc);
 
 /* job.c */
 enum kp_class {

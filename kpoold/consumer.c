@@ -63,7 +63,7 @@ static void plugin_reinit(struct worker *w)
 	char err[512];
 
 	reinit = 0;
-	if (kp_plugin_init(&fresh, &w->host, w->b->opts, w->b->n_opts, err, sizeof(err)) < 0) {
+	if (kp_plugin_init(&fresh, &w->host, w->conf, w->b, err, sizeof(err)) < 0) {
 		kp_log(KP_ERROR, "handler %s: reload refused, keeping the running one: %s",
 		       w->b->handler, err);
 		return;
@@ -481,14 +481,11 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 	kp_log_who("worker=%s#%d", b->name, slot->index);
 	kp_proctitle("kpoold: worker %s#%d", b->name, slot->index);
 	w.rnd = (unsigned)getpid() ^ (unsigned)kp_now_ms();
-	w.host = (struct kpool_host){.worker = b->name,
-				     .index = slot->index,
-				     .state_dir = conf->state_dir,
-				     .log = kp_log_syslog};
+	kp_plugin_host(&w.host, conf, b, slot->index);
 
 	if (kp_plugin_path(conf, b->handler, path, sizeof(path)) < 0 ||
 	    kp_plugin_open(&w.pl, path, err, sizeof(err)) < 0 ||
-	    kp_plugin_init(&w.pl, &w.host, b->opts, b->n_opts, err, sizeof(err)) < 0) {
+	    kp_plugin_init(&w.pl, &w.host, conf, b, err, sizeof(err)) < 0) {
 		kp_log(KP_ERROR, "handler %s: %s", b->handler, err);
 		goto out;
 	}

@@ -40,16 +40,26 @@ static struct {
 } in_call;
 
 /*
- * Offered to plugins (kpool_plugin.h): with KPOOL_RETRY, the next attempt at
- * job waits at least ms, within retry_backoff_max.  kpoold exports it; a
- * plugin finds it at load time.
+ * Offered to plugins as host->retry_after (kpool_plugin.h): with
+ * KPOOL_RETRY, the next attempt at job waits at least ms, within
+ * retry_backoff_max.  A job not in the call under way is ignored.
  */
-__attribute__((visibility("default"))) void kpool_retry_after(const struct kpool_job *job,
-							      int64_t ms)
+void kp_job_retry_after(const struct kpool_job *job, int64_t ms)
 {
 	for (size_t i = 0; i < in_call.n; i++)
 		if (&in_call.kj[i] == job && ms > in_call.jobs[i]->retry_after_ms)
 			in_call.jobs[i]->retry_after_ms = ms;
+}
+
+/*
+ * The same, for plugins built against ABI 1's first header, which declared
+ * it a weak global: kpoold keeps exporting it (Makefile.am) so that they
+ * find it at load time.
+ */
+__attribute__((visibility("default"))) void kpool_retry_after(const struct kpool_job *job,
+							      int64_t ms)
+{
+	kp_job_retry_after(job, ms);
 }
 
 /*

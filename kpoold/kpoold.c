@@ -13,22 +13,58 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: kpoold -c CONF [-t]\n"
-		   "       kpoold --options\n"
-		   "  -c, --conf CONF   the conf file (kpool.conf(5))\n"
-		   "  -t, --test        check the conf and every plugin, then exit 0 or 1\n"
-		   "      --options     list the [pool] and [worker:NAME] keys with defaults\n"
-		   "  -V, --version     print the version\n");
+	fprintf(f,
+		"usage: kpoold -c CONF [-t]\n"
+		"       kpoold --options [-c CONF] [--man] [HANDLER]\n"
+		"  -c, --conf CONF   the conf file (kpool.conf(5))\n"
+		"  -t, --test        check the conf and every plugin, then exit 0 or 1\n"
+		"      --options     list the [pool] and [worker:NAME] keys with defaults, then\n"
+		"                    the options of each handler in plugin_dir (of HANDLER alone)\n"
+		"      --man         the handlers' options as kpool.conf(5) markup\n"
+		"  -V, --version     print the version\n");
+}
+
+/*
+ * kpoold --options: the core's keys (unless for one handler, or as man
+ * markup), then the handlers' tables from the conf's plugin_dir, or the
+ * default one.  Returns the exit status: 1 if a plugin or the conf could
+ * not be read (what could be is printed).
+ */
+static int print_options(const char *path, const char *handler, bool man)
+{
+	struct kp_conf *conf = NULL;
+	char err[1024], *dir;
+	int rc;
+
+	if (path && (conf = kp_conf_load(path, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "kpoold: %s\n", err);
+		return 1;
+	}
+	dir = conf ? strdup(conf->plugin_dir) : kp_conf_default_plugin_dir();
+	kp_conf_free(conf);
+	if (dir == NULL) {
+		fprintf(stderr, "kpoold: out of memory\n");
+		return 1;
+	}
+	if (handler == NULL && !man)
+		kp_conf_print_options();
+	fflush(stdout);
+	rc = kp_plugin_print_options(dir, handler, man) < 0 ? 1 : 0;
+	free(dir);
+	return rc;
 }
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"conf", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
-	    {"options", no_argument, NULL, 'O'},    {"version", no_argument, NULL, 'V'},
-	    {"help", no_argument, NULL, 'h'},	    {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {{"conf", required_argument, NULL, 'c'},
+						 {"test", no_argument, NULL, 't'},
+						 {"options", no_argument, NULL, 'O'},
+						 {"man", no_argument, NULL, 'M'},
+						 {"version", no_argument, NULL, 'V'},
+						 {"help", no_argument, NULL, 'h'},
+						 {NULL, 0, NULL, 0}};
 	const char *path = NULL;
-	bool test = false;
+	bool test = false, options = false, man = false;
 	char err[1024];
 	struct kp_conf *conf;
 	int c, rc;
@@ -42,8 +78,11 @@ int main(int argc, char **argv)
 			test = true;
 			break;
 		case 'O':
-			kp_conf_print_options();
-			return 0;
+			options = true;
+			break;
+		case 'M':
+			man = true;
+			break;
 		case 'V':
 			printf("kpoold %s (plugin ABI %d)\n", PACKAGE_VERSION,
 			       KPOOL_PLUGIN_ABI_VERSION);
@@ -55,6 +94,13 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
+	}
+	if (options || man) {
+		if (!options || argc - optind > 1) {
+			usage(stderr);
+			return 2;
+		}
+		return print_options(path, optind < argc ? argv[optind] : NULL, man);
 	}
 	if (path == NULL || optind != argc) {
 		usage(stderr);

@@ -540,7 +540,18 @@ static void fini(void *state)
 	analytics_free(state);
 }
 
+static const struct kpool_option_spec analytics_options[] = {
+    DB_OPTION("analytics"),
+    {.name = NULL},
+};
+
 const struct kpool_plugin kpool_plugin = {
-    KPOOL_PLUGIN_HEADER, .name = "analytics", .version = PACKAGE_VERSION,   .init = init,
-    .handle = handle,	 .fini = fini,	      .handle_batch = handle_batch,
+    KPOOL_PLUGIN_HEADER,
+    .name = "analytics",
+    .version = PACKAGE_VERSION,
+    .init = init,
+    .handle = handle,
+    .fini = fini,
+    .handle_batch = handle_batch,
+    KPOOL_PLUGIN_OPTIONS(analytics_options),
 };

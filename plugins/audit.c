@@ -294,7 +294,18 @@ static void fini(void *state)
 	audit_free(state);
 }
 
+static const struct kpool_option_spec audit_options[] = {
+    DB_OPTION("audit"),
+    {.name = NULL},
+};
+
 const struct kpool_plugin kpool_plugin = {
-    KPOOL_PLUGIN_HEADER, .name = "audit", .version = PACKAGE_VERSION,	.init = init,
-    .handle = handle,	 .fini = fini,	  .handle_batch = handle_batch,
+    KPOOL_PLUGIN_HEADER,
+    .name = "audit",
+    .version = PACKAGE_VERSION,
+    .init = init,
+    .handle = handle,
+    .fini = fini,
+    .handle_batch = handle_batch,
+    KPOOL_PLUGIN_OPTIONS(audit_options),
 };

@@ -14,25 +14,28 @@
 #include "dbopen.h"
 
 /*
- * The file of a plugin whose only option is db: its value, else
- * state_dir/NAME-WORKER.db.  NULL with err if another option is given or
- * memory runs out.
+ * The file of a plugin whose only option is db (DB_OPTION): its value, a
+ * relative one taken from the conf file's directory, else
+ * state_dir/NAME-WORKER.db.  SQLite's own names, ":memory:" and "", are
+ * kept as they are.  NULL with err if memory runs out.
  */
 char *db_path(const struct kpool_host *host, const struct kpool_option *opts, size_t n_opts,
 	      const char *name, char *err, size_t len)
 {
 	const char *db = NULL;
 	char *path = NULL;
+	int n;
 
-	for (size_t i = 0; i < n_opts; i++) {
-		if (strcmp(opts[i].key, "db") != 0) {
-			snprintf(err, len, "unknown option '%s' (db)", opts[i].key);
-			return NULL;
-		}
-		db = opts[i].value;
-	}
-	if (db ? (path = strdup(db)) == NULL
-	       : asprintf(&path, "%s/%s-%s.db", host->state_dir, name, host->worker) < 0) {
+	for (size_t i = 0; i < n_opts; i++)
+		if (strcmp(opts[i].key, "db") == 0)
+			db = opts[i].value;
+	if (db == NULL)
+		n = asprintf(&path, "%s/%s-%s.db", host->state_dir, name, host->worker);
+	else if (db[0] == '/' || db[0] == '\0' || strcmp(db, ":memory:") == 0)
+		n = (path = strdup(db)) ? 0 : -1;
+	else
+		n = asprintf(&path, "%s/%s", host->conf_dir, db);
+	if (n < 0) {
 		snprintf(err, len, "out of memory");
 		return NULL;
 	}

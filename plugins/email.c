@@ -39,9 +39,44 @@
 
 #include "kpool_plugin.h"
 #include "mime.h"
+#include "opts.h"
 
 #define MAX_TEMPLATE (1024 * 1024)
 #define MAX_BATCH    64
+
+static const struct kpool_option_spec email_options[] = {
+    {.name = "smtp_url",
+     .flags = KPOOL_OPT_REQUIRED,
+     .desc = "smtp://HOST[:PORT], or file:///DIR to write each message as a .eml file there "
+	     "instead (file://DIR: under state_dir)"},
+    {.name = "starttls",
+     .type = KPOOL_OPT_ENUM,
+     .def = "if-available",
+     .choices = "required|if-available|never",
+     .desc = "TLS on the SMTP session; with TLS the server's certificate must verify and "
+	     "name the server's host or address"},
+    {.name = "ca_file",
+     .type = KPOOL_OPT_PATH,
+     .desc = "CA certificates (PEM) to trust besides the system's"},
+    {.name = "username", .desc = "SMTP AUTH user, with password_file"},
+    {.name = "password_file",
+     .type = KPOOL_OPT_PATH,
+     .desc = "the SMTP AUTH password: the file's first line"},
+    {.name = "from", .desc = "the sender when a job gives none"},
+    {.name = "template_dir",
+     .type = KPOOL_OPT_PATH,
+     .desc = "where the templates NAME.txt and NAME.html are"},
+    {.name = "timeout",
+     .type = KPOOL_OPT_DURATION,
+     .def = "30s",
+     .min = 1,
+     .desc = "for the connect to the server and for each step of the SMTP dialogue"},
+    {.name = "batch",
+     .type = KPOOL_OPT_BOOL,
+     .def = "on",
+     .desc = "the jobs of one batch share one SMTP session"},
+    {.name = NULL},
+};
 
 enum starttls { TLS_IF_AVAILABLE, TLS_REQUIRED, TLS_NEVER };
 
@@ -707,54 +742,39 @@ static int set_url(struct email *e, const struct kpool_host *host, const char *u
 	return -1;
 }
 
+/* Duplicates s, which may be NULL; false if memory ran out. */
+static bool dup_opt(char **to, const char *s)
+{
+	*to = s ? strdup(s) : NULL;
+	return s == NULL || *to != NULL;
+}
+
+/*
+ * A binding's sender: options as email_options declares them, checked and
+ * normalized by kpoold.  NULL with err (and nothing kept) if a value cannot
+ * be used: a bad URL, sender or password file, unreadable templates, TLS.
+ */
 static void *init(const struct kpool_host *host, const struct kpool_option *opts, size_t n_opts,
 		  char *err, size_t len)
 {
 	struct email *e = calloc(1, sizeof(*e));
-	const char *url = NULL, *password_file = NULL, *starttls = "if-available";
+	const char *url = opts_get(opts, n_opts, "smtp_url");
+	const char *password_file = opts_get(opts, n_opts, "password_file");
+	const char *starttls = opts_get(opts, n_opts, "starttls");
 
 	if (e == NULL) {
 		snprintf(err, len, "out of memory");
 		return NULL;
 	}
 	e->host = host;
-	e->timeout_ms = 30000;
-	e->batch = true;
-	for (size_t i = 0; i < n_opts; i++) {
-		const char *k = opts[i].key, *v = opts[i].value;
-		if (strcmp(k, "smtp_url") == 0)
-			url = v;
-		else if (strcmp(k, "starttls") == 0)
-			starttls = v;
-		else if (strcmp(k, "username") == 0)
-			e->username = strdup(v);
-		else if (strcmp(k, "password_file") == 0)
-			password_file = v;
-		else if (strcmp(k, "from") == 0)
-			e->from = strdup(v);
-		else if (strcmp(k, "template_dir") == 0)
-			e->template_dir = strdup(v);
-		else if (strcmp(k, "ca_file") == 0)
-			e->ca_file = strdup(v);
-		else if (strcmp(k, "batch") == 0) {
-			if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
-				snprintf(err, len, "batch: '%s' (on or off)", v);
-				goto fail;
-			}
-			e->batch = strcmp(v, "on") == 0;
-		} else if (strcmp(k, "timeout") == 0) {
-			if ((e->timeout_ms = util_duration_ms(v)) <= 0) {
-				snprintf(err, len, "timeout: bad duration '%s' (ms, s or m)", v);
-				goto fail;
-			}
-		} else {
-			snprintf(
-			    err, len,
-			    "unknown option '%s' (smtp_url, starttls, username, password_file, "
-			    "from, template_dir, timeout, batch, ca_file)",
-			    k);
-			goto fail;
-		}
+	e->timeout_ms = (long)opts_int(opts, n_opts, "timeout");
+	e->batch = opts_bool(opts, n_opts, "batch");
+	if (!dup_opt(&e->username, opts_get(opts, n_opts, "username")) ||
+	    !dup_opt(&e->from, opts_get(opts, n_opts, "from")) ||
+	    !dup_opt(&e->template_dir, opts_get(opts, n_opts, "template_dir")) ||
+	    !dup_opt(&e->ca_file, opts_get(opts, n_opts, "ca_file"))) {
+		snprintf(err, len, "out of memory");
+		goto fail;
 	}
 	if (url == NULL) {
 		snprintf(err, len, "smtp_url: missing (smtp://HOST:PORT or file:///DIR)");
@@ -762,16 +782,12 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 	}
 	if (set_url(e, host, url, err, len) < 0)
 		goto fail;
-	if (strcmp(starttls, "required") == 0)
+	if (starttls && strcmp(starttls, "required") == 0)
 		e->starttls = TLS_REQUIRED;
-	else if (strcmp(starttls, "never") == 0)
+	else if (starttls && strcmp(starttls, "never") == 0)
 		e->starttls = TLS_NEVER;
-	else if (strcmp(starttls, "if-available") == 0)
+	else
 		e->starttls = TLS_IF_AVAILABLE;
-	else {
-		snprintf(err, len, "starttls: '%s' (required, if-available or never)", starttls);
-		goto fail;
-	}
 	if (e->from) {
 		struct buf b = {0};
 		char *a = NULL, why[KPOOL_REASON_MAX];
@@ -841,6 +857,12 @@ static void fini(void *state)
 }
 
 const struct kpool_plugin kpool_plugin = {
-    KPOOL_PLUGIN_HEADER, .name = "email", .version = PACKAGE_VERSION,	.init = init,
-    .handle = handle,	 .fini = fini,	  .handle_batch = handle_batch,
+    KPOOL_PLUGIN_HEADER,
+    .name = "email",
+    .version = PACKAGE_VERSION,
+    .init = init,
+    .handle = handle,
+    .fini = fini,
+    .handle_batch = handle_batch,
+    KPOOL_PLUGIN_OPTIONS(email_options),
 };

@@ -33,9 +33,26 @@
 #include <unistd.h>
 
 #include "kpool_plugin.h"
+#include "opts.h"
 #include "util.h"
 
-#define MAX_ARGS    64
+#define MAX_ARGS 64
+
+static const struct kpool_option_spec exec_options[] = {
+    {.name = "command",
+     .flags = KPOOL_OPT_REQUIRED,
+     .desc = "/absolute/path args..., split like a shell's words but run without one: once "
+	     "per job, with the job on standard input and no other descriptor of the "
+	     "worker's; exit 0 done, 75 retry, anything else fails the job; once it exits, "
+	     "what it left running (its process group, and what left it with setsid) is "
+	     "killed"},
+    {.name = "timeout",
+     .type = KPOOL_OPT_DURATION,
+     .def = "30s",
+     .min = 1,
+     .desc = "then the command and what it started are killed, and the job retried"},
+    {.name = NULL},
+};
 #define STDERR_KEEP 4096 /* the tail of standard error kept (at least half), for the reason */
 /* Once the command has exited, what its standard error still holds is read,
  * up to this much: something it left behind may write on. */
@@ -385,6 +402,11 @@ static void cmd_free(struct cmd *c)
 	free(c);
 }
 
+/*
+ * A binding's command: options as exec_options declares them, checked and
+ * normalized by kpoold.  NULL with err (and nothing kept) if the command
+ * cannot be run: not split, not absolute, missing or not executable.
+ */
 static void *init(const struct kpool_host *host, const struct kpool_option *opts, size_t n_opts,
 		  char *err, size_t len)
 {
@@ -397,21 +419,8 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 		return NULL;
 	}
 	c->host = host;
-	c->timeout_ms = 30000;
-	for (size_t i = 0; i < n_opts; i++) {
-		const char *k = opts[i].key, *v = opts[i].value;
-		if (strcmp(k, "command") == 0) {
-			command = v;
-		} else if (strcmp(k, "timeout") == 0) {
-			if ((c->timeout_ms = util_duration_ms(v)) <= 0) {
-				snprintf(err, len, "timeout: bad duration '%s' (ms, s or m)", v);
-				goto fail;
-			}
-		} else {
-			snprintf(err, len, "unknown option '%s' (command, timeout)", k);
-			goto fail;
-		}
-	}
+	c->timeout_ms = (long)opts_int(opts, n_opts, "timeout");
+	command = opts_get(opts, n_opts, "command");
 	if (command == NULL) {
 		snprintf(err, len,
 			 "command: missing (e.g. command = /usr/local/bin/handle-job --fast)");
@@ -454,6 +463,6 @@ static void fini(void *state)
 }
 
 const struct kpool_plugin kpool_plugin = {
-    KPOOL_PLUGIN_HEADER, .name = "exec",   .version = PACKAGE_VERSION,
-    .init = init,	 .handle = handle, .fini = fini,
+    KPOOL_PLUGIN_HEADER, .name = "exec", .version = PACKAGE_VERSION,	     .init = init,
+    .handle = handle,	 .fini = fini,	 KPOOL_PLUGIN_OPTIONS(exec_options),
 };

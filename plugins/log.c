@@ -1,9 +1,6 @@
 /*
  * log.c - the log handler: logs each job and calls it done.  The no-op
- * handler for demos and benchmarks.
- *
- * Options: level = debug | info | notice (default info), show = N (bytes of
- * the job shown, default 200).
+ * handler for demos and benchmarks.  Its options are in log_options.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +8,20 @@
 #include <syslog.h>
 
 #include "kpool_plugin.h"
+#include "opts.h"
+
+static const struct kpool_option_spec log_options[] = {
+    {.name = "level",
+     .type = KPOOL_OPT_ENUM,
+     .def = "info",
+     .choices = "debug|info|notice",
+     .desc = "the syslog level the jobs are logged at"},
+    {.name = "show",
+     .type = KPOOL_OPT_SIZE,
+     .def = "200",
+     .desc = "bytes of each job logged; the rest is cut, with ..."},
+    {.name = NULL},
+};
 
 struct log_state {
 	const struct kpool_host *host;
@@ -18,51 +29,23 @@ struct log_state {
 	size_t show;
 };
 
+/* The state for a binding; NULL with err if memory runs out (the options are kpoold's checked). */
 static void *log_init(const struct kpool_host *host, const struct kpool_option *opts, size_t n_opts,
 		      char *err, size_t err_len)
 {
 	struct log_state *st = calloc(1, sizeof(*st));
+	const char *level = opts_get(opts, n_opts, "level");
 
 	if (st == NULL) {
 		snprintf(err, err_len, "log plugin: out of memory");
 		return NULL;
 	}
 	st->host = host;
-	st->level = LOG_INFO;
-	st->show = 200;
-	for (size_t i = 0; i < n_opts; i++) {
-		const char *k = opts[i].key, *v = opts[i].value;
-		char *end;
-
-		if (strcmp(k, "level") == 0) {
-			if (strcmp(v, "debug") == 0)
-				st->level = LOG_DEBUG;
-			else if (strcmp(v, "info") == 0)
-				st->level = LOG_INFO;
-			else if (strcmp(v, "notice") == 0)
-				st->level = LOG_NOTICE;
-			else {
-				snprintf(err, err_len,
-					 "log plugin: level '%s' is not debug, info or notice", v);
-				goto fail;
-			}
-		} else if (strcmp(k, "show") == 0) {
-			st->show = strtoul(v, &end, 10);
-			if (*v == '\0' || *end) {
-				snprintf(err, err_len, "log plugin: show '%s' is not a byte count",
-					 v);
-				goto fail;
-			}
-		} else {
-			snprintf(err, err_len,
-				 "log plugin: unknown option '%s' (known: level, show)", k);
-			goto fail;
-		}
-	}
+	st->level = level && strcmp(level, "debug") == 0    ? LOG_DEBUG
+		    : level && strcmp(level, "notice") == 0 ? LOG_NOTICE
+							    : LOG_INFO;
+	st->show = (size_t)opts_int(opts, n_opts, "show");
 	return st;
-fail:
-	free(st);
-	return NULL;
 }
 
 static kpool_status log_handle(void *state, const struct kpool_job *job,
@@ -83,6 +66,11 @@ static void log_fini(void *state)
 }
 
 const struct kpool_plugin kpool_plugin = {
-    KPOOL_PLUGIN_HEADER, .name = "log",	       .version = "1.0",
-    .init = log_init,	 .handle = log_handle, .fini = log_fini,
+    KPOOL_PLUGIN_HEADER,
+    .name = "log",
+    .version = "1.0",
+    .init = log_init,
+    .handle = log_handle,
+    .fini = log_fini,
+    KPOOL_PLUGIN_OPTIONS(log_options),
 };

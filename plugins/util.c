@@ -126,23 +126,6 @@ char *util_read_file(const char *path, size_t max, char *err, size_t len)
 	return b.p;
 }
 
-/* "250ms", "10s", "10" (seconds) or "2m" in milliseconds; -1 if it is none. */
-long util_duration_ms(const char *s)
-{
-	char *end;
-	double v = strtod(s, &end);
-
-	if (end == s || v <= 0)
-		return -1;
-	if (strcmp(end, "ms") == 0)
-		return (long)v;
-	if (strcmp(end, "s") == 0 || *end == '\0')
-		return (long)(v * 1000);
-	if (strcmp(end, "m") == 0)
-		return (long)(v * 60000);
-	return -1;
-}
-
 /* The job itself, or the "data" of a {"type"|"eventType"|"metadata", "data"} envelope. */
 json_t *util_job_body(json_t *root)
 {

@@ -1,7 +1,7 @@
 /*
  * util.h - what the shipped plugins share: a growing string, values at a
- * dotted path of a JSON job, the envelope's data, files, durations and the
- * times jobs give.
+ * dotted path of a JSON job, the envelope's data, files and the times jobs
+ * give.
  */
 #ifndef KPOOL_UTIL_H
 #define KPOOL_UTIL_H
@@ -25,7 +25,6 @@ void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(print
 bool util_lookup(json_t *data, const char *path, size_t n, struct buf *out);
 json_t *util_job_body(json_t *root);
 char *util_read_file(const char *path, size_t max, char *err, size_t len);
-long util_duration_ms(const char *s);
 void util_xml_escape(struct buf *out, const char *s, size_t n);
 void util_hex(const unsigned char *p, size_t n, char *out);
 /* 10000-01-01T00:00:00Z: times are before it. */

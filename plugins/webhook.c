@@ -42,6 +42,7 @@
 
 #include "allow.h"
 #include "kpool_plugin.h"
+#include "opts.h"
 #include "util.h"
 
 #define MAX_BATCH	64
@@ -51,6 +52,56 @@
 /* The longest Retry-After taken (seconds, an HTTP date as seconds from now),
  * before kpoold's own cap, retry_backoff_max: a larger one is a day. */
 #define RETRY_AFTER_MAX_S 86400
+
+static const struct kpool_option_spec webhook_options[] = {
+    {.name = "url",
+     .flags = KPOOL_OPT_REQUIRED,
+     .desc = "http:// or https://, with {{field}} placeholders; credentials in it are used "
+	     "and never logged (logs name the URL by its scheme and host)"},
+    {.name = "method",
+     .def = "POST",
+     .desc = "the HTTP method, in capitals (POST, PUT, PATCH, GET)"},
+    {.name = "header",
+     .flags = KPOOL_OPT_MULTI,
+     .desc = "a header sent with every request, as Name: value"},
+    {.name = "body",
+     .type = KPOOL_OPT_ENUM,
+     .def = "job",
+     .choices = "job|data",
+     .desc = "what is sent: the job's bytes, or the envelope's data"},
+    {.name = "content_type", .def = "application/json", .desc = "the body's Content-Type"},
+    {.name = "secret_file",
+     .type = KPOOL_OPT_PATH,
+     .desc = "the HMAC-SHA256 key of the Kpool-Signature header: the file's first line"},
+    {.name = "timeout",
+     .type = KPOOL_OPT_DURATION,
+     .def = "10s",
+     .min = 1,
+     .desc = "for the whole request"},
+    {.name = "allow_hosts",
+     .def = "public",
+     .desc = "where requests may go: public (addresses), networks, addresses, host names "
+	     "(*.internal), comma separated; a host name over 253 bytes, or with a label "
+	     "over 63, is refused whole"},
+    {.name = "tls_verify",
+     .type = KPOOL_OPT_BOOL,
+     .def = "on",
+     .desc = "check the server's certificate"},
+    {.name = "ca_file",
+     .type = KPOOL_OPT_PATH,
+     .desc = "CA certificates (PEM) instead of the system's"},
+    {.name = "keepalive",
+     .type = KPOOL_OPT_BOOL,
+     .def = "on",
+     .desc = "keep connections for the next requests; off: a new connection per job"},
+    {.name = "concurrency",
+     .type = KPOOL_OPT_INT,
+     .def = "8",
+     .min = 1,
+     .max = MAX_CONCURRENCY,
+     .desc = "requests of one batch in flight at once"},
+    {.name = NULL},
+};
 
 struct hook {
 	const struct kpool_host *host;
@@ -293,10 +344,10 @@ static kpool_status req_outcome(struct req *r, CURLcode cc, char *reason)
 	snprintf(reason, KPOOL_REASON_MAX, "HTTP %ld%s%s", code, r->resp_len ? ": " : "", r->resp);
 	if (code == 408 || code == 429 || code >= 500) {
 		if (curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &after) == CURLE_OK &&
-		    after > 0 && kpool_retry_after) {
+		    after > 0) {
 			if (after > RETRY_AFTER_MAX_S) /* in milliseconds it might not fit */
 				after = RETRY_AFTER_MAX_S;
-			kpool_retry_after(r->job, (int64_t)after * 1000);
+			r->h->host->retry_after(r->job, (int64_t)after * 1000);
 		}
 		return KPOOL_RETRY;
 	}
@@ -487,11 +538,18 @@ static int check_url(struct hook *h, char *err, size_t len)
 	return 0;
 }
 
+/*
+ * A binding's endpoint: options as webhook_options declares them, checked
+ * and normalized by kpoold.  NULL with err (and nothing kept) if a value
+ * cannot be used: a URL, header, allow list, CA file or secret.
+ */
 static void *init(const struct kpool_host *host, const struct kpool_option *opts, size_t n_opts,
 		  char *err, size_t len)
 {
 	struct hook *h = calloc(1, sizeof(*h));
-	const char *content_type = "application/json", *secret_file = NULL;
+	const char *content_type = opts_get(opts, n_opts, "content_type");
+	const char *secret_file = opts_get(opts, n_opts, "secret_file");
+	const char *method = opts_get(opts, n_opts, "method"), *v;
 	char line[LINE_MAX_], origin[160];
 
 	if (h == NULL || curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
@@ -500,80 +558,40 @@ static void *init(const struct kpool_host *host, const struct kpool_option *opts
 		return NULL;
 	}
 	h->host = host;
-	h->timeout_ms = 10000;
+	h->timeout_ms = (long)opts_int(opts, n_opts, "timeout");
 	h->allow.public_ok = true;
-	h->tls_verify = true;
-	h->keepalive = true;
-	h->concurrency = 8;
-	for (size_t i = 0; i < n_opts; i++) {
-		const char *k = opts[i].key, *v = opts[i].value;
-		if (strcmp(k, "url") == 0) {
-			free(h->url);
-			h->url = strdup(v);
-		} else if (strcmp(k, "method") == 0) {
-			free(h->method);
-			h->method = strdup(v);
-			for (const char *c = v; *c; c++)
-				if (*c < 'A' || *c > 'Z') {
-					snprintf(err, len, "method: '%s' (e.g. POST, PUT, PATCH)",
-						 v);
-					goto fail;
-				}
-		} else if (strcmp(k, "header") == 0) {
-			if (add_header(h, v, err, len) < 0)
-				goto fail;
-		} else if (strcmp(k, "body") == 0) {
-			if (strcmp(v, "job") != 0 && strcmp(v, "data") != 0) {
-				snprintf(err, len, "body: '%s' (job or data)", v);
+	h->tls_verify = opts_bool(opts, n_opts, "tls_verify");
+	h->keepalive = opts_bool(opts, n_opts, "keepalive");
+	h->concurrency = (int)opts_int(opts, n_opts, "concurrency");
+	v = opts_get(opts, n_opts, "body");
+	h->body_data = v && strcmp(v, "data") == 0;
+	if ((v = opts_get(opts, n_opts, "url")))
+		h->url = strdup(v);
+	if (method) {
+		h->method = strdup(method);
+		for (const char *c = method; *c; c++)
+			if (*c < 'A' || *c > 'Z') {
+				snprintf(err, len, "method: '%s' (e.g. POST, PUT, PATCH)", method);
 				goto fail;
 			}
-			h->body_data = strcmp(v, "data") == 0;
-		} else if (strcmp(k, "content_type") == 0) {
-			content_type = v;
-		} else if (strcmp(k, "secret_file") == 0) {
-			secret_file = v;
-		} else if (strcmp(k, "timeout") == 0) {
-			if ((h->timeout_ms = util_duration_ms(v)) <= 0) {
-				snprintf(err, len, "timeout: bad duration '%s' (ms, s or m)", v);
-				goto fail;
-			}
-		} else if (strcmp(k, "allow_hosts") == 0) {
-			if (allow_parse(&h->allow, v, err, len) < 0)
-				goto fail;
-		} else if (strcmp(k, "tls_verify") == 0 || strcmp(k, "keepalive") == 0) {
-			if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
-				snprintf(err, len, "%s: '%s' (on or off)", k, v);
-				goto fail;
-			}
-			if (k[0] == 't')
-				h->tls_verify = strcmp(v, "on") == 0;
-			else
-				h->keepalive = strcmp(v, "on") == 0;
-		} else if (strcmp(k, "ca_file") == 0) {
-			free(h->ca_file);
-			h->ca_file = strdup(v);
-			if (access(v, R_OK) < 0) {
-				snprintf(err, len, "ca_file: %s: %s", v, strerror(errno));
-				goto fail;
-			}
-		} else if (strcmp(k, "concurrency") == 0) {
-			char *end;
-			long c = strtol(v, &end, 10);
-			if (end == v || *end || c < 1 || c > MAX_CONCURRENCY) {
-				snprintf(err, len, "concurrency: '%s' (1 to %d)", v,
-					 MAX_CONCURRENCY);
-				goto fail;
-			}
-			h->concurrency = (int)c;
-		} else {
-			snprintf(err, len,
-				 "unknown option '%s' (url, method, header, body, content_type, "
-				 "secret_file, timeout, allow_hosts, tls_verify, ca_file, "
-				 "keepalive, concurrency)",
-				 k);
+	}
+	for (size_t i = 0; i < n_opts; i++) /* header is repeatable: each one */
+		if (strcmp(opts[i].key, "header") == 0 &&
+		    add_header(h, opts[i].value, err, len) < 0)
+			goto fail;
+	if ((v = opts_get(opts, n_opts, "allow_hosts")) && allow_parse(&h->allow, v, err, len) < 0)
+		goto fail;
+	if ((v = opts_get(opts, n_opts, "ca_file"))) {
+		h->ca_file = strdup(v);
+		if (access(v, R_OK) < 0) {
+			snprintf(err, len, "ca_file: %s: %s", v, strerror(errno));
 			goto fail;
 		}
 	}
+	if (h->concurrency < 1) /* kpoold keeps it within 1..MAX_CONCURRENCY */
+		h->concurrency = 1;
+	if (content_type == NULL)
+		content_type = "application/json";
 	if (h->url == NULL) {
 		snprintf(err, len,
 			 "url: missing (e.g. https://push.example.com/notify/{{userId}})");
@@ -647,6 +665,12 @@ static void fini(void *state)
 }
 
 const struct kpool_plugin kpool_plugin = {
-    KPOOL_PLUGIN_HEADER, .name = "webhook", .version = PACKAGE_VERSION,	  .init = init,
-    .handle = handle,	 .fini = fini,	    .handle_batch = handle_batch,
+    KPOOL_PLUGIN_HEADER,
+    .name = "webhook",
+    .version = PACKAGE_VERSION,
+    .init = init,
+    .handle = handle,
+    .fini = fini,
+    .handle_batch = handle_batch,
+    KPOOL_PLUGIN_OPTIONS(webhook_options),
 };

@@ -31,8 +31,14 @@ while IFS='	' read -r key def; do
 		grep -qxF ".B \"$key = $def\"" "$M/kpool.conf.5" || missing="$missing $key=$def"
 	fi
 done <"$T/keys.tsv"
-check "the option table lists 23 keys" test "$(wc -l <"$T/keys.tsv")" -eq 23
-check "kpool.conf(5) documents every key of the option tables with its default" test -z "$missing"
+# kpoold's own keys come first; each handler's table follows its "[worker:NAME] handler = H" line.
+sed '/^\[worker:NAME\] handler = /,$d' "$T/options.txt" | grep -c '^[a-z]' >"$T/core-keys"
+check "the option table lists 23 keys" test "$(cat "$T/core-keys")" -eq 23
+for h in analytics audit email exec log webhook; do
+	grep -q "^\[worker:NAME\] handler = $h " "$T/options.txt" || missing="$missing handler:$h"
+	grep -qx "\.SS $h" "$M/kpool.conf.5" || missing="$missing section:$h"
+done
+check "kpool.conf(5) documents every key of the option tables with its default, the handlers' too" test -z "$missing"
 [ -z "$missing" ] || diag "missing:$missing"
 check "kpool.conf(5) has all three sections" test "$(grep -cE '^\.SH \[(kafka|pool|worker:NAME)\]$' "$M/kpool.conf.5")" -eq 3
 
@@ -88,7 +94,8 @@ EOF2
 check "kpoold -t accepts it" "$KPOOLD" -c "$T/a.conf" -t
 sed 's/^file = .*/colour = red/' "$T/a.conf" >"$T/bad.conf"
 "$KPOOLD" -c "$T/bad.conf" -t 2>"$T/bad.err"
-check "... and it refuses an unknown option" grep -q "append: unknown option 'colour' (known: file)" "$T/bad.err"
+check "... and kpoold refuses an option its table does not declare" \
+	grep -qF "[worker:journal] colour: append refused: unknown option 'colour' (file, wait)" "$T/bad.err"
 start_kpoold "$T/a.conf" "$T/a.log"
 B=$(bootstrap "$T/state") || { not_ok "embedded broker started"; exit 1; }
 check "the worker joined its group" wait_for 30 log_has "$T/a.log" "assigned partitions="

@@ -42,7 +42,17 @@ static void durations(void **state)
 	assert_int_equal(ms, 604800000);
 	assert_int_equal(kp_parse_duration("0", &ms), 0);
 	assert_int_equal(ms, 0);
-	assert_int_equal(kp_parse_duration("30", &ms), -1); /* a bare number is ambiguous */
+	/* The handlers' old grammar, now the one grammar: bare seconds, fractions. */
+	assert_int_equal(kp_parse_duration("30", &ms), 0);
+	assert_int_equal(ms, 30000);
+	assert_int_equal(kp_parse_duration("1.5s", &ms), 0);
+	assert_int_equal(ms, 1500);
+	assert_int_equal(kp_parse_duration("0.25m", &ms), 0);
+	assert_int_equal(ms, 15000);
+	assert_int_equal(kp_parse_duration("2.5", &ms), 0);
+	assert_int_equal(ms, 2500);
+	assert_int_equal(kp_parse_duration("1.", &ms), -1);
+	assert_int_equal(kp_parse_duration(".5s", &ms), -1);
 	assert_int_equal(kp_parse_duration("1y", &ms), -1);
 	assert_int_equal(kp_parse_duration("-1s", &ms), -1);
 	assert_int_equal(kp_parse_duration("s", &ms), -1);
@@ -124,7 +134,70 @@ static void relative_state_dir(void **state)
 	assert_non_null(c);
 	assert_true(c->embedded);
 	assert_string_equal(c->state_dir, "/tmp/st");
+	assert_string_equal(c->dir, "/tmp");
 	kp_conf_free(c);
+}
+
+/* normalized SPEC VALUE WANT: kp_opt_normalize() turns VALUE into WANT (NULL: refuses it). */
+static void normalized(const struct kpool_option_spec *spec, const char *value, const char *want)
+{
+	char err[256] = "", *out = NULL;
+	int rc = kp_opt_normalize(spec, value, "/etc/kpool", &out, err, sizeof(err));
+
+	if (want == NULL) {
+		if (rc == 0 || out != NULL || err[0] == '\0')
+			fail_msg("%s = '%s': wanted an error, got '%s'", spec->name, value,
+				 out ? out : "NULL");
+		return;
+	}
+	if (rc < 0 || out == NULL || strcmp(out, want) != 0)
+		fail_msg("%s = '%s': wanted '%s', got '%s' (%s)", spec->name, value, want,
+			 out ? out : "NULL", err);
+	free(out);
+}
+
+/* A handler's declared options: read with the conf's grammar, handed on in normal form. */
+static void handler_options(void **state)
+{
+	const struct kpool_option_spec str = {.name = "s"};
+	const struct kpool_option_spec num = {
+	    .name = "n", .type = KPOOL_OPT_INT, .min = 1, .max = 64};
+	const struct kpool_option_spec any = {.name = "a", .type = KPOOL_OPT_INT, .min = INT64_MIN};
+	const struct kpool_option_spec flag = {.name = "b", .type = KPOOL_OPT_BOOL};
+	const struct kpool_option_spec dur = {.name = "d", .type = KPOOL_OPT_DURATION, .min = 1};
+	const struct kpool_option_spec size = {.name = "z", .type = KPOOL_OPT_SIZE, .max = 4096};
+	const struct kpool_option_spec file = {.name = "p", .type = KPOOL_OPT_PATH};
+	const struct kpool_option_spec choice = {
+	    .name = "e", .type = KPOOL_OPT_ENUM, .choices = "job|data"};
+	char err[256], *out;
+
+	(void)state;
+	normalized(&str, " as written ", " as written ");
+	normalized(&num, "+08", "8");
+	normalized(&num, "65", NULL);
+	normalized(&num, "0", NULL);
+	normalized(&num, "8x", NULL);
+	normalized(&any, "-3", "-3");
+	normalized(&flag, "yes", "true");
+	normalized(&flag, "off", "false");
+	normalized(&flag, "maybe", NULL);
+	normalized(&dur, "1.5s", "1500");
+	normalized(&dur, "2h", "7200000");
+	normalized(&dur, "10", "10000");
+	normalized(&dur, "0", NULL); /* below min */
+	normalized(&dur, "soon", NULL);
+	normalized(&size, "4KiB", "4096");
+	normalized(&size, "4097", NULL);
+	normalized(&file, "templates", "/etc/kpool/templates");
+	normalized(&file, "/srv/t", "/srv/t");
+	normalized(&file, "", NULL);
+	normalized(&choice, "data", "data");
+	normalized(&choice, "dat", NULL);
+	normalized(&choice, "job|data", NULL);
+	assert_int_equal(kp_opt_normalize(&choice, "all", NULL, &out, err, sizeof(err)), -1);
+	assert_string_equal(err, "'all' is not job or data");
+	assert_int_equal(kp_opt_normalize(&dur, "5 parsecs", NULL, &out, err, sizeof(err)), -1);
+	assert_string_equal(err, "bad duration '5 parsecs' (use a number with ms, s, m, h or d)");
 }
 
 static void expect_error(const char *text, const char *want)
@@ -219,6 +292,7 @@ int main(void)
 	    cmocka_unit_test(sizes),
 	    cmocka_unit_test(defaults_and_options),
 	    cmocka_unit_test(relative_state_dir),
+	    cmocka_unit_test(handler_options),
 	    cmocka_unit_test(errors),
 	    cmocka_unit_test(too_many_idkeys),
 	    cmocka_unit_test(kafka_roles),
