@@ -2,7 +2,7 @@
  * kpoold.h - what the parts of the daemon share: its limits, the shared
  * stats slots, and each module's entry points.  The supervisor's own tables
  * are in supervisor.h; what the kpool command shares with the daemon is in
- * core/core.h.
+ * kpcore/core.h.
  */
 #ifndef KPOOLD_H
 #define KPOOLD_H

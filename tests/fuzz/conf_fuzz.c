@@ -3,7 +3,9 @@
  * kp_conf_load): the bytes of a kpool.conf.  A conf is accepted, or refused
  * with one line that begins with the file's name (and, from the parser, its
  * line); never a crash, a leak or a read out of bounds.  An accepted conf's
- * bindings are checked for what the rest of kpoold relies on.
+ * bindings are checked for what the rest of kpoold relies on, and each of
+ * their handler options is read as every type a plugin may declare
+ * (kp_opt_normalize): taken in its normal form or refused with a reason.
  *
  * Built with clang -fsanitize=fuzzer by scripts/fuzz; built with replay.c
  * by make check, which replays corpus/conf.
@@ -17,6 +19,33 @@
 #include <unistd.h>
 
 #include "core.h"
+
+/* A handler's value read as each type: a normal form or a reason, never both, never neither. */
+static void normalize_all(const char *value, const char *dir)
+{
+	static const struct kpool_option_spec specs[] = {
+	    {.name = "s", .type = KPOOL_OPT_STRING},
+	    {.name = "i", .type = KPOOL_OPT_INT, .min = -5, .max = 1000},
+	    {.name = "j", .type = KPOOL_OPT_INT, .min = INT64_MIN},
+	    {.name = "b", .type = KPOOL_OPT_BOOL},
+	    {.name = "d", .type = KPOOL_OPT_DURATION, .min = 1, .max = 86400000},
+	    {.name = "z", .type = KPOOL_OPT_SIZE, .max = 1 << 20},
+	    {.name = "p", .type = KPOOL_OPT_PATH},
+	    {.name = "e", .type = KPOOL_OPT_ENUM, .choices = "job|data|x"},
+	};
+
+	for (size_t k = 0; k < sizeof(specs) / sizeof(specs[0]); k++) {
+		char err[256] = "", *out = NULL;
+		int rc = kp_opt_normalize(&specs[k], value, dir, &out, err, sizeof(err));
+
+		if ((rc == 0) != (out != NULL) || (rc < 0 && err[0] == '\0')) {
+			fprintf(stderr, "option %s = '%s': rc %d, out %s, err '%s'\n",
+				specs[k].name, value, rc, out ? out : "NULL", err);
+			abort();
+		}
+		free(out);
+	}
+}
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
@@ -48,6 +77,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 			fprintf(stderr, "conf says: binding %s accepted out of bounds\n", b->name);
 			abort();
 		}
+		for (size_t k = 0; k < b->n_opts; k++)
+			normalize_all(b->opts[k].value, c->dir);
 	}
 	kp_conf_free(c);
 	return 0;

@@ -18,7 +18,7 @@
  */
 /* clang-format off */
 /*
- * fuzz-sources: kpool/kpool_dlqrec.c kpool/kpool_text.c kpool/kpool_time.c kpool/kpool_table.c kpool/kpool_progress.c plugins/util.c core/dlqrec.c
+ * fuzz-sources: kpool/kpool_dlqrec.c kpool/kpool_text.c kpool/kpool_time.c kpool/kpool_table.c kpool/kpool_progress.c plugins/util.c kpcore/dlqrec.c
  */
 /* clang-format on */
 #include <jansson.h>

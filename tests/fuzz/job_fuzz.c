@@ -9,7 +9,7 @@
  * (a main() that feeds it the files of corpus/job) by make check, so the
  * corpus is replayed by every test run.
  *
- * fuzz-sources: core/job.c core/conf.c core/log.c
+ * fuzz-sources: kpcore/job.c kpcore/conf.c kpcore/log.c
  */
 #include <jansson.h>
 #include <stdio.h>
