@@ -99,11 +99,14 @@ struct kp_conf {
 	size_t n_bindings;
 };
 
+/* values.c */
 int kp_parse_duration(const char *s, int64_t *ms);
 int kp_parse_size(const char *s, int64_t *bytes);
 int kp_parse_bool(const char *s, bool *b);
 int kp_opt_normalize(const struct kpool_option_spec *spec, const char *value, const char *dir,
 		     char **out, char *err, size_t len);
+
+/* conf.c */
 int kp_conf_dir(const char *path, char *dir, size_t len);
 char *kp_conf_default_plugin_dir(void);
 int kp_idkeys_parse(const char *s, struct kp_idkey *keys, int *n, char *err, size_t len);

@@ -9,7 +9,7 @@
  * (a main() that feeds it the files of corpus/job) by make check, so the
  * corpus is replayed by every test run.
  *
- * fuzz-sources: kpcore/job.c kpcore/conf.c kpcore/log.c
+ * fuzz-sources: kpcore/job.c kpcore/conf.c kpcore/values.c kpcore/log.c
  */
 #include <jansson.h>
 #include <stdio.h>
