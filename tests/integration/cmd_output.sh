@@ -7,7 +7,7 @@
 # whose text holds no control character either, and no entry is dropped for
 # its bytes.  The jobs go through kpoold's audit and analytics handlers; the
 # bytes no job can carry (not UTF-8) are written with sqlite3.  First,
-# what kpool itself prints when asked: --help and --version.
+# what kpool and kpoold print when asked: --help and --version.
 . "$(dirname "$0")/lib.sh"
 require_tools
 SQLITE3=${SQLITE3:-$(command -v sqlite3 || true)}
@@ -30,6 +30,17 @@ check "-V prints what --version does" test "$("$KPOOL" -V 2>&1)" = "kpool $VERSI
 "$KPOOL" --no-such-option >"$T/bad.out" 2>"$T/bad.err"
 check "an unknown option: exit 2, the usage on standard error only" \
 	test "$? $(wc -c <"$T/bad.out")" = "2 0" -a -s "$T/bad.err"
+# And kpoold's.
+"$KPOOLD" --help >"$T/dhelp.out" 2>"$T/dhelp.err"
+check "kpoold --help: exit 0, the usage on standard output only" \
+	test "$? $(wc -c <"$T/dhelp.err")" = "0 0" -a -n "$(sed -n '/^usage: kpoold -c CONF/p' "$T/dhelp.out")"
+"$KPOOLD" --version >"$T/dversion.out" 2>"$T/dversion.err"
+check "kpoold --version: exit 0, 'kpoold $VERSION (plugin ABI N)'" \
+	test "$? $(wc -c <"$T/dversion.err")" = "0 0" -a -n "$(sed -n "/^kpoold $VERSION (plugin ABI [0-9]*)\$/p" "$T/dversion.out")"
+check "kpoold -V prints what --version does" test "$("$KPOOLD" -V 2>&1)" = "$(cat "$T/dversion.out")"
+"$KPOOLD" --no-such-option >"$T/dbad.out" 2>"$T/dbad.err"
+check "kpoold, an unknown option: exit 2, the usage on standard error only" \
+	test "$? $(wc -c <"$T/dbad.out")" = "2 0" -a -n "$(sed -n '/^usage: kpoold/p' "$T/dbad.err")"
 
 plugins "$T/plugins"
 pool_conf "$T/pool.conf" <<EOF2
