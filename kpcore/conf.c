@@ -105,6 +105,7 @@ struct parse_ctx {
 };
 
 /* Records the first error, "FILE:LINE: [SECTION] KEY: message". */
+/* Keeps the parse's first error, as FILE:LINE: [SECTION] KEY: message; later ones are dropped. */
 static void perr(struct parse_ctx *c, int line, const char *section, const char *key,
 		 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 static void perr(struct parse_ctx *c, int line, const char *section, const char *key,
@@ -128,11 +129,13 @@ static void perr(struct parse_ctx *c, int line, const char *section, const char 
 		snprintf(c->err, c->errlen, "%s:%d: %s", c->conf->path, line, msg);
 }
 
+/* The line libinih is on: the lines read so far, and the one being read. */
 static int cur_line(const struct parse_ctx *c)
 {
 	return c->nl + (c->partial ? 1 : 0);
 }
 
+/* Cuts leading and trailing whitespace off s, in place; returns where it now starts. */
 static char *trim(char *s)
 {
 	char *e;
@@ -202,6 +205,7 @@ out:
 	return rc;
 }
 
+/* Frees what kp_idkeys_parse() put in keys[0..n). */
 void kp_idkeys_free(struct kp_idkey *keys, int n)
 {
 	for (int i = 0; i < n; i++) {
@@ -267,6 +271,7 @@ static int opt_set(struct parse_ctx *c, void *base, const struct optdef *o, cons
 	return -1;
 }
 
+/* Whether s is a binding name: [a-z0-9_-]+, shorter than KP_NAME_MAX. */
 static bool valid_name(const char *s)
 {
 	if (*s == '\0' || strlen(s) >= KP_NAME_MAX)
@@ -278,6 +283,7 @@ static bool valid_name(const char *s)
 	return true;
 }
 
+/* The binding named name, made with its defaults on first sight; NULL when memory runs out. */
 static struct kp_binding *binding_get(struct parse_ctx *c, const char *name, int line)
 {
 	struct kp_conf *conf = c->conf;
@@ -300,6 +306,7 @@ static struct kp_binding *binding_get(struct parse_ctx *c, const char *name, int
 	return b;
 }
 
+/* Appends key = value (of line) to *kv; -1, *kv unchanged, when memory runs out. */
 static int kv_append(struct kp_kv **kv, size_t *n, const char *key, const char *value, int line)
 {
 	struct kp_kv *p = realloc(*kv, (*n + 1) * sizeof(**kv));

@@ -46,6 +46,7 @@ static void on_stop(int sig)
 	kp_stopping = 1;
 }
 
+/* SIGHUP: the plugin reads its files again, between jobs. */
 static void on_hup(int sig)
 {
 	(void)sig;
@@ -74,6 +75,7 @@ static void plugin_reinit(struct worker *w)
 	kp_log(KP_INFO, "handler %s: reloaded", w->b->handler);
 }
 
+/* The index of topic name among the binding's, -1 if it is not one of them. */
 static int topic_index(const struct worker *w, const char *name)
 {
 	for (int i = 0; i < w->b->n_topics; i++)
@@ -193,6 +195,10 @@ static void run_batches(struct worker *w)
 			kp_job_run_batch(w, &w->parts[i]);
 }
 
+/*
+ * A fetched message: to its partition's backlog while it waits, its batch,
+ * or its job path; not ours (or fetched again), it is destroyed.
+ */
 static void on_message(struct worker *w, rd_kafka_message_t *m)
 {
 	int t;
@@ -219,6 +225,11 @@ static void on_message(struct worker *w, rd_kafka_message_t *m)
 		kp_job_start(w, p, m);
 }
 
+/*
+ * Partitions assigned (from the committed offsets, paused until the shared
+ * ledger caught up) or revoked (what is finished stored and committed
+ * without waiting, jobs in hand dropped).
+ */
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			 rd_kafka_topic_partition_list_t *l, void *opaque)
 {
@@ -289,6 +300,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	}
 }
 
+/* The worker's view of Kafka for /healthz, and why (NULL keeps the last reason). */
 static void set_kafka(struct kp_slot *s, int state, const char *why)
 {
 	if (why)
@@ -296,6 +308,7 @@ static void set_kafka(struct kp_slot *s, int state, const char *why)
 	__atomic_store_n(&s->kafka_state, state, __ATOMIC_RELEASE);
 }
 
+/* librdkafka's errors: logged, and those that mean no broker is reachable mark Kafka down. */
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	struct worker *w = opaque;
@@ -392,6 +405,10 @@ static void slot_topics(struct worker *w)
 	s->n_topics = w->b->n_topics;
 }
 
+/*
+ * The binding's consumer with kpool's defaults under the conf's [kafka]
+ * keys; NULL with err on failure.
+ */
 static rd_kafka_t *consumer_new(struct worker *w, const char *bootstrap, char *err, size_t len)
 {
 	static const char *const defaults[][2] = {
@@ -435,6 +452,7 @@ static rd_kafka_t *consumer_new(struct worker *w, const char *bootstrap, char *e
 	return rk;
 }
 
+/* Subscribes to the binding's topics that exist; -1 with err on failure. */
 static int subscribe(struct worker *w, char *err, size_t len)
 {
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(w->b->n_topics);

@@ -84,6 +84,7 @@ void kp_job_pause(struct worker *w, struct part *p)
 	p->paused = pause;
 }
 
+/* Frees a job and the message it holds; a job on the stack only lets go of its message. */
 static void job_free(struct job *j)
 {
 	if (j == NULL)
@@ -94,6 +95,7 @@ static void job_free(struct job *j)
 		free(j);
 }
 
+/* Logs a line about job j: its topic, partition, offset and event id, then the message. */
 static void job_log(int level, const struct job *j, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void job_log(int level, const struct job *j, const char *fmt, ...)
@@ -214,6 +216,7 @@ static void resend_later(struct worker *w, struct job *j, const char *err)
 	j->resend_ms = kp_mono_ms() + (w->b->retry_backoff_ms > 0 ? w->b->retry_backoff_ms : 1000);
 }
 
+/* Hands a job's dead-letter copy to the producer; one it cannot take is tried again later. */
 static void send_copy(struct worker *w, struct job *j)
 {
 	char err[512];

@@ -11,6 +11,7 @@
 
 #include "kpoold.h"
 
+/* kpoold's usage, to f. */
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -54,6 +55,10 @@ static int print_options(const char *path, const char *handler, bool man)
 	return rc;
 }
 
+/*
+ * Options, the conf and every plugin checked, then the supervisor runs the
+ * pool; exit 0, 1 on failure, 2 on bad usage.
+ */
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {{"conf", required_argument, NULL, 'c'},
