@@ -92,26 +92,29 @@ struct kp_plugin {
 int kp_plugin_path(const struct kp_conf *conf, const char *handler, char *path, size_t len);
 int kp_plugin_open(struct kp_plugin *pl, const char *path, char *err, size_t len);
 int kp_plugin_safe_open(const char *path, char *err, size_t len);
-
-/* privileges.c */
-int kp_state_dir_make(const char *dir);
-int kp_become_user(const struct kp_conf *conf, bool give_state_dir, char *err, size_t len);
 void kp_plugin_host(struct kpool_host *host, const struct kp_conf *conf, const struct kp_binding *b,
 		    int index);
+int kp_plugin_init(struct kp_plugin *pl, const struct kpool_host *host, const struct kp_conf *conf,
+		   const struct kp_binding *b, char *err, size_t len);
+void kp_plugin_close(struct kp_plugin *pl);
+int kp_plugin_check(const struct kp_conf *conf, const struct kp_binding *b, char *err, size_t len);
+
+/* options.c */
+int kp_options_table_check(const struct kpool_plugin *p, const char *path, char *err, size_t len);
 int kp_plugin_options(const struct kp_plugin *pl, const struct kp_conf *conf,
 		      const struct kp_binding *b, struct kpool_option **out, size_t *n_out,
 		      char *err, size_t len);
 void kp_plugin_options_free(struct kpool_option *o, size_t n);
-int kp_plugin_init(struct kp_plugin *pl, const struct kpool_host *host, const struct kp_conf *conf,
-		   const struct kp_binding *b, char *err, size_t len);
 int kp_plugin_print_options(const char *plugin_dir, const char *handler, bool man);
+
+/* privileges.c */
+int kp_state_dir_make(const char *dir);
+int kp_become_user(const struct kp_conf *conf, bool give_state_dir, char *err, size_t len);
 
 /* jobpath.c: offered to plugins as host->retry_after, and as kpool_retry_after()
  * to those built against ABI 1's first header, which found it as a weak symbol. */
 void kp_job_retry_after(const struct kpool_job *job, int64_t ms);
 void kpool_retry_after(const struct kpool_job *job, int64_t ms);
-void kp_plugin_close(struct kp_plugin *pl);
-int kp_plugin_check(const struct kp_conf *conf, const struct kp_binding *b, char *err, size_t len);
 
 /* deadletter.c */
 struct kp_dlq;
