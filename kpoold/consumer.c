@@ -26,6 +26,7 @@
 #define STORE_EVERY_MS 20   /* how often offsets the ledger made safe are stored */
 #define REVOKE_WAIT_MS 2000 /* how long a revoke waits for the ledger */
 #define DLQ_DRAIN_MS   5000 /* how long a stop waits for dead-letter copies on their way */
+#define CLOSE_MAX_MS   5000 /* how long a stop waits for the group to take the last commit */
 
 volatile sig_atomic_t kp_stopping;
 static volatile sig_atomic_t reinit; /* SIGHUP: the supervisor reloaded, our binding unchanged */
@@ -473,6 +474,50 @@ static int subscribe(struct worker *w, char *err, size_t len)
 }
 
 /*
+ * Closes the consumer: the revoke (what is finished stored and committed),
+ * the commit's answer, leaving the group.  A group coordinator that does not
+ * answer (a commit held, or one librdkafka retries for ever after "Unknown
+ * member") would hold it past shutdown_timeout, so it waits CLOSE_MAX_MS at
+ * most, half of shutdown_timeout when that is shorter.  Returns false when it
+ * gave up: the worker then exits without destroying the handle, and what
+ * was not committed comes again, to be found in the ledger.
+ */
+static bool consumer_close(struct worker *w)
+{
+	rd_kafka_queue_t *q = rd_kafka_queue_new(w->rk);
+	int64_t wait = w->conf->shutdown_timeout_ms / 2, until;
+	rd_kafka_error_t *e;
+	bool closed;
+
+	if (wait > CLOSE_MAX_MS)
+		wait = CLOSE_MAX_MS;
+	until = kp_mono_ms() + wait;
+	e = rd_kafka_consumer_close_queue(w->rk, q); /* the revoke comes through q */
+	if (e) {
+		kp_log(KP_WARNING, "kafka: close: %s", rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+	}
+	while (!rd_kafka_consumer_closed(w->rk) && kp_mono_ms() < until) {
+		rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+
+		if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+			on_rebalance(w->rk, rd_kafka_event_error(ev),
+				     rd_kafka_event_topic_partition_list(ev), w);
+		if (ev)
+			rd_kafka_event_destroy(ev);
+	}
+	closed = rd_kafka_consumer_closed(w->rk);
+	if (!closed)
+		kp_log(KP_WARNING,
+		       "kafka: the group did not see this worker off within %lld ms (no answer to "
+		       "its last commit or its leave); leaving without it: what it did not "
+		       "commit comes again and is found in the ledger",
+		       (long long)wait);
+	rd_kafka_queue_destroy(q);
+	return closed;
+}
+
+/*
  * The worker process, run in the supervisor's new child: returns the
  * status the child exits with (spawn.c passes it to _exit): 0 after a
  * graceful stop, KP_EXIT_CONFIG when it cannot start (the supervisor then
@@ -485,6 +530,7 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 	char err[512], path[PATH_MAX], *bootstrap = NULL;
 	struct sigaction sa = {.sa_handler = on_stop};
 	int rc = KP_EXIT_CONFIG;
+	bool closed;
 
 	stop_alarm_s = (unsigned)(conf->shutdown_timeout_ms / 1000) + 2;
 	signal(SIGALRM, SIG_DFL);
@@ -597,8 +643,7 @@ out:
 		rd_kafka_queue_destroy(w.queue);
 	kp_watch_stop(w.watch);
 	w.watch = NULL; /* the statistics callback may still run while closing */
-	if (w.rk)
-		rd_kafka_consumer_close(w.rk); /* revokes (store, commit) and leaves the group */
+	closed = w.rk == NULL || consumer_close(&w);
 	/* Messages still held (a partition lost without a revoke, copies not
 	 * acknowledged) go before the handle they belong to: destroyed after
 	 * it, they are freed memory.  Closing the producer gives every copy
@@ -607,7 +652,10 @@ out:
 	kp_job_abandon(&w);
 	for (size_t i = 0; i < w.n_parts; i++)
 		kp_job_drop(&w, &w.parts[i]);
-	if (w.rk)
+	/* A handle whose group did not let go cannot be destroyed either:
+	 * librdkafka waits for the commits it holds, for ever.  It is left to
+	 * the process's exit, which is at hand. */
+	if (w.rk && closed)
 		rd_kafka_destroy(w.rk);
 	free(w.parts);
 	free(w.bjobs);
