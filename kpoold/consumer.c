@@ -218,9 +218,15 @@ static void on_message(struct worker *w, rd_kafka_message_t *m)
 		return;
 	}
 	p->last_seen = m->offset;
-	if (p->parked || p->catchup) /* fetched before the pause took */
+	if (p->parked || p->catchup) { /* fetched before the pause took */
 		kp_job_backlog(p, m);
-	else if (w->bjobs)
+		/* A partition waiting for the shared ledger is paused from here,
+		 * once it fetches: paused in the rebalance callback, right after
+		 * assign and resume, librdkafka 2.8 left one paused for good now
+		 * and then (librdkafka #5591). */
+		if (p->catchup)
+			kp_job_pause(w, p);
+	} else if (w->bjobs)
 		p->batch[p->n_batch++] = m; /* run_batches() takes it from here */
 	else
 		kp_job_start(w, p, m);
@@ -264,15 +270,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		/* A partition paused for a job that waited when it was revoked stays
 		 * paused in librdkafka if it comes back: it starts afresh here. */
 		rd_kafka_resume_partitions(rk, l);
-		if (ticket) {
-			for (int i = 0; i < l->cnt; i++) {
-				int t = topic_index(w, l->elems[i].topic);
-				struct part *p = t < 0 ? NULL
-						       : kp_part_get(w, (int16_t)t,
-								     l->elems[i].partition, false);
-				if (p)
-					kp_job_pause(w, p);
-			}
+		if (ticket) { /* paused as they fetch (on_message) */
 			if (w->catchup == 0)
 				w->catchup_ms = kp_mono_ms();
 			w->catchup = ticket;
