@@ -591,7 +591,7 @@ char *kp_conf_default_plugin_dir(void)
  * The absolute directory of the conf file at path, into dir; -1 (dir left
  * empty) if it cannot be told or does not fit.
  */
-int kp_conf_dir(const char *path, char *dir, size_t len)
+static int conf_dir(const char *path, char *dir, size_t len)
 {
 	char real[PATH_MAX], *slash;
 
@@ -687,7 +687,7 @@ struct kp_conf *kp_conf_load(const char *path, char *err, size_t len)
 	if (!c.failed) {
 		char dir[PATH_MAX];
 
-		if (kp_conf_dir(path, dir, sizeof(dir)) < 0)
+		if (conf_dir(path, dir, sizeof(dir)) < 0)
 			perr(&c, 1, NULL, NULL, "cannot tell the conf file's directory: %s",
 			     strerror(errno));
 		else

@@ -107,7 +107,6 @@ int kp_opt_normalize(const struct kpool_option_spec *spec, const char *value, co
 		     char **out, char *err, size_t len);
 
 /* conf.c */
-int kp_conf_dir(const char *path, char *dir, size_t len);
 char *kp_conf_default_plugin_dir(void);
 int kp_idkeys_parse(const char *s, struct kp_idkey *keys, int *n, char *err, size_t len);
 void kp_idkeys_free(struct kp_idkey *keys, int n);
@@ -185,7 +184,5 @@ enum kp_dlh {
 extern const char *const kp_dlh_names[KP_DLH_MAX];
 void kp_dlq_topic(const struct kp_binding *b, const char *src, char *buf, size_t len);
 void kp_dlh_write(rd_kafka_headers_t *h, const char *const values[KP_DLH_MAX]);
-void kp_dlh_read(const rd_kafka_headers_t *h, char *values[KP_DLH_MAX]);
-void kp_dlh_free(char *values[KP_DLH_MAX]);
 
 #endif /* KP_CORE_H */

@@ -54,33 +54,3 @@ void kp_dlh_write(rd_kafka_headers_t *h, const char *const values[KP_DLH_MAX])
 			rd_kafka_header_add(h, kp_dlh_names[i], -1, values[i], -1);
 	}
 }
-
-/*
- * Reads kpool's headers from h (NULL for none) into values[]: each one's
- * last value as a NUL-terminated copy, NULL where absent.  A value with a
- * NUL byte in it is cut there.  Returns nothing: a copy that cannot be made
- * (out of memory) is NULL too.  kp_dlh_free() frees them.
- */
-void kp_dlh_read(const rd_kafka_headers_t *h, char *values[KP_DLH_MAX])
-{
-	for (int i = 0; i < KP_DLH_MAX; i++) {
-		const void *v;
-		size_t len;
-
-		values[i] = NULL;
-		if (h &&
-		    rd_kafka_header_get_last(h, kp_dlh_names[i], &v, &len) ==
-			RD_KAFKA_RESP_ERR_NO_ERROR &&
-		    v != NULL)
-			values[i] = strndup(v, len);
-	}
-}
-
-/* Frees what kp_dlh_read() read. */
-void kp_dlh_free(char *values[KP_DLH_MAX])
-{
-	for (int i = 0; i < KP_DLH_MAX; i++) {
-		free(values[i]);
-		values[i] = NULL;
-	}
-}

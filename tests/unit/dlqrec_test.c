@@ -41,6 +41,19 @@ static void values(const char *v[KP_DLH_MAX], bool omitted)
 		v[KP_DLH_OMITTED] = v[KP_DLH_VALUE_BYTES] = NULL;
 }
 
+/* kpool's headers of h, each one's last value as a C string (NULL where absent), to free. */
+static void read_all(const rd_kafka_headers_t *h, char *values[KP_DLH_MAX])
+{
+	for (int i = 0; i < KP_DLH_MAX; i++) {
+		const void *v;
+		size_t len;
+
+		values[i] = rd_kafka_header_get_last(h, kp_dlh_names[i], &v, &len) == 0 && v
+				? strndup(v, len)
+				: NULL;
+	}
+}
+
 /* Every name is set, each is kpool's, and no two are the same. */
 static void names(void **state)
 {
@@ -53,7 +66,7 @@ static void names(void **state)
 	}
 }
 
-/* Written, then read by the core: the same values, absent ones absent. */
+/* Written, then read by name: the same values, absent ones absent. */
 static void round_trip(void **state)
 {
 	rd_kafka_headers_t *h = rd_kafka_headers_new(4);
@@ -64,14 +77,15 @@ static void round_trip(void **state)
 	for (int omitted = 0; omitted <= 1; omitted++) {
 		values(v, omitted);
 		kp_dlh_write(h, v);
-		kp_dlh_read(h, got);
+		read_all(h, got);
 		for (int i = 0; i < KP_DLH_MAX; i++) {
 			if (v[i] == NULL)
 				assert_null(got[i]);
 			else
 				assert_string_equal(got[i], v[i]);
 		}
-		kp_dlh_free(got);
+		for (int i = 0; i < KP_DLH_MAX; i++)
+			free(got[i]);
 	}
 	rd_kafka_headers_destroy(h);
 }
