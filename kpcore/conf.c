@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -83,7 +85,24 @@ static const struct optdef worker_opts[] = {
      "the ledger topic of ledger = kafka, made when absent (default GROUP.ledger)"},
 };
 
+#define CONS(f) offsetof(struct kp_conf, f)
+
+static const struct optdef console_opts[] = {
+    {"listen", OPT_STR, NULL, 0, 0, CONS(console_listen),
+     "HOST:PORT of the web console (off when not set); port 0 picks one; without "
+     "token_file only a loopback address"},
+    {"token_file", OPT_STR, NULL, 0, 0, CONS(console_token_file),
+     "a file whose first line is the login token (not readable by others); without it "
+     "the console is read-only"},
+    {"cert_file", OPT_STR, NULL, 0, 0, CONS(console_cert_file),
+     "PEM certificate: the console speaks HTTPS (with key_file)"},
+    {"key_file", OPT_STR, NULL, 0, 0, CONS(console_key_file), "PEM private key of cert_file"},
+    {"session_lifetime", OPT_DUR, "12h", 0, 0, CONS(console_session_ms),
+     "how long a login lasts"},
+};
+
 #define N_POOL	 (sizeof(pool_opts) / sizeof(pool_opts[0]))
+#define N_CONSOLE (sizeof(console_opts) / sizeof(console_opts[0]))
 #define N_WORKER (sizeof(worker_opts) / sizeof(worker_opts[0]))
 
 struct section {
@@ -102,9 +121,9 @@ struct parse_ctx {
 	size_t errlen;
 	bool failed;
 	bool pool_set[N_POOL];
+	int console_line[N_CONSOLE]; /* where each [console] key was set */
 };
 
-/* Records the first error, "FILE:LINE: [SECTION] KEY: message". */
 /* Keeps the parse's first error, as FILE:LINE: [SECTION] KEY: message; later ones are dropped. */
 static void perr(struct parse_ctx *c, int line, const char *section, const char *key,
 		 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -411,6 +430,16 @@ static int on_key(void *user, const char *section, const char *key, const char *
 		perr(c, line, section, key, "unknown key");
 		return 1;
 	}
+	if (strcmp(section, "console") == 0) {
+		for (size_t i = 0; i < N_CONSOLE; i++)
+			if (strcmp(key, console_opts[i].key) == 0) {
+				opt_set(c, conf, &console_opts[i], value, line, section);
+				c->console_line[i] = line;
+				return 1;
+			}
+		perr(c, line, section, key, "unknown key");
+		return 1;
+	}
 	if (strncmp(section, "worker:", 7) == 0 && valid_name(section + 7)) {
 		struct kp_binding *b = binding_get(c, section + 7, line);
 
@@ -474,7 +503,7 @@ static void check_sections(struct parse_ctx *c)
 		const char *s = c->sections[i].name;
 		int line = c->sections[i].line;
 
-		if (strcmp(s, "kafka") == 0 || strcmp(s, "pool") == 0)
+		if (strcmp(s, "kafka") == 0 || strcmp(s, "pool") == 0 || strcmp(s, "console") == 0)
 			continue;
 		if (strncmp(s, "worker:", 7) == 0) {
 			if (!valid_name(s + 7)) {
@@ -489,7 +518,7 @@ static void check_sections(struct parse_ctx *c)
 			continue;
 		}
 		perr(c, line, s, NULL,
-		     "unknown section (kpool knows [kafka], [pool], [worker:NAME])");
+		     "unknown section (kpool knows [kafka], [pool], [console], [worker:NAME])");
 	}
 }
 
@@ -641,6 +670,87 @@ static void check_kafka(struct parse_ctx *c)
 	rd_kafka_conf_destroy(rc);
 }
 
+/* Whether host (of HOST:PORT, brackets gone) is a loopback address, by its digits alone. */
+static bool loopback(const char *host)
+{
+	unsigned char a[16];
+
+	if (strcmp(host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, a) == 1)
+		return a[0] == 127;
+	if (inet_pton(AF_INET6, host, a) == 1)
+		return memcmp(a, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16) == 0;
+	return false;
+}
+
+/*
+ * Splits HOST:PORT ([V6]:PORT) into host (brackets gone) and port; -1 if s
+ * is not that, with a port from 0 to 65535.
+ */
+int kp_hostport(const char *s, char *host, size_t len, int *port)
+{
+	const char *colon = strrchr(s, ':');
+	size_t n;
+	char *end;
+	long p;
+
+	if (colon == NULL || colon[1] == '\0')
+		return -1;
+	errno = 0;
+	p = strtol(colon + 1, &end, 10);
+	if (errno || *end || p < 0 || p > 65535)
+		return -1;
+	n = (size_t)(colon - s);
+	if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
+		s++;
+		n -= 2;
+	}
+	if (n >= len)
+		return -1;
+	memcpy(host, s, n);
+	host[n] = '\0';
+	*port = (int)p;
+	return 0;
+}
+
+/* [console]: where it listens, and that without a token it is on loopback only. */
+static void check_console(struct parse_ctx *c)
+{
+	struct kp_conf *conf = c->conf;
+	const int *at = c->console_line;
+	char host[256];
+	int port;
+
+	if (conf->console_listen == NULL) {
+		for (size_t i = 0; i < N_CONSOLE; i++)
+			if (at[i] && !c->failed)
+				perr(c, at[i], "console", console_opts[i].key,
+				     "set, but the console is off (it needs listen = HOST:PORT)");
+		return;
+	}
+	if (kp_hostport(conf->console_listen, host, sizeof(host), &port) < 0 || host[0] == '\0') {
+		perr(c, at[0], "console", "listen", "'%s' is not HOST:PORT", conf->console_listen);
+		return;
+	}
+	if (conf->console_token_file == NULL && !loopback(host)) {
+		perr(c, at[0], "console", "listen",
+		     "'%s' is not a loopback address, and without token_file the console "
+		     "has no login: set token_file, or listen on 127.0.0.1",
+		     conf->console_listen);
+		return;
+	}
+	if ((conf->console_cert_file == NULL) != (conf->console_key_file == NULL)) {
+		perr(c, conf->console_cert_file ? at[2] : at[3], "console",
+		     conf->console_cert_file ? "cert_file" : "key_file",
+		     "HTTPS needs both cert_file and key_file");
+		return;
+	}
+	anchor(&conf->console_token_file, conf->path);
+	anchor(&conf->console_cert_file, conf->path);
+	anchor(&conf->console_key_file, conf->path);
+}
+
 /* Reads and checks a conf file; returns NULL with a one-line err on failure. */
 struct kp_conf *kp_conf_load(const char *path, char *err, size_t len)
 {
@@ -659,6 +769,9 @@ struct kp_conf *kp_conf_load(const char *path, char *err, size_t len)
 	for (size_t i = 0; i < N_POOL; i++)
 		if (pool_opts[i].def)
 			opt_set(&c, conf, &pool_opts[i], pool_opts[i].def, 0, "pool");
+	for (size_t i = 0; i < N_CONSOLE; i++)
+		if (console_opts[i].def)
+			opt_set(&c, conf, &console_opts[i], console_opts[i].def, 0, "console");
 	c.f = fopen(path, "r");
 	if (c.f == NULL) {
 		snprintf(err, len, "%s: %s", path, strerror(errno));
@@ -680,6 +793,8 @@ struct kp_conf *kp_conf_load(const char *path, char *err, size_t len)
 	check_kafka(&c);
 	for (size_t i = 0; i < conf->n_bindings && !c.failed; i++)
 		check_binding(&c, &conf->bindings[i]);
+	if (!c.failed)
+		check_console(&c);
 	if (conf->plugin_dir == NULL)
 		conf->plugin_dir = kp_conf_default_plugin_dir();
 	anchor(&conf->plugin_dir, path);
@@ -742,6 +857,10 @@ void kp_conf_free(struct kp_conf *conf)
 	free(conf->state_dir);
 	free(conf->metrics_listen);
 	free(conf->user);
+	free(conf->console_listen);
+	free(conf->console_token_file);
+	free(conf->console_cert_file);
+	free(conf->console_key_file);
 	free(conf);
 }
 
@@ -863,6 +982,11 @@ void kp_conf_print_options(void)
 			     "a file whose first line is sasl.password, kept out of the conf");
 	kp_conf_print_option(
 	    "*", "-", "any other key is librdkafka's (security.protocol, sasl.*, ssl.*, ...)");
+	printf("\n[console]\n");
+	for (size_t i = 0; i < N_CONSOLE; i++)
+		kp_conf_print_option(console_opts[i].key,
+				     console_opts[i].def ? console_opts[i].def : "-",
+				     console_opts[i].desc);
 	printf("\n[worker:NAME]\n");
 	for (size_t i = 0; i < N_WORKER; i++)
 		kp_conf_print_option(worker_opts[i].key,

@@ -95,6 +95,9 @@ struct kp_conf {
 	int64_t shutdown_timeout_ms;
 	int log_level;
 	char *user; /* drop root to this user after opening the metrics socket */
+	/* [console]: the web console, off when console_listen is NULL */
+	char *console_listen, *console_token_file, *console_cert_file, *console_key_file;
+	int64_t console_session_ms;
 	struct kp_binding *bindings;
 	size_t n_bindings;
 };
@@ -108,6 +111,7 @@ int kp_opt_normalize(const struct kpool_option_spec *spec, const char *value, co
 
 /* conf.c */
 char *kp_conf_default_plugin_dir(void);
+int kp_hostport(const char *s, char *host, size_t len, int *port);
 int kp_idkeys_parse(const char *s, struct kp_idkey *keys, int *n, char *err, size_t len);
 void kp_idkeys_free(struct kp_idkey *keys, int n);
 struct kp_conf *kp_conf_load(const char *path, char *err, size_t len);

@@ -60,6 +60,10 @@ struct kp_slot {
 	char hand_event_id[KP_EVENT_ID_MAX];
 	struct kp_id hand_id;
 	volatile int died_signal; /* set by the supervisor when a process here was killed */
+	/* Pausing a binding (kpool pause): the supervisor asks, the worker says it has. */
+	volatile int pause_want; /* the binding is paused: fetch nothing */
+	volatile int paused;	 /* the worker's partitions are paused */
+	volatile int restart_req; /* the console asks the supervisor to restart this process */
 	/* What the worker knows of Kafka, for /healthz. */
 	volatile int kafka_state;
 	char kafka_error[KP_ERROR_MAX];
