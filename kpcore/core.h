@@ -1,9 +1,10 @@
 /*
  * core.h - what kpoold and kpool both use: limits, logging and clocks, the
- * parsed conf, a job's checks and event id, topic lookups, and the
- * dead-letter record's format.  Nothing here forks, serves or loads a
- * plugin.  The daemon's own parts are declared in kpoold/kpoold.h, the
- * command's in kpool/kpool_cmd.h, and neither directory sees the other.
+ * parsed conf, a job's checks and event id, topic lookups, the dead-letter
+ * record's format, and a binding paused by the operator.  Nothing here
+ * forks, serves or loads a plugin.  The daemon's own parts are declared in
+ * kpoold/kpoold.h, the command's in kpool/kpool_cmd.h, and neither
+ * directory sees the other.
  */
 #ifndef KP_CORE_H
 #define KP_CORE_H
@@ -26,6 +27,7 @@
 #define KP_EVENT_ID_MAX	 256		      /* event id bytes + NUL */
 #define KP_EMBEDDED_FILE "embedded.bootstrap" /* in state_dir: the embedded broker's address */
 #define KP_METRICS_FILE	 "metrics.address"    /* in state_dir: where /metrics listens */
+#define KP_PAUSE_DIR	 "paused"	      /* in state_dir: a file per paused binding */
 
 enum kp_level { KP_DEBUG, KP_INFO, KP_NOTICE, KP_WARNING, KP_ERROR };
 
@@ -149,6 +151,11 @@ int kp_job_event_id(const struct kp_binding *b, const struct kpool_header *hdrs,
 		    const struct kp_found *found, const char *topic, int32_t partition,
 		    int64_t offset, char *id, size_t idlen);
 int64_t kp_backoff_ms(int64_t base, int64_t max, int attempt, uint32_t rnd);
+
+/* pause.c - a binding paused by the operator, until resumed (state_dir/paused/NAME). */
+int kp_pause_set(const struct kp_conf *conf, const char *binding, bool paused, char *err,
+		 size_t len);
+bool kp_pause_get(const struct kp_conf *conf, const char *binding, int64_t *since_ms);
 
 /* topics.c */
 int kp_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err, size_t len);
