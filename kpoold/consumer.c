@@ -188,6 +188,42 @@ static void catchup_check(struct worker *w)
 	w->catchup = 0;
 }
 
+/*
+ * The operator paused or resumed the binding (the supervisor sets
+ * slot->pause_want; the slot's paused says the worker did as asked).
+ * Paused, nothing more is handled: what was fetched and not handled waits
+ * in its partition's backlog, a parked job stays parked, and each partition
+ * that fetched since its assignment is paused now; the others are paused
+ * as they fetch (on_message), never right after their assignment (#5591).
+ * The loop goes on polling, so the worker stays in its group.  Resumed,
+ * each partition runs its backlog and fetches again, unless a parked job,
+ * dead-letter copies on their way or the shared ledger still hold it.
+ */
+static void hold_check(struct worker *w)
+{
+	bool want = __atomic_load_n(&w->slot->pause_want, __ATOMIC_ACQUIRE) != 0;
+	int n = 0;
+
+	if (want == w->held)
+		return;
+	w->held = want;
+	for (size_t i = 0; i < w->n_parts; i++) {
+		struct part *p = &w->parts[i];
+
+		if (want) {
+			kp_job_pause(w, p);
+			n += p->paused;
+		} else if (!p->catchup) { /* catchup_check() lets those go */
+			kp_job_resume(w, p);
+		}
+	}
+	__atomic_store_n(&w->slot->paused, want, __ATOMIC_RELEASE);
+	if (want)
+		kp_log(KP_NOTICE, "paused: the binding is paused; partitions paused=%d", n);
+	else
+		kp_log(KP_NOTICE, "resumed: the binding is no longer paused");
+}
+
 /* Runs what each partition has taken, for plugins with handle_batch. */
 static void run_batches(struct worker *w)
 {
@@ -197,8 +233,9 @@ static void run_batches(struct worker *w)
 }
 
 /*
- * A fetched message: to its partition's backlog while it waits, its batch,
- * or its job path; not ours (or fetched again), it is destroyed.
+ * A fetched message: to its partition's backlog while it waits (a parked
+ * job, the shared ledger catching up, the binding paused), its batch, or its
+ * job path; not ours (or fetched again), it is destroyed.
  */
 static void on_message(struct worker *w, rd_kafka_message_t *m)
 {
@@ -218,14 +255,22 @@ static void on_message(struct worker *w, rd_kafka_message_t *m)
 		return;
 	}
 	p->last_seen = m->offset;
-	if (p->parked || p->catchup) { /* fetched before the pause took */
+	p->fetched = true;
+	if (p->parked || p->catchup || w->held) { /* fetched before the pause took */
+		bool was = p->paused;
+
 		kp_job_backlog(p, m);
-		/* A partition waiting for the shared ledger is paused from here,
-		 * once it fetches: paused in the rebalance callback, right after
-		 * assign and resume, librdkafka 2.8 left one paused for good now
-		 * and then (librdkafka #5591). */
-		if (p->catchup)
+		/* A partition waiting for the shared ledger, or assigned while the
+		 * binding is paused, is paused from here, once it fetches: paused
+		 * in the rebalance callback, right after assign and resume,
+		 * librdkafka 2.8 left one paused for good now and then (librdkafka
+		 * #5591). */
+		if (p->catchup || w->held)
 			kp_job_pause(w, p);
+		if (w->held && !was && p->paused)
+			kp_log(KP_INFO,
+			       "topic=%s partition=%d paused as it fetched: the binding is paused",
+			       w->b->topics[p->topic], p->partition);
 	} else if (w->bjobs)
 		p->batch[p->n_batch++] = m; /* run_batches() takes it from here */
 	else
@@ -260,6 +305,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 				p->n_sending = 0;
 				p->paused = false; /* resumed below */
 				p->catchup = ticket;
+				p->fetched = false; /* paused, if need be, once it fetches */
 			}
 		}
 		kp_log(KP_INFO, "assigned partitions=%d", l->cnt);
@@ -588,9 +634,12 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 	       b->group, (int)getpid());
 
 	while (!kp_stopping) {
-		int64_t timeout = kp_job_run_due(&w), now;
+		int64_t timeout, now;
 		rd_kafka_message_t *ms[BATCH_MAX];
 		ssize_t n;
+
+		hold_check(&w); /* before the first poll: a worker may start paused */
+		timeout = kp_job_run_due(&w);
 
 		if (timeout > STORE_EVERY_MS)
 			timeout = STORE_EVERY_MS;

@@ -65,11 +65,14 @@ __attribute__((visibility("default"))) void kpool_retry_after(const struct kpool
 /*
  * Pauses or resumes fetching partition p as its state asks: paused while a
  * job is parked or waits behind one, while too many of its jobs' dead-letter
- * copies are on their way, or while the shared ledger catches up.
+ * copies are on their way, while the shared ledger catches up, or while the
+ * operator pauses the binding (once the partition has fetched since its
+ * assignment: pausing one before may leave it paused for good, #5591).
  */
 void kp_job_pause(struct worker *w, struct part *p)
 {
-	bool pause = p->parked || p->n_backlog > 0 || p->n_sending >= SENDING_MAX || p->catchup;
+	bool pause = p->parked || p->n_backlog > 0 || p->n_sending >= SENDING_MAX || p->catchup ||
+		     (w->held && p->fetched);
 	rd_kafka_topic_partition_list_t *l;
 
 	if (pause == p->paused)
@@ -148,6 +151,7 @@ void kp_job_drop(struct worker *w, struct part *p)
 	p->gen++;
 	p->n_sending = 0;
 	p->catchup = 0;
+	p->fetched = false;
 }
 
 /*
@@ -606,12 +610,15 @@ void kp_job_start(struct worker *w, struct part *p, rd_kafka_message_t *m)
 		handle_one(w, p, j);
 }
 
-/* Runs a partition's backlog after its parked job finished, until one parks again. */
+/*
+ * Runs a partition's backlog after its parked job finished, until one parks
+ * again; nothing while the operator pauses the binding.
+ */
 static void drain(struct worker *w, struct part *p)
 {
 	size_t i = 0;
 
-	while (i < p->n_backlog && !p->parked && !kp_stopping)
+	while (i < p->n_backlog && !p->parked && !kp_stopping && !w->held)
 		kp_job_start(w, p, p->backlog[i++]);
 	if (i > 0 && i < p->n_backlog)
 		memmove(p->backlog, p->backlog + i, (p->n_backlog - i) * sizeof(*p->backlog));
@@ -619,7 +626,11 @@ static void drain(struct worker *w, struct part *p)
 	kp_job_pause(w, p);
 }
 
-/* Runs what partition p kept while it waited for the ledger to catch up. */
+/*
+ * Runs what partition p kept while it waited for the ledger to catch up, or
+ * while the binding was paused; then it fetches again unless something else
+ * holds it.
+ */
 void kp_job_resume(struct worker *w, struct part *p)
 {
 	if (p->parked)
@@ -628,7 +639,10 @@ void kp_job_resume(struct worker *w, struct part *p)
 		drain(w, p);
 }
 
-/* Resumes parked jobs whose wait is over; returns ms until the next one is due. */
+/*
+ * Resumes parked jobs whose wait is over (none while the binding is paused:
+ * they wait on, parked); returns ms until the next one is due.
+ */
 int64_t kp_job_run_due(struct worker *w)
 {
 	int64_t now = kp_mono_ms(), next = 100;
@@ -636,7 +650,7 @@ int64_t kp_job_run_due(struct worker *w)
 	if (w->sending)
 		next = resend_due(w, now, next);
 
-	for (size_t i = 0; i < w->n_parts && !kp_stopping; i++) {
+	for (size_t i = 0; i < w->n_parts && !kp_stopping && !w->held; i++) {
 		struct part *p = &w->parts[i];
 		struct job *j = p->parked;
 

@@ -66,6 +66,7 @@ struct part {
 	int n_sending;	  /* its jobs whose dead-letter copies are on their way */
 	bool paused;	  /* fetching is paused (a parked job, or too many copies on their way) */
 	uint64_t catchup; /* assigned: waits until the shared ledger honours this ticket, or 0 */
+	bool fetched;	  /* a message came since it was assigned: it may be paused (#5591) */
 };
 
 struct worker {
@@ -92,6 +93,7 @@ struct worker {
 	uint64_t catchup;		    /* the ticket partitions wait on, 0 when none does */
 	int64_t catchup_ms;		    /* since when */
 	int n_subscribed;
+	bool held; /* the operator paused the binding (slot->pause_want): nothing is handled */
 };
 
 /* jobpath.c */
