@@ -5,7 +5,7 @@
  * kpoold never sees half of it; removing it resumes the binding.  Being a
  * file, a pause outlives a reload and a restart of kpoold, and may be set
  * while kpoold is down.  kpoold looks for it about once a second and tells
- * the binding's workers.
+ * the binding's workers (kpoold/control.c).
  *
  * kpool may run as root while kpoold runs as [pool] user: what root makes
  * here is given to state_dir's owner, and nothing in state_dir is followed

@@ -44,6 +44,7 @@ struct sums {
 	uint64_t results[KP_R_MAX], dead[KP_CLASS_MAX], hist[KP_HIST_BUCKETS + 1];
 	uint64_t sum_us, restarts;
 	int states[KP_SLOT_STATES + 1]; /* the last: throttled */
+	bool paused;			/* its current state is paused by the operator */
 };
 
 /*
@@ -57,6 +58,8 @@ static void binding_sums(const struct kp_supervisor *sv, struct sums *b)
 		if (strcmp(bs->b->name, b->name) != 0)
 			continue;
 		b->restarts += bs->restarts;
+		if (!bs->draining)
+			b->paused = bs->paused;
 		for (int k = 0; k < bs->b->processes; k++) {
 			const struct kp_slot *s = bs->slots[k];
 			for (int r = 0; r < KP_R_MAX; r++)
@@ -281,6 +284,10 @@ static void write_metrics(FILE *f, const struct kp_supervisor *sv)
 		for (int st = 0; st <= KP_SLOT_STATES; st++)
 			fprintf(f, "kpool_workers{worker=\"%s\",state=\"%s\"} %d\n", b[i].name,
 				state_names[st], b[i].states[st]);
+	family(f, "kpool_binding_paused", "gauge",
+	       "1 while the binding is paused (kpool pause): its jobs wait in Kafka.");
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "kpool_binding_paused{binding=\"%s\"} %d\n", b[i].name, b[i].paused);
 	free(b);
 	if (sv->conf->embedded) {
 		family(f, "kpool_embedded_broker_up", "gauge",

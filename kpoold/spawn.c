@@ -193,7 +193,10 @@ static uint64_t jobs_of(const struct kp_slot *s)
 	return n;
 }
 
-/* Forks the worker of one slot; on fork failure it is tried again after back-off. */
+/*
+ * Forks the worker of one slot, paused from the start when its binding is;
+ * on fork failure it is tried again after back-off.
+ */
 static void spawn(struct kp_supervisor *sv, struct kp_binding_state *bs, int i)
 {
 	struct kp_slot *s = bs->slots[i];
@@ -203,6 +206,8 @@ static void spawn(struct kp_supervisor *sv, struct kp_binding_state *bs, int i)
 	s->state = KP_SLOT_STARTING;
 	s->kafka_state = KP_KAFKA_UNKNOWN;
 	s->n_lag = 0;
+	s->pause_want = bs->paused;
+	s->paused = 0;
 	bs->due_ms[i] = 0;
 	bs->jobs_at_spawn[i] = jobs_of(s);
 	pid = fork();
@@ -418,6 +423,12 @@ struct kp_binding_state *kp_spawn_binding(struct kp_supervisor *sv, struct kp_co
 	bs->backoff_ms = KP_RESTART_MIN_MS;
 	if (!bs->slots || !bs->due_ms || !bs->spawned_ms || !bs->jobs_at_spawn)
 		goto fail;
+	/* Its workers start paused if the operator paused it (before a reload,
+	 * a restart, or while kpoold was down). */
+	if ((bs->paused = kp_pause_get(conf, b->name, NULL)))
+		kp_log(KP_NOTICE,
+		       "worker=%s is paused: its workers fetch nothing until kpool resume",
+		       b->name);
 	for (int k = 0; k < n; k++) {
 		int i = slot_take(sv, bs);
 		if (i < 0) {

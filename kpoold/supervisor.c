@@ -1,7 +1,8 @@
 /*
  * supervisor.c - kpoold's main process and its loop: signals, /metrics and
  * /healthz, systemd's notify and watchdog, dropping root, and the graceful
- * stop on TERM/INT.  Its children are spawn.c's, a reload is reload.c's.
+ * stop on TERM/INT.  Its children are spawn.c's, a reload is reload.c's,
+ * a binding paused by the operator control.c's.
  *
  * It stays single-threaded and never opens Kafka or SQLite; signal handlers
  * only write to a self-pipe, the poll loop acts, and nothing in the loop
@@ -74,7 +75,8 @@ void kp_sv_child_setup(void)
 
 /*
  * Whether every binding has its processes up and reaching Kafka; *json gets
- * the details (to free).  Returns 1 if healthy, 0 if not.
+ * the details (to free).  A paused binding is healthy all the same (its
+ * workers stay in their group).  Returns 1 if healthy, 0 if not.
  */
 int kp_health(const struct kp_supervisor *sv, char **json)
 {
@@ -110,6 +112,7 @@ int kp_health(const struct kp_supervisor *sv, char **json)
 		json_object_set_new(w, "running", json_integer(running));
 		json_object_set_new(w, "restarts", json_integer((json_int_t)bs->restarts));
 		json_object_set_new(w, "throttled", json_boolean(bs->throttled));
+		json_object_set_new(w, "paused", json_boolean(bs->paused));
 		json_object_set_new(w, "kafka", json_string(kafka));
 		json_object_set_new(workers, bs->b->name, w);
 	}
@@ -173,6 +176,13 @@ int kp_supervisor_run(struct kp_conf *conf)
 		kp_log(KP_ERROR, "state_dir %s: %s", conf->state_dir, strerror(errno));
 		return 1;
 	}
+	/* Where kpool pause leaves its files, made now so that it is the user's
+	 * once root is dropped; a pause left there before is honoured. */
+	snprintf(path, sizeof(path), "%s/%s", conf->state_dir, KP_PAUSE_DIR);
+	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		kp_log(KP_ERROR, "state_dir %s: %s", path, strerror(errno));
+		return 1;
+	}
 	sv.slots = kp_stats_map(KP_SLOTS_MAX);
 	if (sv.slots == NULL || signals_install() < 0) {
 		kp_log(KP_ERROR, "cannot set up: %s", strerror(errno));
@@ -225,6 +235,8 @@ int kp_supervisor_run(struct kp_conf *conf)
 		char drain[64];
 
 		if (!stopping && (bt = kp_spawn_broker_poll(&sv)) < timeout)
+			timeout = bt;
+		if (!stopping && (bt = kp_control_poll(&sv)) < timeout)
 			timeout = bt;
 		if (metrics) {
 			int mt = kp_metrics_timeout_ms(metrics);

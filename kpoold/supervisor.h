@@ -1,12 +1,13 @@
 /*
- * supervisor.h - the supervisor's tables, shared by its three files and read
- * by metrics.c: the bindings it runs (a state per conf generation of a
+ * supervisor.h - the supervisor's tables, shared by its files and read by
+ * metrics.c: the bindings it runs (a state per conf generation of a
  * binding), their ledger processes, the embedded broker, the conf
  * generations in use, and its children by kind.
  *
  *   supervisor.c  the loop: signals, systemd, /healthz, stop
  *   spawn.c       children: fork, reap, restart with throttle; the broker
  *   reload.c      SIGHUP: conf generations, what stays, starts and drains
+ *   control.c     the operator's asks: a binding paused
  */
 #ifndef KP_SUPERVISOR_H
 #define KP_SUPERVISOR_H
@@ -39,6 +40,7 @@ struct kp_binding_state {
 	uint64_t restarts;
 	bool draining;	/* removed or replaced by a reload: stops, never restarts */
 	bool throttled; /* a worker died before handling any job */
+	bool paused;	/* the operator paused the binding: its slots' pause_want */
 };
 /* A child process of the supervisor, by kind; reap() finds it by pid. */
 enum kp_child_kind { KP_CHILD_WORKER, KP_CHILD_LEDGER, KP_CHILD_BROKER };
@@ -74,6 +76,7 @@ struct kp_supervisor {
 	struct kp_ledger_proc **ledgers;
 	size_t n_ledgers;
 	struct kp_broker broker;
+	int64_t control_due_ms; /* when control.c looks at pauses again */
 	struct kp_child children[KP_CHILDREN_MAX];
 	size_t n_children;
 	struct kp_conf_ref *confs;
@@ -98,6 +101,9 @@ int kp_spawn_ledgers_alive(const struct kp_supervisor *sv);
 int kp_spawn_broker_first(struct kp_supervisor *sv);
 int64_t kp_spawn_broker_poll(struct kp_supervisor *sv);
 void kp_spawn_kill_all(struct kp_supervisor *sv);
+
+/* control.c */
+int64_t kp_control_poll(struct kp_supervisor *sv);
 
 /* reload.c */
 void kp_conf_hold(struct kp_supervisor *sv, struct kp_conf *conf);
