@@ -1,6 +1,7 @@
 /*
  * kpool.c - the admin command: send jobs, inspect and replay dead-letter
- * topics, show the pool's status, read the audit log and the analytics rollup.
+ * topics, show the pool's status, pause and resume a binding, read the audit
+ * log and the analytics rollup.
  */
 #include "config.h"
 
@@ -27,6 +28,8 @@ static void usage(FILE *f)
 	       "[P:]A..B]\n"
 	       "                               [--limit N] [--dry-run] [--from-start] [--json]\n"
 	       "       kpool -c CONF status [--json]\n"
+	       "       kpool -c CONF pause NAME\n"
+	       "       kpool -c CONF resume NAME\n"
 	       "       kpool audit verify DB\n"
 	       "       kpool audit query DB [--user U] [--action A] [--since T] [--json]\n"
 	       "       kpool analytics report DB [--since T] [--by minute|hour|day] [--event E]\n"
@@ -37,7 +40,10 @@ static void usage(FILE *f)
 	       "  dlq    a dead-letter topic: list its records (a summary per error class),\n"
 	       "         show one, or replay them to where they came from; a replay remembers\n"
 	       "         what it sent (group kpool-replay-TOPIC) unless --from-start\n"
-	       "  status each binding's processes, job counts, and lag per partition\n"
+	       "  status each binding's processes, job counts, whether it is paused, and lag\n"
+	       "         per partition\n"
+	       "  pause  binding NAME's workers stop fetching (its jobs wait in Kafka) until\n"
+	       "         kpool resume NAME; it lasts across reloads and restarts of kpoold\n"
 	       "  audit  the audit handler's log: verify its hash chain (exit 1 at the first\n"
 	       "         bad entry), or list entries; T is a time or an age (90m, 24h, 7d)\n"
 	       "  analytics  the analytics handler's rollup: events and distinct users per\n"
@@ -208,7 +214,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (strcmp(argv[optind], "send") != 0 && strcmp(argv[optind], "dlq") != 0 &&
-	    strcmp(argv[optind], "status") != 0) {
+	    strcmp(argv[optind], "status") != 0 && strcmp(argv[optind], "pause") != 0 &&
+	    strcmp(argv[optind], "resume") != 0) {
 		fprintf(stderr, "kpool: unknown command '%s'\n", argv[optind]);
 		usage(stderr);
 		return 2;
@@ -222,6 +229,8 @@ int main(int argc, char **argv)
 		rc = kp_cmd_dlq(conf, argc - optind, argv + optind);
 	else if (strcmp(argv[optind], "status") == 0)
 		rc = kp_cmd_status(conf, argc - optind, argv + optind);
+	else if (strcmp(argv[optind], "pause") == 0 || strcmp(argv[optind], "resume") == 0)
+		rc = kp_cmd_pause(conf, argc - optind, argv + optind);
 	else
 		rc = cmd_send(conf, argc - optind, argv + optind);
 	kp_conf_free(conf);

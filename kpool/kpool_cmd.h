@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define KP_TABLE_COLS 10
+#define KP_TABLE_COLS 11
 
 /* Rows of text printed as aligned columns; the last column is cut to the terminal. */
 struct kp_table {
@@ -150,6 +150,7 @@ int kp_replay(const struct kp_conf *conf, const char *topic, const struct kp_rep
 int kp_cmd_audit(int argc, char **argv);
 int kp_cmd_dlq(const struct kp_conf *conf, int argc, char **argv);
 int kp_cmd_status(const struct kp_conf *conf, int argc, char **argv);
+int kp_cmd_pause(const struct kp_conf *conf, int argc, char **argv);
 int kp_cmd_analytics(int argc, char **argv);
 
 #endif

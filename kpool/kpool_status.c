@@ -1,9 +1,10 @@
 /*
  * kpool_status.c - `kpool status`: per binding, its processes and job
- * counts as kpoold's /metrics says them, and the consumer lag per partition
- * from the group's committed offsets and the high watermarks (asked of Kafka
- * directly, so it works while kpoold is down, and on the embedded broker,
- * which has no group-listing APIs).
+ * counts as kpoold's /metrics says them, whether the operator paused it
+ * (state_dir/paused), and the consumer lag per partition from the group's
+ * committed offsets and the high watermarks (asked of Kafka directly, so it
+ * works while kpoold is down, and on the embedded broker, which has no
+ * group-listing APIs).
  */
 #include "config.h"
 
@@ -330,7 +331,9 @@ static json_t *binding_status(const struct kp_conf *conf, const struct kp_bindin
 	json_t *o = json_object(), *topics = json_array(), *jobs = json_object(),
 	       *dead = json_object(), *lag;
 	json_int_t total = 0;
-	char err[512];
+	char err[512], since[40];
+	int64_t since_ms = 0;
+	bool paused = kp_pause_get(conf, b->name, &since_ms);
 	size_t i;
 	json_t *x;
 
@@ -357,6 +360,11 @@ static json_t *binding_status(const struct kp_conf *conf, const struct kp_bindin
 	json_object_set_new(o, "name", kp_json_text(b->name, strlen(b->name)));
 	json_object_set_new(o, "handler", kp_json_text(b->handler, strlen(b->handler)));
 	json_object_set_new(o, "group", kp_json_text(b->group, strlen(b->group)));
+	/* Paused as the operator left it (state_dir), whether kpoold runs or not. */
+	json_object_set_new(o, "paused", json_boolean(paused));
+	if (paused)
+		kp_cmd_iso(since_ms, since, sizeof(since));
+	json_object_set_new(o, "paused_since", paused ? json_string(since) : json_null());
 	json_object_set_new(o, "topics", topics);
 	json_object_set_new(o, "processes", processes_of(m, b, now));
 	json_object_set_new(o, "jobs", jobs);
@@ -399,8 +407,8 @@ static void print_tables(json_t *doc)
 		printf("kpoold: ");
 	kp_text_put(stdout, said, strlen(said), 0);
 	printf(json_is_true(json_object_get(kpoold, "up")) ? ")\n\n" : "\n\n");
-	kp_table_init(&bt, 10, "BINDING", "HANDLER", "PROCESSES", "DONE", "RETRIED", "FAILED",
-		      "DEAD-LETTERED", "DUPLICATE", "RESTARTS", "LAG");
+	kp_table_init(&bt, 11, "BINDING", "HANDLER", "PROCESSES", "PAUSED", "DONE", "RETRIED",
+		      "FAILED", "DEAD-LETTERED", "DUPLICATE", "RESTARTS", "LAG");
 	kp_table_init(&pt, 5, "PROCESS", "PID", "STATE", "UPTIME", "RESTARTS");
 	kp_table_init(&lt, 6, "BINDING", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG");
 	kp_table_init(&gt, 6, "BINDING", "LEDGER", "STATE", "HOST", "STORE", "LEDGER-LAG");
@@ -446,6 +454,7 @@ static void print_tables(json_t *doc)
 			 json_array_size(json_object_get(b, "processes")));
 		kp_table_row(&bt, name, json_string_value(json_object_get(b, "handler")),
 			     json_is_true(json_object_get(kpoold, "up")) ? procs : "-",
+			     json_is_true(json_object_get(b, "paused")) ? "yes" : "no",
 			     cell(json_object_get(jobs, "done"), c[0], sizeof(c[0])),
 			     cell(json_object_get(jobs, "retried"), c[1], sizeof(c[1])),
 			     cell(json_object_get(jobs, "failed"), c[2], sizeof(c[2])),

@@ -45,7 +45,8 @@ check "kpool.conf(5) has all three sections" test "$(grep -cE '^\.SH \[(kafka|po
 # kpool(1) against kpool's usage.
 "$KPOOL" -h >"$T/usage.txt"
 missing=""
-for cmd in "send" "dlq list" "dlq show" "dlq replay" "status" "audit verify" "audit query" "analytics report"; do
+for cmd in "send" "dlq list" "dlq show" "dlq replay" "status" "pause" "resume" "audit verify" "audit query" \
+	"analytics report"; do
 	grep -q "kpool .*$cmd" "$T/usage.txt" || missing="$missing usage:$cmd"
 	grep -qE "^\.B (kpool (-c )?)?$cmd\$|^\.B kpool $cmd\$|^\.B $cmd\$" "$M/kpool.1" || missing="$missing $cmd"
 done

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Plugins others could have written are refused, naming the path; [pool] user
-# drops root once the metrics socket is open.
+# drops root once the metrics socket is open, and a pause written by kpool
+# as root is the user's.
 . "$(dirname "$0")/lib.sh"
 require_tools
 
@@ -93,6 +94,14 @@ else
 	check "so does the supervisor" sh -c "[ \"\$(ps -o user= -p $KPID)\" = nobody ]"
 	check "the state directory is theirs" sh -c "[ \"\$(stat -c %U '$T/state')\" = nobody ]"
 	check "it logs the switch" log_has "$T/kpoold.log" "running as user nobody"
+	# kpool pause run as root, kpoold running as the user: kpoold sees the
+	# binding's file, which is the user's.
+	"$KPOOL" -c "$T/user.conf" pause p >/dev/null
+	check "kpool pause run as root: kpoold, as the user, pauses the binding" \
+		wait_for 10 log_has "$T/kpoold.log" "worker=p paused"
+	check "  the file is the user's" test "$(stat -c %U "$T/state/paused/p")" = nobody
+	"$KPOOL" -c "$T/user.conf" resume p >/dev/null
+	check "  kpool resume as root: resumed" wait_for 10 log_has "$T/kpoold.log" "worker=p resumed"
 	stop_kpoold "$KPID"
 	check "kpoold stops with status 0" test $? -eq 0
 

@@ -45,8 +45,8 @@ check "status: lag = produced - handled = 0" wait_for 30 lag_is 0
 kp status >"$T/st.txt"
 check "status exits 0 while kpoold runs" test $? -eq 0
 check "status: kpoold is up" grep -q "^kpoold: up (http://" "$T/st.txt"
-check "status: the bindings table" grep -Eq '^BINDING +HANDLER +PROCESSES +DONE +RETRIED +FAILED +DEAD-LETTERED +DUPLICATE +RESTARTS +LAG$' "$T/st.txt"
-check "status: s runs 2/2 and did 20" grep -Eq '^s +probe +2/2 +20 +0 +0 +0 +0 +0 +0$' "$T/st.txt"
+check "status: the bindings table" grep -Eq '^BINDING +HANDLER +PROCESSES +PAUSED +DONE +RETRIED +FAILED +DEAD-LETTERED +DUPLICATE +RESTARTS +LAG$' "$T/st.txt"
+check "status: s runs 2/2, not paused, and did 20" grep -Eq '^s +probe +2/2 +no +20 +0 +0 +0 +0 +0 +0$' "$T/st.txt"
 check "status: a row per process" test "$(grep -cE '^s#[01] +[0-9]+ +running +[0-9]+s +0$' "$T/st.txt")" -eq 2
 check "status: a lag row per partition" test "$(grep -cE "^s +work$R +[0-3] " "$T/st.txt")" -eq 4
 check "status: the ledger table" grep -Eq '^BINDING +LEDGER +STATE +HOST +STORE +LEDGER-LAG$' "$T/st.txt"
@@ -63,6 +63,7 @@ check "status --json: the pids are the workers'" test "$(jget "$T/st.json" '" ".
 check "status --json: running, no restarts" test "$(jget "$T/st.json" 'sorted(set((p["state"], p["restarts"]) for p in d["bindings"][0]["processes"]))')" = "[('running', 0)]"
 check "status --json: uptime in seconds" test "$(jget "$T/st.json" 'all(0 <= p["uptime_s"] < 600 for p in d["bindings"][0]["processes"])')" = True
 check "status --json: job counts" test "$(jget "$T/st.json" 'd["bindings"][0]["jobs"]["done"]')" = 20
+check "status --json: not paused" test "$(jget "$T/st.json" '(d["bindings"][0]["paused"], d["bindings"][0]["paused_since"])')" = "(False, None)"
 check "status --json: the ledger, its state and hosts" test "$(jget "$T/st.json" '(d["bindings"][0]["ledger"]["ledger"], d["bindings"][0]["ledger"]["state"], len(d["bindings"][0]["ledger"]["hosts"]))')" = "('kafka', 'ready', 1)"
 
 # A worker killed: the supervisor restarts it, status shows the new pid and the restart.
