@@ -208,7 +208,9 @@ static void spawn(struct kp_supervisor *sv, struct kp_binding_state *bs, int i)
 	s->n_lag = 0;
 	s->pause_want = bs->paused;
 	s->paused = 0;
+	s->restart_req = 0; /* a new process: nothing to restart */
 	bs->due_ms[i] = 0;
+	bs->restart_by[i] = 0;
 	bs->jobs_at_spawn[i] = jobs_of(s);
 	pid = fork();
 	if (pid < 0) {
@@ -420,8 +422,9 @@ struct kp_binding_state *kp_spawn_binding(struct kp_supervisor *sv, struct kp_co
 	bs->due_ms = calloc((size_t)n, sizeof(*bs->due_ms));
 	bs->spawned_ms = calloc((size_t)n, sizeof(*bs->spawned_ms));
 	bs->jobs_at_spawn = calloc((size_t)n, sizeof(*bs->jobs_at_spawn));
+	bs->restart_by = calloc((size_t)n, sizeof(*bs->restart_by));
 	bs->backoff_ms = KP_RESTART_MIN_MS;
-	if (!bs->slots || !bs->due_ms || !bs->spawned_ms || !bs->jobs_at_spawn)
+	if (!bs->slots || !bs->due_ms || !bs->spawned_ms || !bs->jobs_at_spawn || !bs->restart_by)
 		goto fail;
 	/* Its workers start paused if the operator paused it (before a reload,
 	 * a restart, or while kpoold was down). */
@@ -455,6 +458,7 @@ fail:
 		free(bs->due_ms);
 		free(bs->spawned_ms);
 		free(bs->jobs_at_spawn);
+		free(bs->restart_by);
 	}
 	free(bs);
 	free(sig);
@@ -519,6 +523,7 @@ static void binding_reap(struct kp_supervisor *sv, int *killed)
 		free(bs->due_ms);
 		free(bs->spawned_ms);
 		free(bs->jobs_at_spawn);
+		free(bs->restart_by);
 		free(bs->sig);
 		kp_conf_release(sv, bs->conf);
 		free(bs);
@@ -560,12 +565,30 @@ static void schedule_restart(struct kp_binding_state *bs, int k, bool did_work, 
 	bs->slots[k]->restarts++;
 }
 
-/* Notes that worker k of bs ended with status; schedules its restart unless it was told to stop. */
+/*
+ * A worker stopped because a restart was asked for (control.c): it starts
+ * again at once, counted in its slot's restarts, neither as a crash nor
+ * throttling its binding.
+ */
+static void restart_now(struct kp_binding_state *bs, int k)
+{
+	bs->restart_by[k] = 0;
+	bs->due_ms[k] = kp_mono_ms();
+	bs->slots[k]->restarts++;
+	bs->slots[k]->restart_req = 0;
+	kp_log(KP_NOTICE, "worker=%s#%d restarted on request", bs->b->name, k);
+}
+
+/*
+ * Notes that worker k of bs ended with status; schedules its restart unless
+ * it was told to stop, at once if it was stopped to be restarted.
+ */
 static void worker_died(struct kp_binding_state *bs, int k, pid_t pid, int status, bool stopping)
 {
 	char sig[32];
 
 	struct kp_slot *s = bs->slots[k];
+	bool told = stopping || bs->draining || bs->restart_by[k]; /* to stop: no error then */
 	/* Its claims go back to the ledger, and the job in hand is charged. */
 	if (bs->lp)
 		kp_ledger_reap(bs->lp->shm, pid, s->in_hand ? &s->hand_id : NULL, s->hand_event_id,
@@ -585,8 +608,8 @@ static void worker_died(struct kp_binding_state *bs, int k, pid_t pid, int statu
 			       s->hand_topic < s->n_topics ? s->topics[s->hand_topic] : "?",
 			       s->hand_partition, (long long)s->hand_offset, s->hand_event_id);
 		else
-			kp_log(stopping || bs->draining ? KP_WARNING : KP_ERROR,
-			       "worker=%s#%d pid=%d killed by %s", bs->b->name, k, (int)pid, sig);
+			kp_log(told ? KP_WARNING : KP_ERROR, "worker=%s#%d pid=%d killed by %s",
+			       bs->b->name, k, (int)pid, sig);
 	} else if (s->in_hand) {
 		kp_log(KP_ERROR,
 		       "worker=%s#%d pid=%d exited with status %d with a job in hand: "
@@ -594,14 +617,17 @@ static void worker_died(struct kp_binding_state *bs, int k, pid_t pid, int statu
 		       bs->b->name, k, (int)pid, WEXITSTATUS(status),
 		       s->hand_topic < s->n_topics ? s->topics[s->hand_topic] : "?",
 		       s->hand_partition, (long long)s->hand_offset, s->hand_event_id);
-	} else if (WEXITSTATUS(status) != 0 || !(stopping || bs->draining)) {
+	} else if (WEXITSTATUS(status) != 0 || !told) {
 		kp_log(KP_ERROR, "worker=%s#%d pid=%d exited with status %d%s", bs->b->name, k,
 		       (int)pid, WEXITSTATUS(status),
 		       WEXITSTATUS(status) == KP_EXIT_CONFIG ? " (could not start)" : "");
 	}
 	if (stopping || bs->draining)
 		return;
-	schedule_restart(bs, k, did_work && WEXITSTATUS(status) != KP_EXIT_CONFIG, ran);
+	if (bs->restart_by[k])
+		restart_now(bs, k);
+	else
+		schedule_restart(bs, k, did_work && WEXITSTATUS(status) != KP_EXIT_CONFIG, ran);
 }
 
 /*

@@ -2,7 +2,8 @@
  * supervisor.c - kpoold's main process and its loop: signals, /metrics and
  * /healthz, systemd's notify and watchdog, dropping root, and the graceful
  * stop on TERM/INT.  Its children are spawn.c's, a reload is reload.c's,
- * a binding paused by the operator control.c's.
+ * what the operator asks of the bindings (pause, a worker's restart)
+ * control.c's.
  *
  * It stays single-threaded and never opens Kafka or SQLite; signal handlers
  * only write to a self-pipe, the poll loop acts, and nothing in the loop

@@ -7,7 +7,7 @@
  *   supervisor.c  the loop: signals, systemd, /healthz, stop
  *   spawn.c       children: fork, reap, restart with throttle; the broker
  *   reload.c      SIGHUP: conf generations, what stays, starts and drains
- *   control.c     the operator's asks: a binding paused
+ *   control.c     the operator's asks: a binding paused, a worker restarted
  */
 #ifndef KP_SUPERVISOR_H
 #define KP_SUPERVISOR_H
@@ -35,6 +35,7 @@ struct kp_binding_state {
 	int64_t *due_ms;	 /* per slot: when to start it again, 0 if not waiting */
 	int64_t *spawned_ms;	 /* per slot: when its process was started */
 	uint64_t *jobs_at_spawn; /* per slot: results counted when it started */
+	int64_t *restart_by;	 /* per slot: stopping to restart on request: SIGKILL after, or 0 */
 	int64_t backoff_ms;
 	int64_t drain_deadline; /* when draining: SIGKILL after this */
 	uint64_t restarts;
@@ -76,7 +77,7 @@ struct kp_supervisor {
 	struct kp_ledger_proc **ledgers;
 	size_t n_ledgers;
 	struct kp_broker broker;
-	int64_t control_due_ms; /* when control.c looks at pauses again */
+	int64_t control_due_ms; /* when control.c looks at pauses and restart requests again */
 	struct kp_child children[KP_CHILDREN_MAX];
 	size_t n_children;
 	struct kp_conf_ref *confs;
