@@ -289,6 +289,11 @@ static void write_metrics(FILE *f, const struct kp_supervisor *sv)
 	for (size_t i = 0; i < n; i++)
 		fprintf(f, "kpool_binding_paused{binding=\"%s\"} %d\n", b[i].name, b[i].paused);
 	free(b);
+	if (sv->conf->console_listen) {
+		family(f, "kpool_console_up", "gauge",
+		       "1 while the web console's process runs, 0 while it waits to start again.");
+		fprintf(f, "kpool_console_up %d\n", sv->console.pid > 0);
+	}
 	if (sv->conf->embedded) {
 		family(f, "kpool_embedded_broker_up", "gauge",
 		       "1 when the embedded broker listens, 0 while it starts (again).");

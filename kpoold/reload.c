@@ -85,7 +85,8 @@ char *kp_binding_sig(const struct kp_conf *conf, const struct kp_binding *b)
  * SIGHUP, like nginx: a new conf that checks out replaces the old one.
  * Bindings that are new start; removed ones drain; changed ones (any key, or
  * their plugin's bytes) start new workers before the old ones drain; the
- * others keep their processes.  An invalid conf is logged and ignored.
+ * others keep their processes.  The web console starts anew on the new
+ * conf.  An invalid conf is logged and ignored.
  */
 void kp_reload(struct kp_supervisor *sv)
 {
@@ -152,6 +153,7 @@ void kp_reload(struct kp_supervisor *sv)
 	}
 	sv->conf = conf;
 	kp_conf_release(sv, old);
+	kp_spawn_console_reload(sv); /* on the new conf, or gone with [console] */
 	kp_sv_notify(sv, "READY=1\n");
 	kp_log(KP_NOTICE, "reloaded: %zu bindings", conf->n_bindings);
 }

@@ -1,8 +1,9 @@
 /*
  * spawn.c - the supervisor's children: forking workers, ledger processes
- * and the embedded broker, reaping them by kind, and restarting them with a
- * throttle.  Nothing here waits: a broker that is starting is looked at
- * again on the loop's next turn, and the workers start once it is up.
+ * and the embedded broker, reaping them by kind (the console's process too,
+ * which spawn_console.c runs), and restarting them with a throttle.  Nothing
+ * here waits: a broker that is starting is looked at again on the loop's
+ * next turn, and the workers start once it is up.
  */
 #include "config.h"
 
@@ -22,7 +23,7 @@
 #define BROKER_CHECK_MS 20   /* how often a starting broker is looked at */
 
 /* Notes a new child in the table.  The table holds every child there can be. */
-static void child_add(struct kp_supervisor *sv, const struct kp_child *c)
+void kp_child_add(struct kp_supervisor *sv, const struct kp_child *c)
 {
 	if (sv->n_children < KP_CHILDREN_MAX)
 		sv->children[sv->n_children++] = *c;
@@ -75,7 +76,7 @@ static void broker_spawn(struct kp_supervisor *sv)
 		kp_sv_child_setup();
 		_exit(kp_embedded_run(sv->conf));
 	}
-	child_add(sv, &(struct kp_child){.pid = pid, .kind = KP_CHILD_BROKER});
+	kp_child_add(sv, &(struct kp_child){.pid = pid, .kind = KP_CHILD_BROKER});
 	br->pid = pid;
 	br->ready_by_ms = kp_mono_ms() + KP_BOOTSTRAP_WAIT_MS;
 }
@@ -223,7 +224,7 @@ static void spawn(struct kp_supervisor *sv, struct kp_binding_state *bs, int i)
 		kp_sv_child_setup();
 		_exit(kp_worker_run(bs->conf, bs->b, s, bs->lp->shm));
 	}
-	child_add(sv, &(struct kp_child){.pid = pid, .kind = KP_CHILD_WORKER, .bs = bs, .k = i});
+	kp_child_add(sv, &(struct kp_child){.pid = pid, .kind = KP_CHILD_WORKER, .bs = bs, .k = i});
 	s->pid = pid;
 	s->started_ms = (uint64_t)kp_now_ms();
 	bs->spawned_ms[i] = kp_mono_ms();
@@ -276,7 +277,7 @@ static void ledger_spawn(struct kp_supervisor *sv, struct kp_ledger_proc *lp)
 		kp_sv_child_setup();
 		_exit(kp_ledger_run(lp->bs->conf, lp->bs->b, lp->shm));
 	}
-	child_add(sv, &(struct kp_child){.pid = pid, .kind = KP_CHILD_LEDGER, .lp = lp});
+	kp_child_add(sv, &(struct kp_child){.pid = pid, .kind = KP_CHILD_LEDGER, .lp = lp});
 	lp->pid = pid;
 	lp->spawned_ms = kp_mono_ms();
 	kp_log(KP_DEBUG, "started ledger=%s pid=%d", lp->name, (int)pid);
@@ -654,18 +655,21 @@ void kp_spawn_reap(struct kp_supervisor *sv, bool stopping)
 		case KP_CHILD_WORKER:
 			worker_died(c.bs, c.k, pid, status, stopping);
 			break;
+		case KP_CHILD_CONSOLE:
+			kp_spawn_console_died(sv, status, stopping);
+			break;
 		}
 	}
 }
 
 /*
- * Starts ledger processes and workers whose (re)start is due; workers wait
- * while the embedded broker is not up.  Returns ms until the next one is
- * due, at most LOOP_MS.
+ * Starts ledger processes, workers and the console whose (re)start is due;
+ * ledger processes and workers wait while the embedded broker is not up.
+ * Returns ms until the next one is due, at most LOOP_MS.
  */
 int64_t kp_spawn_due(struct kp_supervisor *sv)
 {
-	int64_t now = kp_mono_ms(), next = LOOP_MS;
+	int64_t now = kp_mono_ms(), next = kp_spawn_console_due(sv, LOOP_MS);
 
 	for (size_t i = 0; i < sv->n_ledgers; i++) {
 		struct kp_ledger_proc *lp = sv->ledgers[i];
@@ -713,9 +717,10 @@ int kp_spawn_workers_alive(const struct kp_supervisor *sv)
 	return n;
 }
 
-/* Stopping: every binding drains, its workers told to finish by deadline. */
+/* Stopping: every binding drains, its workers told to finish by deadline; the console stops. */
 void kp_spawn_stop_all(struct kp_supervisor *sv, int64_t deadline)
 {
+	kp_spawn_console_stop(sv, deadline);
 	for (size_t i = 0; i < sv->n_bs; i++) {
 		sv->bs[i]->draining = true;
 		sv->bs[i]->drain_deadline = deadline;
@@ -725,22 +730,27 @@ void kp_spawn_stop_all(struct kp_supervisor *sv, int64_t deadline)
 	}
 }
 
-/* Frees drained bindings and unused ledgers whose processes are gone; kills late ones. */
+/*
+ * Frees drained bindings and unused ledgers whose processes are gone; kills
+ * late ones, and a console late to stop.
+ */
 void kp_spawn_cleanup(struct kp_supervisor *sv, int *killed)
 {
 	binding_reap(sv, killed);
 	ledgers_free(sv);
+	kp_spawn_console_cleanup(sv);
 }
 
 /*
  * The end, or a failed start: the broker is asked to stop and waited for;
- * workers and ledger processes still running are killed and waited for,
- * and every table freed.
+ * workers, ledger processes and the console still running are killed and
+ * waited for, and every table freed.
  */
 void kp_spawn_kill_all(struct kp_supervisor *sv)
 {
 	int killed = 0;
 
+	kp_spawn_console_kill(sv);
 	if (sv->broker.pid > 0) {
 		int status;
 		kill(sv->broker.pid, SIGTERM);

@@ -1,9 +1,9 @@
 /*
  * supervisor.c - kpoold's main process and its loop: signals, /metrics and
  * /healthz, systemd's notify and watchdog, dropping root, and the graceful
- * stop on TERM/INT.  Its children are spawn.c's, a reload is reload.c's,
- * what the operator asks of the bindings (pause, a worker's restart)
- * control.c's.
+ * stop on TERM/INT.  Its children are spawn.c's (the console's process
+ * spawn_console.c's), a reload is reload.c's, what the operator asks of the
+ * bindings (pause, a worker's restart) control.c's.
  *
  * It stays single-threaded and never opens Kafka or SQLite; signal handlers
  * only write to a self-pipe, the poll loop acts, and nothing in the loop
@@ -77,7 +77,8 @@ void kp_sv_child_setup(void)
 /*
  * Whether every binding has its processes up and reaching Kafka; *json gets
  * the details (to free).  A paused binding is healthy all the same (its
- * workers stay in their group).  Returns 1 if healthy, 0 if not.
+ * workers stay in their group), and the console plays no part.  Returns 1
+ * if healthy, 0 if not.
  */
 int kp_health(const struct kp_supervisor *sv, char **json)
 {
@@ -224,6 +225,7 @@ int kp_supervisor_run(struct kp_conf *conf)
 			rc = 1;
 			goto out;
 		}
+	kp_spawn_console_start(&sv);
 	kp_log(KP_NOTICE, "started conf=%s bindings=%zu pid=%d", conf->path, sv.n_bs,
 	       (int)getpid());
 	kp_sv_notify(&sv, "READY=1\n");
@@ -278,7 +280,7 @@ int kp_supervisor_run(struct kp_conf *conf)
 			kp_metrics_run(metrics);
 		kp_spawn_cleanup(&sv, &killed);
 		if (stopping && kp_spawn_workers_alive(&sv) == 0 &&
-		    kp_spawn_ledgers_alive(&sv) == 0)
+		    kp_spawn_ledgers_alive(&sv) == 0 && sv.console.pid <= 0)
 			break;
 	}
 	if (killed)

@@ -1,13 +1,14 @@
 /*
  * supervisor.h - the supervisor's tables, shared by its files and read by
  * metrics.c: the bindings it runs (a state per conf generation of a
- * binding), their ledger processes, the embedded broker, the conf
- * generations in use, and its children by kind.
+ * binding), their ledger processes, the embedded broker, the web console,
+ * the conf generations in use, and its children by kind.
  *
- *   supervisor.c  the loop: signals, systemd, /healthz, stop
- *   spawn.c       children: fork, reap, restart with throttle; the broker
- *   reload.c      SIGHUP: conf generations, what stays, starts and drains
- *   control.c     the operator's asks: a binding paused, a worker restarted
+ *   supervisor.c     the loop: signals, systemd, /healthz, stop
+ *   spawn.c          children: fork, reap, restart with throttle; the broker
+ *   spawn_console.c  the web console's process
+ *   reload.c         SIGHUP: conf generations, what stays, starts and drains
+ *   control.c        the operator's asks: a binding paused, a worker restarted
  */
 #ifndef KP_SUPERVISOR_H
 #define KP_SUPERVISOR_H
@@ -44,7 +45,7 @@ struct kp_binding_state {
 	bool paused;	/* the operator paused the binding: its slots' pause_want */
 };
 /* A child process of the supervisor, by kind; reap() finds it by pid. */
-enum kp_child_kind { KP_CHILD_WORKER, KP_CHILD_LEDGER, KP_CHILD_BROKER };
+enum kp_child_kind { KP_CHILD_WORKER, KP_CHILD_LEDGER, KP_CHILD_BROKER, KP_CHILD_CONSOLE };
 struct kp_child {
 	pid_t pid;
 	enum kp_child_kind kind;
@@ -52,7 +53,8 @@ struct kp_child {
 	int k;			     /* ... and its index there */
 	struct kp_ledger_proc *lp;   /* a ledger process */
 };
-#define KP_CHILDREN_MAX (2 * KP_SLOTS_MAX + 1) /* workers, a ledger each at most, a broker */
+/* Workers, a ledger each at most, a broker, the console. */
+#define KP_CHILDREN_MAX (2 * KP_SLOTS_MAX + 2)
 
 struct kp_broker { /* the embedded broker */
 	pid_t pid;
@@ -61,6 +63,15 @@ struct kp_broker { /* the embedded broker */
 	int64_t ready_by_ms; /* started: killed if its address is not written by then */
 	int64_t backoff_ms;
 	uint64_t starts;
+};
+
+struct kp_console_proc { /* the web console's process, while [console] listen is set */
+	pid_t pid;
+	bool again;	    /* stopped by a reload: started again as soon as it is gone */
+	int64_t due_ms;	    /* when to start it (again), 0 if not waiting */
+	int64_t backoff_ms; /* the wait after the next failure */
+	int64_t spawned_ms;
+	int64_t kill_at_ms; /* asked to stop: SIGKILL after this, else 0 */
 };
 
 struct kp_conf_ref { /* a conf generation and the binding states that use it */
@@ -77,6 +88,7 @@ struct kp_supervisor {
 	struct kp_ledger_proc **ledgers;
 	size_t n_ledgers;
 	struct kp_broker broker;
+	struct kp_console_proc console;
 	int64_t control_due_ms; /* when control.c looks at pauses and restart requests again */
 	struct kp_child children[KP_CHILDREN_MAX];
 	size_t n_children;
@@ -90,6 +102,7 @@ void kp_sv_notify(const struct kp_supervisor *sv, const char *extra);
 int kp_health(const struct kp_supervisor *sv, char **json);
 
 /* spawn.c */
+void kp_child_add(struct kp_supervisor *sv, const struct kp_child *c);
 struct kp_binding_state *kp_spawn_binding(struct kp_supervisor *sv, struct kp_conf *conf,
 					  const struct kp_binding *b, char *sig);
 void kp_spawn_drain(struct kp_binding_state *bs, const char *why);
@@ -102,6 +115,15 @@ int kp_spawn_ledgers_alive(const struct kp_supervisor *sv);
 int kp_spawn_broker_first(struct kp_supervisor *sv);
 int64_t kp_spawn_broker_poll(struct kp_supervisor *sv);
 void kp_spawn_kill_all(struct kp_supervisor *sv);
+
+/* spawn_console.c */
+void kp_spawn_console_start(struct kp_supervisor *sv);
+void kp_spawn_console_reload(struct kp_supervisor *sv);
+void kp_spawn_console_died(struct kp_supervisor *sv, int status, bool stopping);
+int64_t kp_spawn_console_due(struct kp_supervisor *sv, int64_t max);
+void kp_spawn_console_stop(struct kp_supervisor *sv, int64_t deadline);
+void kp_spawn_console_cleanup(struct kp_supervisor *sv);
+void kp_spawn_console_kill(struct kp_supervisor *sv);
 
 /* control.c */
 int64_t kp_control_poll(struct kp_supervisor *sv);
