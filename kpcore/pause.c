@@ -4,7 +4,7 @@
  * since when.  It is made under another name and linked into place, so
  * kpoold never sees half of it; removing it resumes the binding.  Being a
  * file, a pause outlives a reload and a restart of kpoold, and may be set
- * while kpoold is down.  kpoold looks for it about once a second and tells
+ * while kpoold is down.  kpoold looks for it four times a second and tells
  * the binding's workers (kpoold/control.c).
  *
  * kpool may run as root while kpoold runs as [pool] user: what root makes
