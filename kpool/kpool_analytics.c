@@ -381,7 +381,7 @@ static int report(const char *path, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			if ((r.since_ms = kp_cmd_since_arg(optarg)) < 0)
+			if ((r.since_ms = kp_cmd_since_arg("--since", optarg)) < 0)
 				return 2;
 			break;
 		case 'b':

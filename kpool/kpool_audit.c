@@ -84,7 +84,7 @@ static int query(const char *path, int argc, char **argv)
 			action = optarg;
 			break;
 		case 's':
-			if ((since = kp_cmd_since_arg(optarg)) < 0)
+			if ((since = kp_cmd_since_arg("--since", optarg)) < 0)
 				return 2;
 			break;
 		case 'j':

@@ -36,13 +36,14 @@ size_t kp_utf8_next(const unsigned char *s, size_t n, uint32_t *cp);
 char *kp_text_utf8(const void *s, size_t n);
 char *kp_text_clean(const void *s, size_t n, unsigned flags);
 void kp_text_put(FILE *f, const void *s, size_t n, unsigned flags);
+void kp_hexdump(FILE *f, const unsigned char *s, size_t len);
 json_t *kp_json_text(const void *s, size_t n);
 int kp_json_print(const json_t *doc, FILE *f, size_t flags);
 void kp_json_out(json_t *doc);
 
 /* kpool_time.c */
 int kp_cmd_since_parse(const char *s, int64_t now_ms, int64_t *ms, const char **why);
-int64_t kp_cmd_since_arg(const char *s);
+int64_t kp_cmd_since_arg(const char *opt, const char *s);
 void kp_cmd_iso(int64_t ms, char *out, size_t len);
 
 sqlite3 *kp_cmd_open_ro(const char *path);
@@ -80,6 +81,16 @@ char *kp_dlrec_header_value(const char *name, const void *v, size_t len);
 void kp_dlrec_row(const struct dlrec *r, struct kp_table *t);
 void kp_dlrec_headers_table(rd_kafka_headers_t *h, struct kp_table *t);
 json_t *kp_dlrec_headers_json(rd_kafka_headers_t *h);
+
+/* Which dead-letter records a listing or a replay takes (dlq list, replay, the console). */
+struct kp_dlq_filter {
+	const char *class;    /* its error class (or the part after the last dot); NULL: any */
+	int64_t since, until; /* failed at since <= t < until, epoch ms; -1: no bound */
+	const char *text;     /* in the reason, event id or job, in any case; NULL: any */
+};
+#define KP_DLQ_FILTER_ALL ((struct kp_dlq_filter){NULL, -1, -1, NULL})
+bool kp_dlq_filter_match(const struct kp_dlq_filter *f, const struct dlrec *r, const void *job,
+			 size_t len);
 
 /* kpool_progress.c: the offsets a replay sent, and its commit metadata. */
 #define KP_REPLAY_META_MAX 3000 /* bytes of replayed offsets kept in a commit's metadata */
@@ -134,14 +145,19 @@ int kp_scan_start(struct kp_scan *sc);
 rd_kafka_message_t *kp_scan_next(struct kp_scan *sc, int *rc);
 void kp_scan_close(struct kp_scan *sc);
 void kp_scan_record(const rd_kafka_message_t *m, struct dlrec *r);
+rd_kafka_message_t *kp_scan_one(struct kp_scan *sc, int32_t part, int64_t offset);
+int kp_dlq_at_parse(const char *s, int32_t *part, int64_t *offset);
 
 /* kpool_replay.c: dlq replay, its destinations and its progress in a group. */
 struct kp_replay_opts {
-	const char *to, *class;
+	const char *to;
+	struct kp_dlq_filter filter;
 	int32_t only_part; /* --offsets P:A..B, else -1 */
 	int64_t from, upto;
 	long limit;
 	bool dry_run, from_start, json;
+	bool progress;	 /* a line on standard error after each chunk sent */
+	size_t rows_max; /* records listed at most (the summary counts them all); 0: all */
 };
 
 int kp_replay_offsets_parse(const char *s, struct kp_replay_opts *o);

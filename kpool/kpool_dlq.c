@@ -29,12 +29,12 @@
 /* Prints dlq's usage to f. */
 static void usage_dlq(FILE *f)
 {
-	fprintf(f, "usage: kpool -c CONF dlq list TOPIC [--limit N] [--error-class C] [--since T] "
-		   "[--json]\n"
-		   "       kpool -c CONF dlq show TOPIC PARTITION:OFFSET [--json]\n"
-		   "       kpool -c CONF dlq replay TOPIC [--to TOPIC] [--error-class C]\n"
-		   "                 [--offsets [P:]A..B] [--limit N] [--dry-run] [--from-start] "
-		   "[--json]\n");
+	fprintf(f,
+		"usage: kpool -c CONF dlq list TOPIC [--limit N] [FILTER] [--json]\n"
+		"       kpool -c CONF dlq show TOPIC PARTITION:OFFSET [--json]\n"
+		"       kpool -c CONF dlq replay TOPIC [--to TOPIC] [FILTER] [--offsets [P:]A..B]\n"
+		"                 [--limit N] [--dry-run] [--from-start] [--json]\n"
+		"FILTER: [--error-class C] [--since T] [--until T] [--grep TEXT]\n");
 }
 
 /*
@@ -141,7 +141,8 @@ out:
 	return rc;
 }
 
-/* Starts reading every partition from its start offset; -1 having said why. */
+/* Starts reading every partition from its start offset (again: a scan may be
+ * started more than once); -1 having said why. */
 int kp_scan_start(struct kp_scan *sc)
 {
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(sc->n);
@@ -157,6 +158,9 @@ int kp_scan_start(struct kp_scan *sc)
 			rd_kafka_topic_partition_list_add(l, sc->topic, p->id)->offset = p->start;
 	}
 	e = rd_kafka_assign(sc->rk, l);
+	/* A partition stopped by an earlier read stays paused through a new assign. */
+	if (!e)
+		e = rd_kafka_resume_partitions(sc->rk, l);
 	rd_kafka_topic_partition_list_destroy(l);
 	if (e) {
 		fprintf(stderr, "kpool: %s: %s\n", sc->topic, rd_kafka_err2str(e));
@@ -279,8 +283,8 @@ static void count_class(struct class_count **cc, size_t *n, const char *class)
  * kpool dlq list: the records that match, oldest first, and a count per
  * class; 0, or 1 having said why.
  */
-static int dlq_list(const struct kp_conf *conf, const char *topic, long limit, const char *class,
-		    int64_t since, bool json)
+static int dlq_list(const struct kp_conf *conf, const char *topic, long limit,
+		    const struct kp_dlq_filter *f, bool json)
 {
 	struct dlrec *recs = NULL;
 	struct class_count *cc = NULL;
@@ -295,9 +299,9 @@ static int dlq_list(const struct kp_conf *conf, const char *topic, long limit, c
 		struct dlrec r;
 
 		kp_scan_record(m, &r);
+		bool match = kp_dlq_filter_match(f, &r, m->payload, m->len);
 		rd_kafka_message_destroy(m);
-		if (!kp_dlrec_class_matches(r.class, class) ||
-		    (since >= 0 && r.failed_ms < since)) {
+		if (!match) {
 			kp_dlrec_free(&r);
 			continue;
 		}
@@ -364,22 +368,8 @@ out:
 
 /* ---- dlq show ---------------------------------------------------------------- */
 
-/* Prints bytes as an xxd-style dump. */
-static void hexdump(const unsigned char *s, size_t len)
-{
-	for (size_t o = 0; o < len; o += 16) {
-		printf("%08zx ", o);
-		for (size_t i = o; i < o + 16; i++)
-			printf(i < len ? " %02x" : "   ", i < len ? s[i] : 0);
-		printf("  ");
-		for (size_t i = o; i < o + 16 && i < len; i++)
-			putchar(s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '.');
-		putchar('\n');
-	}
-}
-
-/* Reads the one record at partition:offset; NULL having said why. */
-static rd_kafka_message_t *read_one(struct kp_scan *sc, int32_t part, int64_t offset)
+/* Reads the one record at partition:offset of an opened scan; NULL having said why. */
+rd_kafka_message_t *kp_scan_one(struct kp_scan *sc, int32_t part, int64_t offset)
 {
 	rd_kafka_message_t *m;
 	struct kp_scan_part *p;
@@ -415,19 +405,6 @@ static rd_kafka_message_t *read_one(struct kp_scan *sc, int32_t part, int64_t of
 		fprintf(stderr, "kpool: %s: no record at %d:%" PRId64 "\n", sc->topic, (int)part,
 			offset);
 	return m;
-}
-
-/* PARTITION:OFFSET, each a decimal number in its range; -1 if s is not that. */
-static int parse_at(const char *s, int32_t *part, int64_t *offset)
-{
-	const char *colon = strchr(s, ':');
-	int64_t p;
-
-	if (colon == NULL || kp_cmd_decimal(s, (size_t)(colon - s), INT32_MAX, &p) < 0 ||
-	    kp_cmd_decimal(colon + 1, strlen(colon + 1), INT64_MAX, offset) < 0)
-		return -1;
-	*part = (int32_t)p;
-	return 0;
 }
 
 /* dlq show --json: the record, its headers (text, or hex), key and job. */
@@ -494,7 +471,7 @@ static void show_text(const char *topic, const rd_kafka_message_t *m, rd_kafka_h
 		printf("\n(not JSON)\n");
 	} else {
 		printf("(not UTF-8; shown as hex)\n");
-		hexdump(m->payload, m->len);
+		kp_hexdump(stdout, m->payload, m->len);
 	}
 }
 
@@ -513,13 +490,14 @@ static int dlq_show(const struct kp_conf *conf, const char *topic, const char *a
 	int32_t part;
 	int64_t offset, ts;
 
-	if (parse_at(at, &part, &offset) < 0) {
+	if (kp_dlq_at_parse(at, &part, &offset) < 0) {
 		fprintf(stderr, "kpool: '");
 		kp_text_put(stderr, at, strlen(at), 0);
 		fprintf(stderr, "' is not PARTITION:OFFSET (e.g. 0:42)\n");
 		return 2;
 	}
-	if (kp_scan_open(&sc, conf, topic, NULL) < 0 || (m = read_one(&sc, part, offset)) == NULL) {
+	if (kp_scan_open(&sc, conf, topic, NULL) < 0 ||
+	    (m = kp_scan_one(&sc, part, offset)) == NULL) {
 		kp_scan_close(&sc);
 		return 1;
 	}
@@ -548,15 +526,18 @@ int kp_cmd_dlq(const struct kp_conf *conf, int argc, char **argv)
 	static const struct option longopts[] = {{"limit", required_argument, NULL, 'n'},
 						 {"error-class", required_argument, NULL, 'C'},
 						 {"since", required_argument, NULL, 's'},
+						 {"until", required_argument, NULL, 'u'},
+						 {"grep", required_argument, NULL, 'g'},
 						 {"json", no_argument, NULL, 'j'},
 						 {"to", required_argument, NULL, 't'},
 						 {"offsets", required_argument, NULL, 'o'},
 						 {"dry-run", no_argument, NULL, 'd'},
 						 {"from-start", no_argument, NULL, 'F'},
 						 {NULL, 0, NULL, 0}};
-	struct kp_replay_opts o = {.only_part = -1, .upto = INT64_MAX, .limit = -1};
+	struct kp_replay_opts o = {
+	    .only_part = -1, .upto = INT64_MAX, .limit = -1, .filter = KP_DLQ_FILTER_ALL};
 	const char *sub = argc > 1 ? argv[1] : "";
-	int64_t since = -1, n;
+	int64_t n;
 	int c;
 
 	if (argc < 2) {
@@ -578,11 +559,18 @@ int kp_cmd_dlq(const struct kp_conf *conf, int argc, char **argv)
 			o.limit = (long)n;
 			break;
 		case 'C':
-			o.class = optarg;
+			o.filter.class = optarg;
 			break;
 		case 's':
-			if ((since = kp_cmd_since_arg(optarg)) < 0)
+			if ((o.filter.since = kp_cmd_since_arg("--since", optarg)) < 0)
 				return 2;
+			break;
+		case 'u':
+			if ((o.filter.until = kp_cmd_since_arg("--until", optarg)) < 0)
+				return 2;
+			break;
+		case 'g':
+			o.filter.text = optarg;
 			break;
 		case 'j':
 			o.json = true;
@@ -613,10 +601,11 @@ int kp_cmd_dlq(const struct kp_conf *conf, int argc, char **argv)
 	}
 	if (strcmp(sub, "list") == 0 && optind + 1 == argc && !o.to && !o.dry_run &&
 	    !o.from_start && o.only_part < 0 && o.upto == INT64_MAX)
-		return dlq_list(conf, argv[optind], o.limit, o.class, since, o.json);
-	if (strcmp(sub, "show") == 0 && optind + 2 == argc && !o.class && o.limit < 0 && !o.to)
+		return dlq_list(conf, argv[optind], o.limit, &o.filter, o.json);
+	if (strcmp(sub, "show") == 0 && optind + 2 == argc && !o.filter.class &&
+	    o.filter.since < 0 && o.filter.until < 0 && !o.filter.text && o.limit < 0 && !o.to)
 		return dlq_show(conf, argv[optind], argv[optind + 1], o.json);
-	if (strcmp(sub, "replay") == 0 && optind + 1 == argc && since < 0)
+	if (strcmp(sub, "replay") == 0 && optind + 1 == argc)
 		return kp_replay(conf, argv[optind], &o);
 	usage_dlq(stderr);
 	return 2;

@@ -10,6 +10,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,6 +154,45 @@ bool kp_dlrec_class_matches(const char *class, const char *want)
 {
 	const char *dot = strrchr(class, '.');
 	return want == NULL || strcmp(class, want) == 0 || (dot && strcmp(dot + 1, want) == 0);
+}
+
+/* Whether needle (lower case ASCII is enough: it is folded) is in the n bytes at hay, in any case.
+ */
+static bool has_text(const void *hay, size_t n, const char *needle)
+{
+	const unsigned char *h = hay;
+	size_t k = strlen(needle);
+
+	if (h == NULL || k > n)
+		return false;
+	for (size_t i = 0; i + k <= n; i++) {
+		size_t j = 0;
+		while (j < k && tolower(h[i + j]) == tolower((unsigned char)needle[j]))
+			j++;
+		if (j == k)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Whether a dead-letter record r with the job of len bytes at job is one f
+ * takes: its class, its failure time (the record's own when the headers
+ * do not say), and the text in its reason, event id or job.
+ */
+bool kp_dlq_filter_match(const struct kp_dlq_filter *f, const struct dlrec *r, const void *job,
+			 size_t len)
+{
+	if (!kp_dlrec_class_matches(r->class, f->class))
+		return false;
+	if ((f->since >= 0 && r->failed_ms < f->since) ||
+	    (f->until >= 0 && r->failed_ms >= f->until))
+		return false;
+	if (f->text && *f->text)
+		return (r->reason && has_text(r->reason, strlen(r->reason), f->text)) ||
+		       (r->event_id && has_text(r->event_id, strlen(r->event_id), f->text)) ||
+		       has_text(job, len, f->text);
+	return true;
 }
 
 /* Where the job came from, TOPIC/PARTITION/OFFSET, as far as the record says. */

@@ -229,3 +229,16 @@ size_t kp_replay_meta_print(const struct kp_ranges *s, int64_t from, char *out, 
 	}
 	return left;
 }
+
+/* PARTITION:OFFSET, each a decimal number in its range; -1 if s is not that. */
+int kp_dlq_at_parse(const char *s, int32_t *part, int64_t *offset)
+{
+	const char *colon = strchr(s, ':');
+	int64_t p;
+
+	if (colon == NULL || kp_cmd_decimal(s, (size_t)(colon - s), INT32_MAX, &p) < 0 ||
+	    kp_cmd_decimal(colon + 1, strlen(colon + 1), INT64_MAX, offset) < 0)
+		return -1;
+	*part = (int32_t)p;
+	return 0;
+}

@@ -380,7 +380,7 @@ static rd_kafka_resp_err_t reproduce(rd_kafka_t *pk, const char *dlq, const rd_k
  * partition's committed offset kept below the first.
  */
 static int settle_chunk(struct kp_scan *sc, rd_kafka_t *pk, struct sent *chunk, size_t n,
-			json_t *out, struct kp_table *t, bool dry_run, long *ok)
+			json_t *out, struct kp_table *t, bool dry_run, size_t rows_max, long *ok)
 {
 	int failed = 0;
 
@@ -421,7 +421,7 @@ static int settle_chunk(struct kp_scan *sc, rd_kafka_t *pk, struct sent *chunk, 
 			json_object_set_new(o, "to_offset",
 					    dry_run ? json_null() : json_integer(s->to_offset));
 			json_array_append_new(out, o);
-		} else {
+		} else if (rows_max == 0 || t->n_rows < rows_max) {
 			kp_table_row(t, at, s->r.class, s->r.failed_at, dest);
 		}
 	}
@@ -433,9 +433,12 @@ static int chunk_done(struct kp_scan *sc, rd_kafka_t *pk, struct sent *chunk, si
 		      json_t *out, struct kp_table *t, const struct kp_replay_opts *o, long *ok,
 		      long *failed)
 {
-	*failed += settle_chunk(sc, pk, chunk, *n, out, t, o->dry_run, ok);
+	*failed += settle_chunk(sc, pk, chunk, *n, out, t, o->dry_run, o->rows_max, ok);
 	for (size_t i = 0; i < *n; i++)
 		kp_dlrec_free(&chunk[i].r);
+	if (o->progress && *n)
+		fprintf(stderr, "kpool: %s: %ld %s so far, %ld failed\n", sc->topic, *ok,
+			o->dry_run ? "would be replayed" : "replayed", *failed);
 	*n = 0;
 	return o->dry_run ? 0 : replay_commit(sc);
 }
@@ -500,8 +503,8 @@ int kp_replay(const struct kp_conf *conf, const char *topic, const struct kp_rep
 		}
 		kp_scan_record(m, &s->r);
 		s->to = dest_of(&ds, o->to, s->r.orig_topic);
-		wanted = kp_dlrec_class_matches(s->r.class, o->class) && m->offset >= o->from &&
-			 m->offset <= o->upto;
+		wanted = kp_dlq_filter_match(&o->filter, &s->r, m->payload, m->len) &&
+			 m->offset >= o->from && m->offset <= o->upto;
 		if (!wanted || s->to == NULL || s->r.omitted || (p->full && p->first_left >= 0)) {
 			if (wanted && s->r.omitted) {
 				refuse_omitted(topic, &s->r, ++n_refused);

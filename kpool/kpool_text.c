@@ -203,3 +203,17 @@ void kp_json_out(json_t *doc)
 	kp_json_print(doc, stdout, JSON_INDENT(2));
 	json_decref(doc);
 }
+
+/* Writes len bytes at s to f as an xxd-style dump (dlq show, the console). */
+void kp_hexdump(FILE *f, const unsigned char *s, size_t len)
+{
+	for (size_t o = 0; o < len; o += 16) {
+		fprintf(f, "%08zx ", o);
+		for (size_t i = o; i < o + 16; i++)
+			fprintf(f, i < len ? " %02x" : "   ", i < len ? s[i] : 0);
+		fprintf(f, "  ");
+		for (size_t i = o; i < o + 16 && i < len; i++)
+			fputc(s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '.', f);
+		fputc('\n', f);
+	}
+}

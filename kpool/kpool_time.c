@@ -67,8 +67,9 @@ int kp_cmd_since_parse(const char *s, int64_t now_ms, int64_t *ms, const char **
 	return *ms < 0 ? -1 : 0;
 }
 
-/* --since's value in milliseconds since the epoch; -1, having said why, if it is no time. */
-int64_t kp_cmd_since_arg(const char *s)
+/* A time option's value (opt: its name, for the message) in milliseconds since the
+ * epoch; -1, having said why, if it is no time. */
+int64_t kp_cmd_since_arg(const char *opt, const char *s)
 {
 	struct timespec now;
 	const char *why;
@@ -78,7 +79,7 @@ int64_t kp_cmd_since_arg(const char *s)
 	if (kp_cmd_since_parse(s, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, &ms, &why) ==
 	    0)
 		return ms;
-	fprintf(stderr, "kpool: --since ");
+	fprintf(stderr, "kpool: %s ", opt);
 	kp_text_put(stderr, s, strlen(s), 0);
 	fprintf(stderr, ": %s\n",
 		why ? why
