@@ -11,6 +11,8 @@
 struct kp_conf;
 struct kp_slot;
 
+/* Checks the console's token and certificate files; 0, or -1 with err. */
+int kp_console_check(const struct kp_conf *conf, char *err, size_t len);
 /* Serves the console until SIGTERM; returns the process's exit status. */
 int kp_console_run(const struct kp_conf *conf, struct kp_slot *slots);
 

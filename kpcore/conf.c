@@ -97,13 +97,12 @@ static const struct optdef console_opts[] = {
     {"cert_file", OPT_STR, NULL, 0, 0, CONS(console_cert_file),
      "PEM certificate: the console speaks HTTPS (with key_file)"},
     {"key_file", OPT_STR, NULL, 0, 0, CONS(console_key_file), "PEM private key of cert_file"},
-    {"session_lifetime", OPT_DUR, "12h", 0, 0, CONS(console_session_ms),
-     "how long a login lasts"},
+    {"session_lifetime", OPT_DUR, "12h", 0, 0, CONS(console_session_ms), "how long a login lasts"},
 };
 
-#define N_POOL	 (sizeof(pool_opts) / sizeof(pool_opts[0]))
+#define N_POOL	  (sizeof(pool_opts) / sizeof(pool_opts[0]))
 #define N_CONSOLE (sizeof(console_opts) / sizeof(console_opts[0]))
-#define N_WORKER (sizeof(worker_opts) / sizeof(worker_opts[0]))
+#define N_WORKER  (sizeof(worker_opts) / sizeof(worker_opts[0]))
 
 struct section {
 	char *name;
@@ -746,6 +745,8 @@ static void check_console(struct parse_ctx *c)
 		     "HTTPS needs both cert_file and key_file");
 		return;
 	}
+	for (int i = 0; i < 3; i++)
+		conf->console_lines[i] = at[i + 1];
 	anchor(&conf->console_token_file, conf->path);
 	anchor(&conf->console_cert_file, conf->path);
 	anchor(&conf->console_key_file, conf->path);

@@ -28,6 +28,7 @@
 #define KP_EMBEDDED_FILE "embedded.bootstrap" /* in state_dir: the embedded broker's address */
 #define KP_METRICS_FILE	 "metrics.address"    /* in state_dir: where /metrics listens */
 #define KP_PAUSE_DIR	 "paused"	      /* in state_dir: a file per paused binding */
+#define KP_CONSOLE_FILE	 "console.url"	      /* in state_dir: the console's address */
 
 enum kp_level { KP_DEBUG, KP_INFO, KP_NOTICE, KP_WARNING, KP_ERROR };
 
@@ -100,6 +101,7 @@ struct kp_conf {
 	/* [console]: the web console, off when console_listen is NULL */
 	char *console_listen, *console_token_file, *console_cert_file, *console_key_file;
 	int64_t console_session_ms;
+	int console_lines[3]; /* where token_file, cert_file and key_file were set */
 	struct kp_binding *bindings;
 	size_t n_bindings;
 };

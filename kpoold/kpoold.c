@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "console.h"
 #include "kpoold.h"
 
 /* kpoold's usage, to f. */
@@ -123,6 +124,11 @@ int main(int argc, char **argv)
 			kp_conf_free(conf);
 			return 1;
 		}
+	if (kp_console_check(conf, err, sizeof(err)) < 0) {
+		fprintf(stderr, "kpoold: %s\n", err);
+		kp_conf_free(conf);
+		return 1;
+	}
 	if (test) {
 		printf("kpoold: %s: ok (%zu workers)\n", path, conf->n_bindings);
 		kp_conf_free(conf);

@@ -61,9 +61,10 @@ struct kp_slot {
 	struct kp_id hand_id;
 	volatile int died_signal; /* set by the supervisor when a process here was killed */
 	/* Pausing a binding (kpool pause): the supervisor asks, the worker says it has. */
-	volatile int pause_want; /* the binding is paused: fetch nothing */
-	volatile int paused;	 /* the worker's partitions are paused */
+	volatile int pause_want;  /* the binding is paused: fetch nothing */
+	volatile int paused;	  /* the worker's partitions are paused */
 	volatile int restart_req; /* the console asks the supervisor to restart this process */
+	volatile int owned;	  /* a binding of the running conf has it (supervisor's owner[]) */
 	/* What the worker knows of Kafka, for /healthz. */
 	volatile int kafka_state;
 	char kafka_error[KP_ERROR_MAX];

@@ -258,6 +258,7 @@ static int slot_take(struct kp_supervisor *sv, struct kp_binding_state *bs)
 		snprintf(s->binding, sizeof(s->binding), "%s", bs->b->name);
 	}
 	sv->owner[take] = bs;
+	s->owned = 1;
 	return take;
 }
 
@@ -438,8 +439,10 @@ struct kp_binding_state *kp_spawn_binding(struct kp_supervisor *sv, struct kp_co
 		if (i < 0) {
 			kp_log(KP_ERROR, "worker=%s: more than %d worker processes in all", b->name,
 			       KP_SLOTS_MAX);
-			for (int j = 0; j < k; j++)
+			for (int j = 0; j < k; j++) {
 				sv->owner[bs->slots[j] - sv->slots] = NULL;
+				bs->slots[j]->owned = 0;
+			}
 			goto fail;
 		}
 		bs->slots[k] = &sv->slots[i];
@@ -517,8 +520,10 @@ static void binding_reap(struct kp_supervisor *sv, int *killed)
 			i++;
 			continue;
 		}
-		for (int k = 0; k < bs->b->processes; k++)
+		for (int k = 0; k < bs->b->processes; k++) {
 			sv->owner[bs->slots[k] - sv->slots] = NULL;
+			bs->slots[k]->owned = 0;
+		}
 		ledger_put(sv, bs);
 		free(bs->slots);
 		free(bs->due_ms);

@@ -33,14 +33,14 @@ while IFS='	' read -r key def; do
 done <"$T/keys.tsv"
 # kpoold's own keys come first; each handler's table follows its "[worker:NAME] handler = H" line.
 sed '/^\[worker:NAME\] handler = /,$d' "$T/options.txt" | grep -c '^[a-z]' >"$T/core-keys"
-check "the option table lists 23 keys" test "$(cat "$T/core-keys")" -eq 23
+check "the option table lists 28 keys" test "$(cat "$T/core-keys")" -eq 28
 for h in analytics audit email exec log webhook; do
 	grep -q "^\[worker:NAME\] handler = $h " "$T/options.txt" || missing="$missing handler:$h"
 	grep -qx "\.SS $h" "$M/kpool.conf.5" || missing="$missing section:$h"
 done
 check "kpool.conf(5) documents every key of the option tables with its default, the handlers' too" test -z "$missing"
 [ -z "$missing" ] || diag "missing:$missing"
-check "kpool.conf(5) has all three sections" test "$(grep -cE '^\.SH \[(kafka|pool|worker:NAME)\]$' "$M/kpool.conf.5")" -eq 3
+check "kpool.conf(5) has all four sections" test "$(grep -cE '^\.SH \[(kafka|pool|console|worker:NAME)\]$' "$M/kpool.conf.5")" -eq 4
 
 # kpool(1) against kpool's usage.
 "$KPOOL" -h >"$T/usage.txt"
