@@ -411,10 +411,8 @@ static void login_page(const struct kp_req *r, struct kp_resp *resp, const char 
 		      "<label for=\"token\">Token</label>"
 		      "<input type=\"password\" id=\"token\" name=\"token\" autocomplete=\"off\" "
 		      "autofocus required>"
-		      "<p class=\"hint\">the first line of [console] token_file in ");
-	kp_buf_htmls(b, kp_cons->conf->path);
-	kp_buf_printf(b,
-		      "</p><button type=\"submit\">Log in</button></form></main></body></html>\n");
+		      "<p class=\"hint\">the first line of kpoold's [console] token_file</p>"
+		      "<button type=\"submit\">Log in</button></form></main></body></html>\n");
 	(void)r;
 }
 
@@ -530,6 +528,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	if (!post && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
 		kp_page_error(&resp, &r, MHD_HTTP_METHOD_NOT_ALLOWED, "%s is not a method here.",
 			      method);
+		return send_resp(c, &resp, NULL);
+	}
+	if (strcmp(url, "/favicon.ico") == 0) { /* none: browsers ask all the same */
+		resp.status = MHD_HTTP_NO_CONTENT;
 		return send_resp(c, &resp, NULL);
 	}
 	if (strcmp(url, "/static/console.css") == 0 || strcmp(url, "/static/console.js") == 0) {

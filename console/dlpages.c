@@ -423,9 +423,10 @@ void kp_page_dlq_list(const struct kp_req *r, struct kp_resp *resp, const char *
 			kp_buf_printf(b, "%s%d%%3A%" PRId64, i ? "%2C" : "", i, next[i]);
 		kp_buf_printf(b, "\">older &raquo;</a>");
 	}
-	kp_buf_printf(
-	    b, "<span class=\"muted\"> %zu shown; %ld records read%s</span></p>\n", shown, read,
-	    budget_hit ? " (the most a page reads: older ones are on the next page)" : "");
+	kp_buf_printf(b, "<span class=\"muted\"> %zu shown; %ld record%s read%s</span></p>\n",
+		      shown, read, read == 1 ? "" : "s",
+		      budget_hit ? " (the most a page reads: older ones are on the next page)"
+				 : "");
 	kp_page_end(b);
 	for (size_t k = 0; k < n_got; k++)
 		kp_dlrec_free(&got[k].r);
