@@ -43,7 +43,13 @@ struct ledgerd {
 	uint64_t sent;	      /* ... and up to here handed to the ledger topic */
 	int64_t gen_check_ms, stats_ms;
 	int64_t waiting_since; /* when the ring's oldest unwritten id was first seen */
+	/* The ring below here was in it when this process started: a process
+	 * before it may have written some of it (with a ledger topic, the tail
+	 * waits for Kafka too), so those ids are looked up before they are
+	 * written and counted again. */
+	uint64_t recheck_to;
 	struct kp_lrec batch[KP_LEDGER_WRITE_MAX];
+	struct kp_lrec fresh[KP_LEDGER_WRITE_MAX]; /* of a batch, those not in the store */
 };
 
 struct fill {
@@ -166,14 +172,32 @@ static int drain(struct ledgerd *d)
 	/* Workers write only at the head, and never past the tail: this part stays. */
 	for (size_t i = 0; i < n; i++)
 		d->batch[i] = shm->ring[(tail + i) % KP_LEDGER_RING];
-	if (kp_lstore_write(d->st, d->batch, n) < 0)
+	size_t m = n; /* new to the store */
+	if (tail < d->recheck_to) {
+		m = 0;
+		for (size_t i = 0; i < n; i++) {
+			int f = tail + i < d->recheck_to
+				    ? kp_lstore_lookup(d->st, &d->batch[i].id, 0)
+				    : 0;
+			if (f < 0)
+				return -1;
+			if (f != d->batch[i].outcome && f != KP_L_DONE)
+				d->fresh[m++] = d->batch[i];
+		}
+		if (m < n)
+			kp_log(KP_INFO, "%zu of %zu ids were written before this process started",
+			       n - m, n);
+		if (m > 0 && kp_lstore_write(d->st, d->fresh, m) < 0)
+			return -1;
+	} else if (kp_lstore_write(d->st, d->batch, n) < 0) {
 		return -1;
+	}
 	filter = kp_ledger_filter(shm, shm->filter_buf);
 	for (size_t i = 0; i < n; i++)
 		kp_ledger_filter_add(filter, shm->filter_blocks, &d->batch[i].id);
 	d->written = tail + n;
 	kp_ledger_made_durable(shm, d->batch, n, safe_to(d));
-	shm->disk_ids += (int64_t)n;
+	shm->disk_ids += (int64_t)m;
 	return (int)n;
 }
 
@@ -240,6 +264,7 @@ int kp_ledger_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 		goto out;
 	}
 	d->written = d->sent = shm->tail;
+	d->recheck_to = shm->head;
 	if (b->ledger_kafka &&
 	    (d->lt = kp_ltopic_new(conf, b, shm, d->st, &stopping, err, sizeof(err))) == NULL) {
 		kp_log(KP_ERROR, "ledger topic %s: %s", b->ledger_topic, err);
