@@ -30,6 +30,7 @@ struct sums {
 	int kafka_up, kafka_down;
 	const char *kafka_error;
 	bool paused_all; /* every running process says its partitions are paused */
+	bool throttled;	 /* the supervisor backs off restarting them */
 };
 
 /* Whether slot s serves binding name now. */
@@ -51,6 +52,7 @@ static void sums_of(const char *name, struct sums *m)
 		for (int r = 0; r < KP_R_MAX; r++)
 			m->results[r] += __atomic_load_n(&s->results[r], __ATOMIC_RELAXED);
 		m->restarts += s->restarts;
+		m->throttled = m->throttled || s->throttled;
 		if (s->state == KP_SLOT_STARTING)
 			m->starting++;
 		if (s->state != KP_SLOT_RUNNING || s->pid <= 0)
@@ -128,11 +130,13 @@ static double rate_now(size_t i)
 	return r;
 }
 
-/* A binding's state in a word: paused, throttled, starting, running, down. */
+/* A binding's state in a word: paused, throttled, starting, running, degraded, down. */
 static const char *state_of(const struct kp_binding *b, const struct sums *m, bool paused)
 {
 	if (paused)
 		return m->running && !m->paused_all ? "pausing" : "paused";
+	if (m->throttled)
+		return "throttled";
 	if (m->running == b->processes)
 		return "running";
 	if (m->starting)

@@ -155,6 +155,7 @@ int kp_job_event_id(const struct kp_binding *b, const struct kpool_header *hdrs,
 int64_t kp_backoff_ms(int64_t base, int64_t max, int attempt, uint32_t rnd);
 
 /* pause.c - a binding paused by the operator, until resumed (state_dir/paused/NAME). */
+int kp_mkdirs(const char *dir, mode_t mode);
 int kp_pause_set(const struct kp_conf *conf, const char *binding, bool paused, char *err,
 		 size_t len);
 bool kp_pause_get(const struct kp_conf *conf, const char *binding, int64_t *since_ms);

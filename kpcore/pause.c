@@ -24,7 +24,7 @@
 #include "core.h"
 
 /* Makes dir's missing parents (0755) and dir itself (mode); -1 with errno. */
-static int mkdirs(const char *dir, mode_t mode)
+int kp_mkdirs(const char *dir, mode_t mode)
 {
 	char buf[PATH_MAX];
 
@@ -59,7 +59,7 @@ static int pause_dir(const struct kp_conf *conf, bool make)
 		return -1;
 	}
 	if (make &&
-	    (mkdirs(conf->state_dir, 0700) < 0 || (mkdir(path, 0700) < 0 && errno != EEXIST)))
+	    (kp_mkdirs(conf->state_dir, 0700) < 0 || (mkdir(path, 0700) < 0 && errno != EEXIST)))
 		return -1;
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)

@@ -65,6 +65,7 @@ struct kp_slot {
 	volatile int paused;	  /* the worker's partitions are paused */
 	volatile int restart_req; /* the console asks the supervisor to restart this process */
 	volatile int owned;	  /* a binding of the running conf has it (supervisor's owner[]) */
+	volatile int throttled;	  /* its binding's restarts back off (the supervisor's throttle) */
 	/* What the worker knows of Kafka, for /healthz. */
 	volatile int kafka_state;
 	char kafka_error[KP_ERROR_MAX];

@@ -22,20 +22,7 @@
 /* Makes dir and its missing parents; dir itself 0700.  -1 with errno. */
 int kp_state_dir_make(const char *dir)
 {
-	char buf[PATH_MAX];
-
-	if (snprintf(buf, sizeof(buf), "%s", dir) >= (int)sizeof(buf)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	for (char *p = buf + 1; *p; p++)
-		if (*p == '/') {
-			*p = '\0';
-			if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-				return -1;
-			*p = '/';
-		}
-	return mkdir(buf, 0700) < 0 && errno != EEXIST ? -1 : 0;
+	return kp_mkdirs(dir, 0700);
 }
 
 /*

@@ -259,6 +259,7 @@ static int slot_take(struct kp_supervisor *sv, struct kp_binding_state *bs)
 	}
 	sv->owner[take] = bs;
 	s->owned = 1;
+	s->throttled = bs->throttled;
 	return take;
 }
 
@@ -538,6 +539,14 @@ static void binding_reap(struct kp_supervisor *sv, int *killed)
 	}
 }
 
+/* Throttles a binding or ends its throttle; its slots say so to the console. */
+static void set_throttled(struct kp_binding_state *bs, bool on)
+{
+	bs->throttled = on;
+	for (int k = 0; k < bs->b->processes; k++)
+		bs->slots[k]->throttled = on;
+}
+
 /*
  * Decides when a dead worker starts again.  Like postfix's master, a worker
  * that died before handling any job throttles its binding: 1 s doubling to
@@ -552,9 +561,9 @@ static void schedule_restart(struct kp_binding_state *bs, int k, bool did_work, 
 		bs->backoff_ms = KP_RESTART_MIN_MS;
 		if (bs->throttled)
 			kp_log(KP_NOTICE, "worker=%s is no longer throttled", bs->b->name);
-		bs->throttled = false;
+		set_throttled(bs, false);
 	} else if (!bs->throttled) {
-		bs->throttled = true;
+		set_throttled(bs, true);
 		kp_log(KP_WARNING,
 		       "worker=%s throttled: a worker died before handling any job; restarts back "
 		       "off from %llds to %llds",
@@ -702,7 +711,7 @@ int64_t kp_spawn_due(struct kp_supervisor *sv)
 			for (int k = 0; k < bs->b->processes; k++)
 				if (jobs_of(bs->slots[k]) > bs->jobs_at_spawn[k] &&
 				    bs->slots[k]->pid > 0) {
-					bs->throttled = false;
+					set_throttled(bs, false);
 					bs->backoff_ms = KP_RESTART_MIN_MS;
 					kp_log(KP_NOTICE, "worker=%s is no longer throttled",
 					       bs->b->name);

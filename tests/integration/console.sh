@@ -26,6 +26,10 @@ processes = 2
 max_attempts = 1
 record = $T/record
 fixed_when = $T/fixed
+[worker:t]
+topic = other$R
+handler = probe
+broken = on
 [console]
 listen = 127.0.0.1:0
 token_file = $T/token
@@ -69,6 +73,10 @@ check "... and unsafe-inline nowhere" sh -c "! grep -qi unsafe-inline '$T/head'"
 check "the overview lists the binding" has '<tr id="b-c">'
 CSRF=$(csrf)
 check "the overview's forms carry a CSRF token" test "${#CSRF}" -eq 32
+api() { curl -s -b "$T/jar" "$C/api/overview" | "$PYTHON3" -c "import json,sys; d=json.load(sys.stdin)['bindings']; print($1)"; }
+throttled() { [ "$(api 'd["t"]["state"]')" = throttled ]; }
+check "a binding whose workers die at start shows throttled" wait_for 30 throttled
+check "... and the other running" test "$(api 'd["c"]["state"]')" = running
 
 # ---- a hostile job, shown escaped, and replayed once ------------------------------
 "$top_builddir/tests/helpers/produce" "$B" "orders$R" k1 '{"id":"x1","do":"fail","note":"<script>window.__pwned=1</script>"}' \
@@ -92,6 +100,18 @@ finished() { get "$RP" >/dev/null; grep -q 'id="replay-state">finished<' "$T/bod
 check "the replay finishes" wait_for 30 finished
 check "its page shows what kpool dlq replay prints" has 'replayed 1 record from'
 check "the probe handles it once" wait_for 30 sh -c "test \$(grep -c '^x1 [0-9]* done' '$T/record') -eq 1"
+
+# ---- another tool's dead letter: Spring Kafka's, shown as kpool dlq show shows it ------
+printf '{"id":"sp1"}\n' | "$KCAT" -P -b "$B" -t "$DLQ" -H "kafka_dlt-original-topic=orders$R" \
+	-H kafka_dlt-exception-fqcn=org.springframework.kafka.listener.ListenerExecutionFailedException \
+	-H 'kafka_dlt-exception-message=Listener failed: <b>boom</b>' 2>/dev/null
+spring() { get "/dlq/$DLQ?q=sp1" >/dev/null; has 'ListenerExecutionFailedException'; }
+check "a Spring Kafka record is listed with its exception class" wait_for 30 spring
+SAT=$(sed -n 's,.*<tr id="r-\([0-9]*:[0-9]*\)">.*,\1,p' "$T/body" | head -1)
+get "/dlq/$DLQ/$SAT" >/dev/null
+check "... its page says who wrote it" has '<dd id="writer">spring</dd>'
+check "... where it came from" has "<dd id=\"from\">orders$R</dd>"
+check "... and its reason, escaped" has 'Listener failed: &lt;b&gt;boom&lt;/b&gt;'
 
 # ---- pause, resume, restart -------------------------------------------------------
 check "pause without the CSRF token is refused" test "$(post /bindings/c/pause -d x=1)" = 403
