@@ -3,7 +3,8 @@
  * (a page, its escaping), the request as routed, the rates sampled from the
  * slots, and each page's entry point.
  *
- *   console.c   the process: listening, the login and CSRF checks, routing, replays
+ *   console.c   the process: listening, the login and CSRF checks, routing
+ *   runner.c    replays, each in a process of its own, as kpool dlq replay runs
  *   session.c   session cookies and CSRF tokens, signed with the token's key
  *   html.c      a page being built: escaping, layout, forms
  *   overview.c  the overview, its live data and chart, processes, pause
@@ -113,7 +114,8 @@ void kp_page_dlq_record(const struct kp_req *r, struct kp_resp *resp, const char
 void kp_act_replay(const struct kp_req *r, struct kp_resp *resp, const char *topic, const char *at);
 void kp_page_replay(const struct kp_req *r, struct kp_resp *resp, const char *id);
 
-/* console.c: replays run by the runner process, each logged to a file. */
+/* runner.c: replays run by the runner process, each logged to a file. */
+int kp_runner_run(const char *dir);
 int kp_runner_start(json_t *req, char *id, size_t len, char *err, size_t errlen);
 int kp_runner_status(const char *id, struct kp_buf *log, int *exit_status);
 
