@@ -210,6 +210,8 @@ static void hold_check(struct worker *w)
 	for (size_t i = 0; i < w->n_parts; i++) {
 		struct part *p = &w->parts[i];
 
+		if (!p->assigned) /* revoked: another worker has it now */
+			continue;
 		if (want) {
 			kp_job_pause(w, p);
 			n += p->paused;
@@ -306,6 +308,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 				p->paused = false; /* resumed below */
 				p->catchup = ticket;
 				p->fetched = false; /* paused, if need be, once it fetches */
+				p->assigned = true;
 			}
 		}
 		kp_log(KP_INFO, "assigned partitions=%d", l->cnt);
@@ -330,8 +333,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			int t = topic_index(w, l->elems[i].topic);
 			struct part *p =
 			    t < 0 ? NULL : kp_part_get(w, (int16_t)t, l->elems[i].partition, false);
-			if (p)
+			if (p) {
 				kp_job_drop(w, p);
+				p->assigned = false;
+			}
 		}
 		kp_log(KP_INFO, "revoked partitions=%d", l->cnt);
 		if (cooperative)
@@ -412,13 +417,16 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 			struct part *pp;
 			int64_t qhi;
 
-			if (part < 0 || n == KP_LAG_MAX || hi < 0 || (co < 0 && lo < 0) ||
-			    !json_is_true(json_object_get(pv, "desired")))
+			/* Only the partitions assigned to us now: librdkafka keeps
+			 * reporting a revoked one, its watermark and committed offset
+			 * frozen, and may leave it "desired" too. */
+			pp = part < 0 ? NULL : kp_part_get(w, (int16_t)t, (int32_t)part, false);
+			if (pp == NULL || !pp->assigned || n == KP_LAG_MAX || hi < 0 ||
+			    (co < 0 && lo < 0))
 				continue;
 			/* A paused partition fetches nothing, so its high watermark in
 			 * the statistics stands still: the watch thread asks for it. */
-			pp = kp_part_get(w, (int16_t)t, (int32_t)part, false);
-			if (pp && pp->paused &&
+			if (pp->paused &&
 			    (qhi = kp_watch_high(w->watch, (int16_t)t, pp->partition)) > hi)
 				hi = qhi;
 			/* From the committed offset, as kpool status counts it:

@@ -47,7 +47,7 @@ struct job {
 	struct job *next, **prev; /* in w->sending */
 };
 
-/* One assigned partition. */
+/* One partition this worker was assigned (kept, unassigned, once revoked). */
 struct part {
 	int16_t topic;
 	int32_t partition;
@@ -67,6 +67,7 @@ struct part {
 	bool paused;	  /* fetching is paused (a parked job, or too many copies on their way) */
 	uint64_t catchup; /* assigned: waits until the shared ledger honours this ticket, or 0 */
 	bool fetched;	  /* a message came since it was assigned: it may be paused (#5591) */
+	bool assigned;	  /* in the assignment now: revoked, it is neither paused nor counted */
 };
 
 struct worker {
