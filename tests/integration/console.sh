@@ -140,7 +140,7 @@ i=0
 while [ $i -lt 120 ]; do printf '{"id":"p%03d","do":"fail"}\n' $i; i=$((i + 1)); done >"$T/jobs"
 rm -f "$T/fixed"
 kp send "orders$R" <"$T/jobs" 2>/dev/null
-many() { [ "$(kp dlq list "$DLQ" --json 2>/dev/null | "$PYTHON3" -c 'import json,sys; print(json.load(sys.stdin)["total"])')" -ge 121 ]; }
+many() { [ "$(kp dlq list "$DLQ" --json 2>/dev/null | "$PYTHON3" -c 'import json,re,sys; print(sum(1 for r in json.load(sys.stdin)["records"] if re.fullmatch("p[0-9]{3}", r.get("event_id") or "")))')" = 120 ]; }
 check "120 more dead-lettered" wait_for 90 many
 : >"$T/seen"
 url="/dlq/$DLQ?q=p"
