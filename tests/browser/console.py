@@ -114,6 +114,10 @@ class Pool:
             self.proc.kill()
             return self.proc.wait()
 
+    def sanitizer_reports(self):
+        """What a sanitizer (an --enable-sanitizers build) said in kpoold's log."""
+        return re.findall(r"ERROR: (?:Address|Leak)Sanitizer.*|runtime error:.*", read(self.log))
+
 
 def cell(b, key):
     return b.find('#b-orders [data-k="%s"]' % key).text.strip()
@@ -275,6 +279,8 @@ def main():
             tap.ok(not errors, "no other error in the browser's console (no script error, no "
                    "CSP violation, no failed load)", json.dumps(errors)[:800])
         tap.ok(pool.stop() == 0, "kpoold stops with status 0")
+        tap.ok(not pool.sanitizer_reports(), "no sanitizer reports in kpoold's log",
+               "\n".join(pool.sanitizer_reports())[:800])
         pool = None
 
         with tap.guard("read-only"):
@@ -294,6 +300,7 @@ def main():
                 tap.ok("read-only" in err, "a POST is refused: " + err)
                 b.screenshot("14-read-only-refused")
             tap.ok(pool.stop() == 0, "kpoold stops with status 0")
+            tap.ok(not pool.sanitizer_reports(), "no sanitizer reports in kpoold's log")
             pool = None
     finally:
         if pool:
