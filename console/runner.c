@@ -60,7 +60,10 @@ static void runner_child(json_t *req, const char *id)
 	o.dry_run = json_is_true(json_object_get(req, "dry_run"));
 	o.progress = true;
 	o.rows_max = 200;
-	_exit(kp_replay(kp_cons->conf, json_string_value(json_object_get(req, "topic")), &o));
+	int rc = kp_replay(kp_cons->conf, json_string_value(json_object_get(req, "topic")), &o);
+	json_decref(req); /* the filter's strings were its */
+	fflush(stdout);
+	_exit(rc);
 }
 
 /* Writes run_dir/ID.status: the exit status of the replay that ran as pid. */
