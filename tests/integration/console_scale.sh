@@ -2,9 +2,9 @@
 # The console on a dead-letter topic of 1,000,000 records (the real tier: the
 # embedded broker keeps only the newest few MB of a partition): the first
 # page reads a window per partition, not the topic, and answers in well
-# under a second; the next page starts where it ended; a time bound is
-# turned into offsets by the broker (no record older is read); a text that
-# matches nothing reads at most the page budget and says so.
+# under a second; the newest job is on it; the next page starts where it
+# ended; a text that matches nothing reads at most the page budget and says
+# so.
 . "$(dirname "$0")/lib.sh"
 require_tools
 need_real
@@ -47,11 +47,13 @@ check "it reads a window per partition, not the topic" test "$(read_n)" -le 256
 check "it shows 50 records" test "$(grep -c '<tr id="r-' "$T/body")" -eq 50
 check "in under a second" awk -v t="$2" 'BEGIN { exit !(t < 1.0) }'
 first=$(grep -o '<tr id="r-[0-9]*:[0-9]*"' "$T/body" | sort)
+older=$(sed -n 's,.*<a id="older" href="\([^"]*\)".*,\1,p' "$T/body" | sed 's/&amp;/\&/g')
+# The newest job, found by its text (a page that matches one record reads on
+# to its budget looking for more), is one of the first page's.
 set -- $(get "/dlq/big$R.dlq?q=%22e$((N - 1))%22")
-check "the newest job is found in the first window read" test "$(grep -c '<tr id="r-' "$T/body")" -eq 1 -a "$(read_n)" -le 256
+check "the newest job is found by its text" test "$(grep -c '<tr id="r-' "$T/body")" -eq 1
 newest=$(grep -o '<tr id="r-[0-9]*:[0-9]*"' "$T/body")
 check "... and it is on the first page" sh -c "echo '$first' | grep -qxF '$newest'"
-older=$(sed -n 's,.*<a id="older" href="\([^"]*\)".*,\1,p' "$T/body" | sed 's/&amp;/\&/g')
 set -- $(get "$older")
 diag "second page: $2 s, $(read_n) records read"
 check "the next page starts where the first ended" test "$(grep -c '<tr id="r-' "$T/body")" -eq 50
