@@ -21,6 +21,7 @@
 #include <inttypes.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -202,6 +203,21 @@ static void login_page(const struct kp_req *r, struct kp_resp *resp, const char 
 	(void)r;
 }
 
+/* The client's address, numeric, for the log ("?" when it cannot be told). */
+static const char *client_of(struct MHD_Connection *c)
+{
+	static __thread char host[NI_MAXHOST];
+	const union MHD_ConnectionInfo *i =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = i ? i->client_addr : NULL;
+	socklen_t len = sa && sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+							: sizeof(struct sockaddr_in);
+
+	if (sa == NULL || getnameinfo(sa, len, host, sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
+		return "?";
+	return host;
+}
+
 /* Splits path's segments after prefix: "/dlq/T/0:5/replay" → T, 0:5, replay. */
 static int segments(const char *path, char seg[][256], int max)
 {
@@ -358,8 +374,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			resp.status = MHD_HTTP_TOO_MANY_REQUESTS;
 		} else if (token == NULL || !kp_session_token_ok(token)) {
 			login_throttled(true);
-			kp_log(KP_NOTICE, "console: a wrong token from %s",
-			       MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host") ?: "?");
+			kp_log(KP_NOTICE, "console: a wrong token from %s", client_of(c));
 			login_page(&r, &resp, "That is not the token.");
 		} else {
 			char value[128];

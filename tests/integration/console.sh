@@ -64,6 +64,7 @@ check "no session: a page sends to /login" test "$(get /)" = 303 -a "$(sed -n 's
 check "the login page answers" test "$(get /login)" = 200
 check "a wrong token is refused (403)" test "$(post /login --data-urlencode token=not-the-token)" = 403
 check "... and gets no cookie" test "$(grep -c kpool_session "$T/jar")" = 0
+check "... and is logged with the client's address" log_has "$T/kpoold.log" "console: a wrong token from 127.0.0.1"
 check "the right token logs in (303)" test "$(post /login --data-urlencode "token=$TOKEN")" = 303
 check "... with an HttpOnly, SameSite=Strict cookie" grep -qi 'Set-Cookie: kpool_session=[0-9]*\.[0-9a-f]*; Path=/; HttpOnly; SameSite=Strict' "$T/head"
 check "the overview answers with the cookie" test "$(get /)" = 200
