@@ -31,18 +31,27 @@
 
 /* ---- which topics, which records ------------------------------------------------- */
 
+/* Whether binding b sends the failed jobs of one of its topics to dead-letter topic dlq. */
+static bool writes_to(const struct kp_binding *b, const char *dlq)
+{
+	char t[KP_TOPIC_MAX + 8];
+
+	for (int k = 0; k < b->n_topics; k++) {
+		kp_dlq_topic(b, b->topics[k], t, sizeof(t));
+		if (strcmp(t, dlq) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* Whether topic is the dead-letter topic of one of the conf's bindings. */
 static bool dlq_known(const char *topic)
 {
 	const struct kp_conf *conf = kp_cons->conf;
-	char t[KP_TOPIC_MAX + 8];
 
 	for (size_t i = 0; i < conf->n_bindings; i++)
-		for (int k = 0; k < conf->bindings[i].n_topics; k++) {
-			kp_dlq_topic(&conf->bindings[i], conf->bindings[i].topics[k], t, sizeof(t));
-			if (strcmp(t, topic) == 0)
-				return true;
-		}
+		if (writes_to(&conf->bindings[i], topic))
+			return true;
 	return false;
 }
 
@@ -143,18 +152,11 @@ void kp_page_dlq_topics(const struct kp_req *r, struct kp_resp *resp)
 			}
 			kp_scan_close(&sc);
 			kp_buf_printf(b, "</td><td>");
-			for (size_t j = 0; j < conf->n_bindings; j++) {
-				const struct kp_binding *o = &conf->bindings[j];
-				for (int q = 0; q < o->n_topics; q++) {
-					char u[KP_TOPIC_MAX + 8];
-					kp_dlq_topic(o, o->topics[q], u, sizeof(u));
-					if (strcmp(u, t) == 0) {
-						kp_buf_htmls(b, o->name);
-						kp_buf_printf(b, " ");
-						break;
-					}
+			for (size_t j = 0; j < conf->n_bindings; j++)
+				if (writes_to(&conf->bindings[j], t)) {
+					kp_buf_htmls(b, conf->bindings[j].name);
+					kp_buf_printf(b, " ");
 				}
-			}
 			kp_buf_printf(b, "</td></tr>\n");
 		}
 	}
@@ -165,14 +167,10 @@ void kp_page_dlq_topics(const struct kp_req *r, struct kp_resp *resp)
 
 /* ---- a page of records ------------------------------------------------------------ */
 
-struct found {
-	struct dlrec r;
-};
-
 /* Newest first: failure time, then partition and offset, both descending. */
 static int newest_first(const void *a, const void *b)
 {
-	const struct dlrec *x = &((const struct found *)a)->r, *y = &((const struct found *)b)->r;
+	const struct dlrec *x = a, *y = b;
 
 	if (x->failed_ms != y->failed_ms)
 		return x->failed_ms > y->failed_ms ? -1 : 1;
@@ -283,7 +281,7 @@ void kp_page_dlq_list(const struct kp_req *r, struct kp_resp *resp, const char *
 	struct kp_buf *b = &resp->body;
 	struct kp_dlq_filter f;
 	struct kp_scan sc;
-	struct found *got = NULL;
+	struct dlrec *got = NULL;
 	int64_t *cur = NULL, *start = NULL, *floor = NULL, *next = NULL, *at = NULL;
 	size_t n_got = 0, cap = 0, shown;
 	long read = 0;
@@ -362,7 +360,7 @@ void kp_page_dlq_list(const struct kp_req *r, struct kp_resp *resp, const char *
 						abort();
 					got = x;
 				}
-				got[n_got++].r = d;
+				got[n_got++] = d;
 			} else {
 				kp_dlrec_free(&d);
 			}
@@ -384,10 +382,10 @@ void kp_page_dlq_list(const struct kp_req *r, struct kp_resp *resp, const char *
 		int64_t oldest_shown = -1;
 		bool unshown = false;
 		for (size_t k = 0; k < n_got; k++) {
-			if (got[k].r.partition != i)
+			if (got[k].partition != i)
 				continue;
 			if (k < shown)
-				oldest_shown = got[k].r.offset;
+				oldest_shown = got[k].offset;
 			else
 				unshown = true;
 		}
@@ -402,7 +400,7 @@ void kp_page_dlq_list(const struct kp_req *r, struct kp_resp *resp, const char *
 			 "<th>failed at</th><th>from</th><th>class</th><th>attempts</th>"
 			 "<th>reason</th><th>event id</th></tr></thead><tbody>\n");
 	for (size_t k = 0; k < shown; k++)
-		record_row(b, topic, &got[k].r);
+		record_row(b, topic, &got[k]);
 	kp_buf_printf(b, "</tbody></table>\n");
 	if (shown == 0)
 		kp_buf_printf(b, "<p class=\"empty\" id=\"empty\">No record here matches.</p>");
@@ -429,7 +427,7 @@ void kp_page_dlq_list(const struct kp_req *r, struct kp_resp *resp, const char *
 				 : "");
 	kp_page_end(b);
 	for (size_t k = 0; k < n_got; k++)
-		kp_dlrec_free(&got[k].r);
+		kp_dlrec_free(&got[k]);
 	free(got);
 	free(cur);
 	free(start);

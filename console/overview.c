@@ -242,7 +242,7 @@ void kp_api_overview(const struct kp_req *r, struct kp_resp *resp)
 		json_t *o;
 
 		sums_of(bd->name, &m);
-		o = json_pack("{s:i,s:i,s:f,s:I,s:I,s:I,s:I,s:I,s:s,s:s,s:b}", "running", m.running,
+		o = json_pack("{s:i,s:i,s:f,s:I,s:I,s:I,s:I,s:I,s:s,s:b}", "running", m.running,
 			      "processes", bd->processes, "rate",
 			      (double)(int)(rate_now(i) * 10) / 10, "done",
 			      (json_int_t)m.results[KP_R_DONE], "retried",
@@ -250,7 +250,7 @@ void kp_api_overview(const struct kp_req *r, struct kp_resp *resp)
 			      (json_int_t)m.results[KP_R_DEAD], "duplicate",
 			      (json_int_t)m.results[KP_R_DUPLICATE], "failed",
 			      (json_int_t)m.results[KP_R_FAILED], "state", state_of(bd, &m, paused),
-			      "kafka", "", "paused", paused);
+			      "paused", paused);
 		json_object_set_new(o, "kafka", kp_json_text(kafka_of(&m), strlen(kafka_of(&m))));
 		json_object_set_new(o, "lag", m.lag_known ? json_integer(m.lag) : json_null());
 		json_object_set_new(bs, bd->name, o);
