@@ -26,7 +26,7 @@ kills=0
 step=$((N / (KILLS + 2)))
 for i in $(seq 1 $KILLS); do
 	wait_for 120 at_least $((i * step)) lines_in "$T/record" || break
-	victim=$(pgrep '^worker k#' | shuf -n 1)
+	victim=$(pgrep -P "$KPID" '^worker k#' | shuf -n 1) # its own: not another test's
 	[ -n "$victim" ] && kill -KILL "$victim" && kills=$((kills + 1))
 	diag "kill $kills: pid $victim after $(lines_in "$T/record") jobs"
 done
