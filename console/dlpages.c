@@ -167,16 +167,60 @@ void kp_page_dlq_topics(const struct kp_req *r, struct kp_resp *resp)
 
 /* ---- a page of records ------------------------------------------------------------ */
 
-/* Newest first: failure time, then partition and offset, both descending. */
-static int newest_first(const void *a, const void *b)
+/* By partition, and newest offset first within one. */
+static int by_partition(const void *a, const void *b)
 {
 	const struct dlrec *x = a, *y = b;
 
-	if (x->failed_ms != y->failed_ms)
-		return x->failed_ms > y->failed_ms ? -1 : 1;
 	if (x->partition != y->partition)
-		return x->partition > y->partition ? -1 : 1;
+		return x->partition < y->partition ? -1 : 1;
 	return x->offset > y->offset ? -1 : x->offset < y->offset;
+}
+
+/*
+ * The page's records, newest first: got (sorted by_partition) merged across
+ * partitions, each taken newest offset first, the latest failure time among
+ * the partitions' next records going first. A partition's records on a page
+ * are so always its newest unshown ones, even when its failure times are out
+ * of offset order (several processes dead-lettering into one partition), and
+ * the next page's cursor, per partition, is exact. Up to max indexes into got
+ * go to order; returns how many, and sets next[i] to partition i's cursor.
+ */
+static size_t page_merge(const struct dlrec *got, size_t n_got, size_t *order, size_t max, int n,
+			 const int64_t *start, const int64_t *cur, int64_t *next)
+{
+	size_t *first = calloc(2 * (size_t)n + 1, sizeof(*first)), *head = first + n + 1, k = 0;
+	size_t shown = 0;
+
+	if (first == NULL)
+		abort();
+	/* first[i] .. first[i + 1]: partition i's records in got; head[i]: its next one */
+	for (int i = 0; i <= n; i++) {
+		while (k < n_got && got[k].partition < i)
+			k++;
+		first[i] = k;
+	}
+	for (int i = 0; i < n; i++)
+		head[i] = first[i];
+	while (shown < max) {
+		int best = -1;
+		for (int i = 0; i < n; i++)
+			if (head[i] < first[i + 1] &&
+			    (best < 0 || got[head[i]].failed_ms >= got[head[best]].failed_ms))
+				best = i;
+		if (best < 0)
+			break;
+		order[shown++] = head[best]++;
+	}
+	for (int i = 0; i < n; i++) {
+		if (head[i] ==
+		    first[i + 1]) /* all its matches shown: on from where reading stopped */
+			next[i] = cur[i];
+		else /* some not: the next page starts at them */
+			next[i] = head[i] > first[i] ? got[head[i] - 1].offset : start[i];
+	}
+	free(first);
+	return shown;
 }
 
 /*
@@ -283,11 +327,11 @@ void kp_page_dlq_list(const struct kp_req *r, struct kp_resp *resp, const char *
 	struct kp_scan sc;
 	struct dlrec *got = NULL;
 	int64_t *cur = NULL, *start = NULL, *floor = NULL, *next = NULL, *at = NULL;
-	size_t n_got = 0, cap = 0, shown;
+	size_t n_got = 0, cap = 0, shown, order[PAGE_SIZE];
 	long read = 0;
 	int64_t window = WINDOW_FIRST;
 	char why[512], title[KP_TOPIC_MAX + 16];
-	bool more = false, budget_hit = false;
+	bool more = false, budget_hit = false, failed = false;
 
 	if (!dlq_known(topic)) {
 		kp_page_error(resp, r, MHD_HTTP_NOT_FOUND,
@@ -366,32 +410,27 @@ void kp_page_dlq_list(const struct kp_req *r, struct kp_resp *resp, const char *
 			}
 			rd_kafka_message_destroy(m);
 		}
+		if (rc < 0) { /* a window half read cannot be paged from: say so, show nothing */
+			failed = true;
+			break;
+		}
 		for (int i = 0; i < sc.n; i++)
 			cur[i] = sc.parts[i].start;
-		if (rc < 0)
-			break;
 		window = window * 4 > WINDOW_MAX ? WINDOW_MAX : window * 4;
 		budget_hit = read >= READ_BUDGET - sc.n;
 	}
-	if (n_got > 1)
-		qsort(got, n_got, sizeof(*got), newest_first);
-	shown = n_got < PAGE_SIZE ? n_got : PAGE_SIZE;
-	/* Where the next page starts, per partition: below its oldest record shown when some
-	 * of its matches were not shown; else where reading stopped. */
-	for (int i = 0; i < sc.n; i++) {
-		int64_t oldest_shown = -1;
-		bool unshown = false;
-		for (size_t k = 0; k < n_got; k++) {
-			if (got[k].partition != i)
-				continue;
-			if (k < shown)
-				oldest_shown = got[k].offset;
-			else
-				unshown = true;
-		}
-		next[i] = unshown ? (oldest_shown >= 0 ? oldest_shown : start[i]) : cur[i];
-		more = more || next[i] > floor[i];
+	if (failed) {
+		kp_page_error(resp, r, MHD_HTTP_BAD_GATEWAY,
+			      "Reading %s stopped: Kafka did not answer (see kpoold's log). Try "
+			      "again.",
+			      topic);
+		goto out;
 	}
+	if (n_got > 1)
+		qsort(got, n_got, sizeof(*got), by_partition);
+	shown = page_merge(got, n_got, order, PAGE_SIZE, sc.n, start, cur, next);
+	for (int i = 0; i < sc.n; i++)
+		more = more || next[i] > floor[i];
 	snprintf(resp->records_read, sizeof(resp->records_read), "%ld", read);
 	snprintf(title, sizeof(title), "%s", topic);
 	kp_page_begin(b, r, title, "dead letters");
@@ -400,7 +439,7 @@ void kp_page_dlq_list(const struct kp_req *r, struct kp_resp *resp, const char *
 			 "<th>failed at</th><th>from</th><th>class</th><th>attempts</th>"
 			 "<th>reason</th><th>event id</th></tr></thead><tbody>\n");
 	for (size_t k = 0; k < shown; k++)
-		record_row(b, topic, &got[k]);
+		record_row(b, topic, &got[order[k]]);
 	kp_buf_printf(b, "</tbody></table>\n");
 	if (shown == 0)
 		kp_buf_printf(b, "<p class=\"empty\" id=\"empty\">No record here matches.</p>");
@@ -426,6 +465,7 @@ void kp_page_dlq_list(const struct kp_req *r, struct kp_resp *resp, const char *
 		      budget_hit ? " (the most a page reads: older ones are on the next page)"
 				 : "");
 	kp_page_end(b);
+out:
 	for (size_t k = 0; k < n_got; k++)
 		kp_dlrec_free(&got[k]);
 	free(got);
