@@ -83,6 +83,14 @@ static const struct optdef worker_opts[] = {
      "every host reads it); local: this host's ledger only"},
     {"ledger_topic", OPT_STR, NULL, 0, 0, BIND(ledger_topic),
      "the ledger topic of ledger = kafka, made when absent (default GROUP.ledger)"},
+    {"rate", OPT_STR, NULL, 0, 0, BIND(rate),
+     "at most N handler calls per second, minute or hour for the whole binding: N/s, N/m "
+     "or N/h (default: no limit); hosts share it by their share of the partitions"},
+    {"max_age", OPT_DUR, NULL, 0, 0, BIND(max_age_ms),
+     "a job older than this when its turn comes (from its Kafka timestamp) is expired "
+     "(default: none; a job's own expiresAt counts too)"},
+    {"expired", OPT_STR, "dead-letter", 0, 0, BIND(expired),
+     "what becomes of an expired job: dead-letter (class expired) or drop (counted only)"},
 };
 
 #define CONS(f) offsetof(struct kp_conf, f)
@@ -593,6 +601,28 @@ static void check_binding(struct parse_ctx *c, struct kp_binding *b)
 		     "shorter than retry_backoff");
 	if (kp_idkeys_parse(b->idempotency_key, b->idkeys, &b->n_idkeys, err, sizeof(err)) < 0)
 		perr(c, line_of(b, "idempotency_key"), section, "idempotency_key", "%s", err);
+	/* The scan's keys: the id keys where they are (a header key is skipped by the
+	 * scan), then the deadline's. */
+	int nd = 0;
+	if (!c->failed && kp_idkeys_parse(KP_DEADLINE_KEYS, b->scankeys + b->n_idkeys, &nd, err,
+					  sizeof(err)) == 0) {
+		memcpy(b->scankeys, b->idkeys, (size_t)b->n_idkeys * sizeof(*b->idkeys));
+		b->n_scankeys = b->n_idkeys + nd;
+	}
+	if (b->rate && (*b->rate == '\0' || strcmp(b->rate, "off") == 0)) { /* no limit */
+		free(b->rate);
+		b->rate = NULL;
+	}
+	if (b->rate && kp_parse_rate(b->rate, &b->rate_n, &b->rate_period_ms) < 0)
+		perr(c, line_of(b, "rate"), section, "rate",
+		     "'%s' is not a rate (use N/s, N/m or N/h, N a whole number from 1 to "
+		     "1000000000)",
+		     b->rate);
+	if (strcmp(b->expired, "drop") == 0)
+		b->expired_drop = true;
+	else if (strcmp(b->expired, "dead-letter") != 0)
+		perr(c, line_of(b, "expired"), section, "expired",
+		     "'%s' is neither dead-letter nor drop", b->expired);
 }
 
 /*
@@ -844,6 +874,9 @@ void kp_conf_free(struct kp_conf *conf)
 		free(b->ledger_topic);
 		free(b->idempotency_key);
 		kp_idkeys_free(b->idkeys, b->n_idkeys);
+		kp_idkeys_free(b->scankeys + b->n_idkeys, b->n_scankeys - b->n_idkeys);
+		free(b->rate);
+		free(b->expired);
 		for (size_t o = 0; o < b->n_opts; o++) {
 			free(b->opts[o].key);
 			free(b->opts[o].value);

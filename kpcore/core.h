@@ -19,12 +19,13 @@
 #include "kpool_plugin.h"
 
 /* Limits and defaults, named once. */
-#define KP_NAME_MAX	 64		      /* binding names: [a-z0-9_-]+ */
-#define KP_TOPICS_MAX	 16		      /* topics per binding */
-#define KP_TOPIC_MAX	 250		      /* Kafka's topic name limit + NUL */
-#define KP_IDKEYS_MAX	 8		      /* idempotency_key sources */
-#define KP_PATH_DEPTH	 8		      /* components of a json: key */
-#define KP_EVENT_ID_MAX	 256		      /* event id bytes + NUL */
+#define KP_NAME_MAX	 64  /* binding names: [a-z0-9_-]+ */
+#define KP_TOPICS_MAX	 16  /* topics per binding */
+#define KP_TOPIC_MAX	 250 /* Kafka's topic name limit + NUL */
+#define KP_IDKEYS_MAX	 8   /* idempotency_key sources */
+#define KP_PATH_DEPTH	 8   /* components of a json: key */
+#define KP_EVENT_ID_MAX	 256 /* event id bytes + NUL */
+#define KP_DEADLINE_KEYS "json:expiresAt, json:metadata.expiresAt" /* a job's own deadline */
 #define KP_EMBEDDED_FILE "embedded.bootstrap" /* in state_dir: the embedded broker's address */
 #define KP_METRICS_FILE	 "metrics.address"    /* in state_dir: where /metrics listens */
 #define KP_PAUSE_DIR	 "paused"	      /* in state_dir: a file per paused binding */
@@ -44,6 +45,7 @@ const char *kp_level_name(int level);
 const char *kp_signame(int sig, char *buf, size_t len);
 int64_t kp_now_ms(void);
 int64_t kp_mono_ms(void);
+void kp_rfc3339(int64_t ms, char *buf, size_t len);
 
 /* conf.c */
 enum kp_idkey_kind { KP_IDKEY_HEADER, KP_IDKEY_JSON };
@@ -79,9 +81,19 @@ struct kp_binding {
 	struct kp_idkey idkeys[KP_IDKEYS_MAX];
 	int n_idkeys;
 	int64_t idempotency_ttl_ms;
-	char *ledger;	    /* "kafka" or "local" */
-	bool ledger_kafka;  /* the hosts share it through ledger_topic */
-	char *ledger_topic; /* default GROUP.ledger */
+	char *ledger;		/* "kafka" or "local" */
+	bool ledger_kafka;	/* the hosts share it through ledger_topic */
+	char *ledger_topic;	/* default GROUP.ledger */
+	char *rate;		/* as written: N/s, N/m or N/h; NULL: no limit */
+	int64_t rate_n;		/* handler calls ... */
+	int64_t rate_period_ms; /* ... per this long, for the whole binding; 0: no limit */
+	int64_t max_age_ms;	/* a job older than this (its Kafka timestamp) expires; 0: never */
+	char *expired;		/* "dead-letter" or "drop" */
+	bool expired_drop;	/* an expired job is counted and skipped, not dead-lettered */
+	/* What kp_job_check() looks for: the json: idempotency keys at their
+	 * indexes in idkeys, then the job's deadline (KP_DEADLINE_KEYS). */
+	struct kp_idkey scankeys[KP_IDKEYS_MAX + 2];
+	int n_scankeys;
 	struct kp_kv *opts; /* handler options, in conf order */
 	size_t n_opts;
 	int key_line[32]; /* where each of its own keys was set (by table index) */
@@ -110,6 +122,7 @@ struct kp_conf {
 int kp_parse_duration(const char *s, int64_t *ms);
 int kp_parse_size(const char *s, int64_t *bytes);
 int kp_parse_bool(const char *s, bool *b);
+int kp_parse_rate(const char *s, int64_t *n, int64_t *period_ms);
 int kp_opt_normalize(const struct kpool_option_spec *spec, const char *value, const char *dir,
 		     char **out, char *err, size_t len);
 
@@ -136,11 +149,12 @@ enum kp_class {
 	KP_CLASS_CRASH,
 	KP_CLASS_BAD_INPUT,
 	KP_CLASS_UNAVAILABLE,
+	KP_CLASS_EXPIRED, /* past its deadline (expiresAt, max_age) when its turn came */
 	KP_CLASS_MAX
 };
 const char *kp_class_name(enum kp_class c);
 bool kp_utf8_valid(const void *buf, size_t len);
-enum kp_found_kind { KP_FOUND_NONE, KP_FOUND_STR, KP_FOUND_ESC, KP_FOUND_INT };
+enum kp_found_kind { KP_FOUND_NONE, KP_FOUND_STR, KP_FOUND_ESC, KP_FOUND_INT, KP_FOUND_REAL };
 struct kp_found { /* a json: idempotency key's value, as raw bytes of the job */
 	const char *p;
 	size_t n;

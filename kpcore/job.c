@@ -21,6 +21,7 @@ static const char *const class_names[] = {
     [KP_CLASS_CRASH] = "crash",
     [KP_CLASS_BAD_INPUT] = "bad-input",
     [KP_CLASS_UNAVAILABLE] = "handler-unavailable",
+    [KP_CLASS_EXPIRED] = "expired",
 };
 
 /* Names a dead-letter error class as the kpool.error.class header carries it. */
@@ -395,12 +396,12 @@ static int scan_value(struct scan *s, uint32_t want, int depth)
 	default:
 		if (scan_number(s, &is_int) < 0)
 			return -1;
-		if (is_int)
-			for (uint32_t m = ends; m; m &= m - 1)
-				s->found[__builtin_ctz(m)] =
-				    (struct kp_found){.p = (const char *)start,
-						      .n = (size_t)(s->p - start),
-						      .kind = KP_FOUND_INT};
+		for (uint32_t m = ends; m;
+		     m &= m - 1) /* an id takes INT only; a deadline REAL too */
+			s->found[__builtin_ctz(m)] =
+			    (struct kp_found){.p = (const char *)start,
+					      .n = (size_t)(s->p - start),
+					      .kind = is_int ? KP_FOUND_INT : KP_FOUND_REAL};
 		return 0;
 	}
 }

@@ -140,6 +140,18 @@ int64_t kp_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A wall-clock time in ms as RFC 3339 UTC to the millisecond: "2025-12-01T08:00:00.250Z". */
+void kp_rfc3339(int64_t ms, char *buf, size_t len)
+{
+	time_t sec = (time_t)(ms / 1000);
+	struct tm tm;
+	char date[32];
+
+	gmtime_r(&sec, &tm);
+	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, len, "%s.%03dZ", date, (int)(ms % 1000));
+}
+
 /* Monotonic milliseconds, for deadlines (coarse, as above). */
 int64_t kp_mono_ms(void)
 {

@@ -85,6 +85,41 @@ int kp_parse_size(const char *s, int64_t *bytes)
 	return parse_scaled(s, units, sizeof(units) / sizeof(units[0]), false, bytes);
 }
 
+/*
+ * Parses a rate, "N/s", "N/m" or "N/h" (also "N/sec", "N/min", "N/hour"),
+ * N a whole number from 1 to 1e9: *n calls per *period_ms.  -1 if it is none.
+ */
+int kp_parse_rate(const char *s, int64_t *n, int64_t *period_ms)
+{
+	static const struct {
+		const char *name;
+		int64_t ms;
+	} per[] = {{"s", 1000},	   {"sec", 1000},     {"second", 1000}, {"m", 60000},
+		   {"min", 60000}, {"minute", 60000}, {"h", 3600000},	{"hour", 3600000}};
+	char *end;
+	long long v;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || v < 1 || v > 1000000000)
+		return -1;
+	while (*end == ' ')
+		end++;
+	if (*end++ != '/')
+		return -1;
+	while (*end == ' ')
+		end++;
+	for (size_t i = 0; i < sizeof(per) / sizeof(per[0]); i++)
+		if (strcmp(end, per[i].name) == 0) {
+			*n = v;
+			*period_ms = per[i].ms;
+			return 0;
+		}
+	return -1;
+}
+
 /* Parses on/off, yes/no, true/false, 1/0; -1 if it is none. */
 int kp_parse_bool(const char *s, bool *b)
 {

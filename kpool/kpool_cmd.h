@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define KP_TABLE_COLS 11
+#define KP_TABLE_COLS 14
 
 /* Rows of text printed as aligned columns; the last column is cut to the terminal. */
 struct kp_table {

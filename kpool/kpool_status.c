@@ -245,7 +245,8 @@ out:
 
 /* ---- kpool status ------------------------------------------------------------ */
 
-static const char *const results[] = {"done", "retried", "failed", "dead_lettered", "duplicate"};
+static const char *const results[] = {"done",	       "retried",   "failed",
+				      "dead_lettered", "duplicate", "expired"};
 
 /* t seconds as 3d4h, 2h5m, 4m10s or 9s (below 0 as 0s). */
 static void duration(json_int_t t, char *buf, size_t len)
@@ -339,7 +340,7 @@ static json_t *binding_status(const struct kp_conf *conf, const struct kp_bindin
 
 	for (int t = 0; t < b->n_topics; t++)
 		json_array_append_new(topics, kp_json_text(b->topics[t], strlen(b->topics[t])));
-	for (int r = 0; r < 5; r++)
+	for (size_t r = 0; r < sizeof(results) / sizeof(results[0]); r++)
 		json_object_set_new(
 		    jobs, results[r],
 		    m->error[0] ? json_null()
@@ -366,6 +367,13 @@ static json_t *binding_status(const struct kp_conf *conf, const struct kp_bindin
 		kp_cmd_iso(since_ms, since, sizeof(since));
 	json_object_set_new(o, "paused_since", paused ? json_string(since) : json_null());
 	json_object_set_new(o, "topics", topics);
+	/* The binding's rate, and the time its jobs waited for it (summed over processes). */
+	json_object_set_new(o, "rate",
+			    b->rate ? kp_json_text(b->rate, strlen(b->rate)) : json_null());
+	json_object_set_new(o, "rate_limited_seconds",
+			    m->error[0] ? json_null()
+					: json_real(metric(m, "kpool_rate_limited_seconds_total",
+							   b->name, NULL, NULL)));
 	json_object_set_new(o, "processes", processes_of(m, b, now));
 	json_object_set_new(o, "jobs", jobs);
 	json_object_set_new(o, "dead_lettered_by_class", dead);
@@ -407,15 +415,16 @@ static void print_tables(json_t *doc)
 		printf("kpoold: ");
 	kp_text_put(stdout, said, strlen(said), 0);
 	printf(json_is_true(json_object_get(kpoold, "up")) ? ")\n\n" : "\n\n");
-	kp_table_init(&bt, 11, "BINDING", "HANDLER", "PROCESSES", "PAUSED", "DONE", "RETRIED",
-		      "FAILED", "DEAD-LETTERED", "DUPLICATE", "RESTARTS", "LAG");
+	kp_table_init(&bt, 14, "BINDING", "HANDLER", "PROCESSES", "PAUSED", "RATE", "WAITED",
+		      "DONE", "RETRIED", "FAILED", "DEAD-LETTERED", "DUPLICATE", "EXPIRED",
+		      "RESTARTS", "LAG");
 	kp_table_init(&pt, 5, "PROCESS", "PID", "STATE", "UPTIME", "RESTARTS");
 	kp_table_init(&lt, 6, "BINDING", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG");
 	kp_table_init(&gt, 6, "BINDING", "LEDGER", "STATE", "HOST", "STORE", "LEDGER-LAG");
 	json_array_foreach (json_object_get(doc, "bindings"), i, b) {
 		const char *name = json_string_value(json_object_get(b, "name"));
 		json_t *jobs = json_object_get(b, "jobs");
-		char c[8][32], procs[32];
+		char c[8][32], procs[32], waited[32] = "-";
 		int running = 0;
 
 		json_array_foreach (json_object_get(b, "processes"), k, x) {
@@ -452,14 +461,21 @@ static void print_tables(json_t *doc)
 				     cell(json_object_get(x, "lag"), c[0], sizeof(c[0])));
 		snprintf(procs, sizeof(procs), "%d/%zu", running,
 			 json_array_size(json_object_get(b, "processes")));
+		json_t *rate = json_object_get(b, "rate");
+		if (json_is_string(rate) &&
+		    json_is_number(json_object_get(b, "rate_limited_seconds")))
+			snprintf(waited, sizeof(waited), "%.1fs",
+				 json_number_value(json_object_get(b, "rate_limited_seconds")));
 		kp_table_row(&bt, name, json_string_value(json_object_get(b, "handler")),
 			     json_is_true(json_object_get(kpoold, "up")) ? procs : "-",
 			     json_is_true(json_object_get(b, "paused")) ? "yes" : "no",
+			     json_is_string(rate) ? json_string_value(rate) : "-", waited,
 			     cell(json_object_get(jobs, "done"), c[0], sizeof(c[0])),
 			     cell(json_object_get(jobs, "retried"), c[1], sizeof(c[1])),
 			     cell(json_object_get(jobs, "failed"), c[2], sizeof(c[2])),
 			     cell(json_object_get(jobs, "dead_lettered"), c[3], sizeof(c[3])),
 			     cell(json_object_get(jobs, "duplicate"), c[4], sizeof(c[4])),
+			     cell(json_object_get(jobs, "expired"), c[7], sizeof(c[7])),
 			     cell(json_object_get(b, "restarts"), c[5], sizeof(c[5])),
 			     json_is_null(json_object_get(b, "lag_total"))
 				 ? "?"

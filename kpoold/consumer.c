@@ -348,6 +348,11 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		kp_log(KP_ERROR, "rebalance: %s", rd_kafka_error_string(e));
 		rd_kafka_error_destroy(e);
 	}
+	/* The share of the binding's rate this process holds (rate.c). */
+	int32_t n = 0;
+	for (size_t i = 0; i < w->n_parts; i++)
+		n += w->parts[i].assigned;
+	__atomic_store_n(&w->slot->rate_parts, n, __ATOMIC_RELAXED);
 }
 
 /* The worker's view of Kafka for /healthz, and why (NULL keeps the last reason). */
@@ -400,10 +405,10 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 		set_kafka(s, KP_KAFKA_UP, "");
 	else if (s->kafka_state != KP_KAFKA_DOWN)
 		set_kafka(s, KP_KAFKA_DOWN, "no broker reachable");
-	int n = 0;
+	int n = 0, total = 0;
 	topics = json_object_get(root, "topics");
 	json_object_foreach (topics, name, v) {
-		int t = topic_index(w, name);
+		int t = topic_index(w, name), count = 0;
 		const char *pname;
 		json_t *pv;
 
@@ -411,6 +416,9 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 			continue;
 		json_object_foreach (json_object_get(v, "partitions"), pname, pv) {
 			json_int_t part = json_integer_value(json_object_get(pv, "partition"));
+			if (part >= count &&
+			    part < INT32_MAX) /* the topic's, as its metadata says */
+				count = (int)part + 1;
 			json_int_t hi = json_integer_value(json_object_get(pv, "hi_offset"));
 			json_int_t lo = json_integer_value(json_object_get(pv, "lo_offset"));
 			json_int_t co = json_integer_value(json_object_get(pv, "committed_offset"));
@@ -440,8 +448,11 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 			s->lag[n].lag = lag;
 			n++;
 		}
+		total += count;
 	}
 	s->n_lag = n;
+	if (total > 0) /* partitions of the binding's topics, for its rate's share (rate.c) */
+		__atomic_store_n(&s->rate_total, total, __ATOMIC_RELAXED);
 	json_decref(root);
 	return 0;
 }
@@ -453,6 +464,8 @@ static void slot_topics(struct worker *w)
 
 	s->in_hand = 0;
 	s->died_signal = 0;
+	s->rate_parts = 0; /* none yet: a predecessor's no longer count */
+	s->rate_waiting = 0;
 	for (int i = 0; i < w->b->n_topics; i++)
 		snprintf(s->topics[i], sizeof(s->topics[i]), "%s", w->b->topics[i]);
 	s->n_topics = w->b->n_topics;
@@ -611,6 +624,8 @@ int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct
 		goto out;
 	}
 	slot_topics(&w);
+	if (b->rate_period_ms)
+		w.rate = &ledger->rate;
 	if (w.pl.p.handle_batch) {
 		w.bjobs = calloc(BATCH_MAX, sizeof(*w.bjobs));
 		w.breasons = calloc(BATCH_MAX, sizeof(*w.breasons));

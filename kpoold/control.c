@@ -3,8 +3,9 @@
  * the supervisor's loop a few times a second, never waited for: a binding
  * paused or resumed (state_dir/paused/NAME, which kpool pause and the web
  * console write through kpcore/pause.c), handed to its workers through
- * their slots' pause_want; and a worker's restart, which the console asks
- * for through its slot's restart_req.  The worker does the pausing itself
+ * their slots' pause_want; a worker's restart, which the console asks for
+ * through its slot's restart_req; and each rate-limited binding's share on
+ * this host (rate.c).  The worker does the pausing itself
  * (consumer.c); spawn.c starts a worker stopped for a restart again at once.
  */
 #include "config.h"
@@ -84,6 +85,7 @@ int64_t kp_control_poll(struct kp_supervisor *sv)
 	if (now < sv->control_due_ms)
 		return sv->control_due_ms - now;
 	sv->control_due_ms = now + CONTROL_MS;
+	kp_rate_share(sv);
 	for (size_t i = 0; i < sv->n_bs; i++) {
 		struct kp_binding_state *bs = sv->bs[i];
 

@@ -121,14 +121,9 @@ void kp_dlq_poll(struct kp_dlq *q, int ms)
 static void rfc3339_now(char *buf, size_t len)
 {
 	struct timespec ts;
-	struct tm tm;
-
-	char date[32];
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, len, "%s.%03dZ", date, (int)(ts.tv_nsec / 1000000));
+	kp_rfc3339((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, buf, len);
 }
 
 /* Whether Kafka (or librdkafka before it) refused a record for its size. */

@@ -121,9 +121,49 @@ static bool holds_claim(const struct worker *w, const struct job *j)
 	return w->b->idempotency && j->stage != JOB_CLAIM;
 }
 
+/*
+ * Monotonic milliseconds, precise: a job waiting for the rate is due within
+ * a millisecond, not a coarse clock's tick (a tick late per call would take
+ * a fifth off a rate of 50/s).  Read once per turn of the loop, not per job.
+ */
+static int64_t precise_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Counts the time this process's jobs wait for the binding's rate into its
+ * slot, up to now, then delta more or fewer jobs wait.  A wait while the
+ * operator pauses the binding is the pause's, not counted.
+ */
+static void rate_account(struct worker *w, int delta)
+{
+	int64_t now = kp_mono_ms();
+
+	if (w->rate_waiting > 0 && !w->held)
+		__atomic_add_fetch(&w->slot->rate_waited_us,
+				   (uint64_t)(now - w->rate_mark_ms) * 1000, __ATOMIC_RELAXED);
+	w->rate_mark_ms = now;
+	w->rate_waiting += delta;
+	__atomic_store_n(&w->slot->rate_waiting, w->rate_waiting > 0, __ATOMIC_RELAXED);
+}
+
+/* A job that waited for the rate waits no more (it runs, expires or leaves). */
+static void rate_done(struct worker *w, struct job *j)
+{
+	if (j->rate_wait) {
+		j->rate_wait = false;
+		rate_account(w, -1);
+	}
+}
+
 /* Lets go of a job left unrecorded, for redelivery: its claim (if held), then the job. */
 static void forget(struct worker *w, struct job *j)
 {
+	rate_done(w, j);
 	if (holds_claim(w, j))
 		kp_ledger_release(w->ledger, &j->id);
 	job_free(j);
@@ -436,13 +476,45 @@ static bool claim(struct worker *w, struct part *p, struct job *j)
 }
 
 /*
+ * The job's deadline: the earlier of its own (f: the scan's finds for
+ * KP_DEADLINE_KEYS) and the binding's max_age from its Kafka timestamp.
+ * False, with the reason, when the job names a deadline that is no time:
+ * it is bad input.
+ */
+static bool deadline(const struct worker *w, struct job *j, const struct kp_found *f)
+{
+	rd_kafka_timestamp_type_t tstype;
+	int64_t ms = 0, ts;
+	int which = 0, rc = kp_job_deadline(f, &ms, &which);
+
+	j->deadline_ms = 0;
+	if (rc < 0) {
+		snprintf(j->reason, sizeof(j->reason),
+			 "%s is not a time (an ISO 8601 time, or epoch milliseconds)",
+			 kp_deadline_names[which]);
+		return false;
+	}
+	if (rc > 0) {
+		j->deadline_ms = ms > 0 ? ms : 1; /* 0 means none */
+		j->deadline_from = (int8_t)which;
+	}
+	if (w->b->max_age_ms > 0 && (ts = rd_kafka_message_timestamp(j->m, &tstype)) > 0 &&
+	    (j->deadline_ms == 0 || ts + w->b->max_age_ms < j->deadline_ms)) {
+		j->deadline_ms = ts + w->b->max_age_ms;
+		j->deadline_from = -1;
+	}
+	return true;
+}
+
+/*
  * Step 1 for a message just taken: the checks and the event id; then the
  * claim.  Returns true when the job is to be handled.
  */
 static bool prepare(struct worker *w, struct part *p, struct job *j, rd_kafka_message_t *m)
 {
-	struct kp_found found[KP_IDKEYS_MAX];
+	struct kp_found found[KP_IDKEYS_MAX + KP_DEADLINE_N];
 	const struct kp_binding *b = w->b;
+	bool json_ok;
 
 	j->m = m;
 	j->heap = false;
@@ -450,16 +522,98 @@ static bool prepare(struct worker *w, struct part *p, struct job *j, rd_kafka_me
 	j->attempts = 0;
 	j->class = KP_CLASS_NONE;
 	j->reason[0] = '\0';
-	j->bad = kp_job_check(m->payload, m->len, b->max_job_bytes, b->idkeys, b->n_idkeys, found,
-			      j->reason, sizeof(j->reason)) < 0;
+	j->rate_wait = false;
+	j->deadline_ms = 0;
+	json_ok = kp_job_check(m->payload, m->len, b->max_job_bytes, b->scankeys, b->n_scankeys,
+			       found, j->reason, sizeof(j->reason)) == 0;
 	j->n_hdrs = job_headers(m, j->hdrs, &j->replay);
+	j->bad = !json_ok || !deadline(w, j, found + b->n_idkeys);
+	if (j->replay) /* replaying is the operator's decision: whatever the deadline */
+		j->deadline_ms = 0;
 	/* A job without an id is known by its place, in keys of their own. */
-	if (kp_job_event_id(b, j->hdrs, j->n_hdrs, j->bad ? NULL : found, b->topics[p->topic],
+	if (kp_job_event_id(b, j->hdrs, j->n_hdrs, json_ok ? found : NULL, b->topics[p->topic],
 			    m->partition, m->offset, j->event_id, sizeof(j->event_id)) == 1)
 		kp_ledger_place_id(j->event_id, &j->id);
 	else
 		kp_ledger_id(j->event_id, &j->id);
 	return claim(w, p, j);
+}
+
+/* A duration as conf writes it: 15m, 2h, 90s, 1500ms. */
+static const char *dur_text(int64_t ms, char *buf, size_t len)
+{
+	static const struct {
+		const char *unit;
+		int64_t ms;
+	} units[] = {{"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}};
+
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (ms % units[i].ms == 0) {
+			snprintf(buf, len, "%" PRId64 "%s", ms / units[i].ms, units[i].unit);
+			return buf;
+		}
+	snprintf(buf, len, "%" PRId64 "ms", ms);
+	return buf;
+}
+
+/*
+ * A job past its deadline (when is what came after it): dead-lettered with
+ * class expired, or, with expired = drop, counted and finished.  Returns
+ * true, as dead_letter() does.
+ */
+static bool expire(struct worker *w, struct part *p, struct job *j, const char *when)
+{
+	char at[40], from[64], d[32];
+
+	rate_done(w, j);
+	kp_rfc3339(j->deadline_ms, at, sizeof(at));
+	if (j->deadline_from >= 0)
+		snprintf(from, sizeof(from), "%s", kp_deadline_names[j->deadline_from]);
+	else
+		snprintf(from, sizeof(from), "max_age = %s from its Kafka timestamp",
+			 dur_text(w->b->max_age_ms, d, sizeof(d)));
+	snprintf(j->reason, sizeof(j->reason), "expired: its deadline %s (%s) %s", at, from, when);
+	kp_stats_add(w->slot, KP_R_EXPIRED);
+	if (w->b->expired_drop) {
+		job_log(KP_NOTICE, j, "dropped (expired = drop): %s", j->reason);
+		finish(w, p, j, KP_OUT_DEAD);
+		return true;
+	}
+	j->class = KP_CLASS_EXPIRED;
+	return dead_letter(w, p, j);
+}
+
+/* Whether job j is past its deadline now. */
+static bool past(const struct job *j)
+{
+	return j->deadline_ms && kp_now_ms() >= j->deadline_ms;
+}
+
+/*
+ * Takes up to want calls from the binding's rate for partition p's jobs;
+ * with none there, parks j (the first of them) until there is one: its
+ * partition pauses and the job is not an attempt.  Returns how many calls
+ * were taken.
+ */
+static int rate_take(struct worker *w, struct part *p, struct job *j, int want)
+{
+	int64_t wait;
+	int got =
+	    kp_rate_take(w->rate, w->b, want, w->slot->rate_parts, w->slot->rate_total, &wait);
+
+	if (got > 0) {
+		w->rate_grants++;
+		rate_done(w, j);
+		return got;
+	}
+	if (!j->rate_wait) {
+		j->rate_wait = true;
+		rate_account(w, +1);
+	}
+	park(w, p, j, wait);
+	if (p->parked)
+		p->parked->due_ms = precise_ms() + wait;
+	return 0;
 }
 
 /*
@@ -488,6 +642,14 @@ static bool settle(struct worker *w, struct part *p, struct job *j, kpool_status
 					    : w->b->retry_backoff_max_ms;
 			if (asked > d)
 				d = asked;
+			if (j->deadline_ms && kp_now_ms() + d >= j->deadline_ms) {
+				char when[96];
+				snprintf(when, sizeof(when),
+					 "comes before its next attempt (%d of %d, in %" PRId64
+					 " ms): retries stop",
+					 j->attempts + 1, w->b->max_attempts, d);
+				return expire(w, p, j, when);
+			}
 			job_log(KP_NOTICE, j, "%s (retry %d/%d in %" PRId64 "ms%s)",
 				j->reason[0] ? j->reason : "retry", j->attempts,
 				w->b->max_attempts - 1, d,
@@ -584,6 +746,10 @@ static bool handle_one(struct worker *w, struct part *p, struct job *j)
 	struct kpool_job kj;
 	kpool_status st;
 
+	if (past(j))
+		return expire(w, p, j, "passed before its turn");
+	if (w->rate && rate_take(w, p, j, 1) == 0)
+		return false; /* parked until the rate has room */
 	plugin_job(w, p, j, &kj);
 	call_handler(w, p, &j, &kj, 1, &st);
 	return settle(w, p, j, st);
@@ -641,18 +807,24 @@ void kp_job_resume(struct worker *w, struct part *p)
 
 /*
  * Resumes parked jobs whose wait is over (none while the binding is paused:
- * they wait on, parked); returns ms until the next one is due.
+ * they wait on, parked); returns ms until the next one is due.  Jobs that
+ * wait for the binding's rate take turns: the partition after the last one
+ * the rate let go is looked at first.
  */
 int64_t kp_job_run_due(struct worker *w)
 {
-	int64_t now = kp_mono_ms(), next = 100;
+	int64_t now = precise_ms(), next = 100;
 
 	if (w->sending)
 		next = resend_due(w, now, next);
+	if (w->rate_waiting)
+		rate_account(w, 0);
 
-	for (size_t i = 0; i < w->n_parts && !kp_stopping && !w->held; i++) {
+	for (size_t k = 0; k < w->n_parts && !kp_stopping && !w->held; k++) {
+		size_t i = (w->rr + k) % w->n_parts;
 		struct part *p = &w->parts[i];
 		struct job *j = p->parked;
+		uint64_t grants = w->rate_grants;
 
 		if (j == NULL)
 			continue;
@@ -664,8 +836,10 @@ int64_t kp_job_run_due(struct worker *w)
 		p->parked = NULL;
 		if (step(w, p, j))
 			drain(w, p);
-		else if (p->parked && p->parked->due_ms - now < next)
+		if (p->parked && p->parked->due_ms - now < next)
 			next = p->parked->due_ms - now;
+		if (w->rate_grants != grants)
+			w->rr = i + 1;
 	}
 	return next < 0 ? 0 : next;
 }
@@ -711,7 +885,7 @@ void kp_job_run_batch(struct worker *w, struct part *p)
 	struct kpool_job kj[BATCH_MAX];
 	struct job *ready[BATCH_MAX], *held = NULL;
 	kpool_status st[BATCH_MAX];
-	size_t n = 0, i, rest;
+	size_t n = 0, i, rest, run;
 
 	for (i = 0; i < p->n_batch && held == NULL; i++) {
 		struct job *j = &w->bjobs[n];
@@ -723,18 +897,38 @@ void kp_job_run_batch(struct worker *w, struct part *p)
 		}
 	}
 	rest = i;
-	if (n > 0) {
-		for (i = 0; i < n; i++)
+	/* The expired go now, not to the handler; the rate may let only some run. */
+	for (i = 0, run = 0; i < n; i++)
+		if (past(ready[i]))
+			expire(w, p, ready[i], "passed before its turn");
+		else
+			ready[run++] = ready[i];
+	n = run;
+	if (w->rate && n > 0)
+		run = (size_t)rate_take(w, p, ready[0], (int)n); /* none: ready[0] parked */
+	if (run > 0) {
+		for (i = 0; i < run; i++)
 			plugin_job(w, p, ready[i], &kj[i]);
-		call_handler(w, p, ready, kj, n, st);
+		call_handler(w, p, ready, kj, run, st);
 	}
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < run; i++) {
 		if (st[i] == KPOOL_RETRY && p->parked) { /* behind one that waits: wait too */
 			kp_stats_add(w->slot, KP_R_RETRIED);
 			requeue(w, p, ready[i]);
 			continue;
 		}
 		settle(w, p, ready[i], st[i]);
+	}
+	/* Those the rate did not let run: the first waits for it (parked, unless a
+	 * job before it waits already), the others behind it. */
+	for (i = run ? run : 1; i < n; i++) {
+		if (i == run && p->parked == NULL) {
+			ready[i]->rate_wait = true;
+			rate_account(w, +1);
+			park(w, p, ready[i], 1); /* handle_one() asks the rate again */
+		} else {
+			requeue(w, p, ready[i]);
+		}
 	}
 	if (held && p->parked)
 		requeue(w, p, held);

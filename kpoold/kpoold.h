@@ -27,7 +27,15 @@ void kp_proctitle_init(int argc, char **argv);
 void kp_proctitle(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* stats.c - one slot per worker process, in memory shared with the supervisor. */
-enum kp_result { KP_R_DONE, KP_R_RETRIED, KP_R_FAILED, KP_R_DEAD, KP_R_DUPLICATE, KP_R_MAX };
+enum kp_result {
+	KP_R_DONE,
+	KP_R_RETRIED,
+	KP_R_FAILED,
+	KP_R_DEAD,
+	KP_R_DUPLICATE,
+	KP_R_EXPIRED, /* found past its deadline: then dead-lettered, or dropped */
+	KP_R_MAX
+};
 enum kp_slot_state { KP_SLOT_EMPTY, KP_SLOT_STARTING, KP_SLOT_RUNNING, KP_SLOT_STOPPING };
 #define KP_SLOT_STATES 4
 enum kp_kafka_state { KP_KAFKA_UNKNOWN, KP_KAFKA_UP, KP_KAFKA_DOWN };
@@ -66,6 +74,11 @@ struct kp_slot {
 	volatile int restart_req; /* the console asks the supervisor to restart this process */
 	volatile int owned;	  /* a binding of the running conf has it (supervisor's owner[]) */
 	volatile int throttled;	  /* its binding's restarts back off (the supervisor's throttle) */
+	/* The binding's rate (rate.c): what this process holds of it, and its waits. */
+	volatile int32_t rate_parts;	  /* partitions assigned to it */
+	volatile int32_t rate_total;	  /* partitions of the binding's topics, 0 unknown */
+	volatile uint64_t rate_waited_us; /* time a job of it waited for the rate */
+	volatile int rate_waiting;	  /* a job of it waits for the rate now */
 	/* What the worker knows of Kafka, for /healthz. */
 	volatile int kafka_state;
 	char kafka_error[KP_ERROR_MAX];
@@ -139,6 +152,16 @@ void kp_dlq_close(struct kp_dlq *q);
 int kp_dlq_send(struct kp_dlq *q, const rd_kafka_message_t *m, const struct kp_dlq_info *info,
 		void *opaque, char *err, size_t len);
 void kp_dlq_poll(struct kp_dlq *q, int ms);
+
+/* deadline.c */
+#define KP_DEADLINE_N 2 /* the keys of KP_DEADLINE_KEYS */
+extern const char *const kp_deadline_names[KP_DEADLINE_N];
+int kp_job_deadline(const struct kp_found *f, int64_t *ms, int *which);
+
+/* rate.c */
+struct kp_rate_shm;
+int kp_rate_take(struct kp_rate_shm *r, const struct kp_binding *b, int want, int own_parts,
+		 int own_total, int64_t *wait_ms);
 
 /* consumer.c */
 int kp_worker_run(const struct kp_conf *conf, const struct kp_binding *b, struct kp_slot *slot,

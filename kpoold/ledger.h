@@ -79,6 +79,13 @@ struct kp_lhost {
 /* Where the ledger topic stands (ledger = kafka). */
 enum kp_ltstate { KP_LT_OFF, KP_LT_STARTING, KP_LT_READY, KP_LT_FAILING };
 
+/* A binding's rate on this host (rate.c): its shared bucket and share. */
+struct kp_rate_shm {
+	int64_t tat_ns;		     /* when the bucket is next empty (CLOCK_MONOTONIC) */
+	volatile int32_t host_parts; /* partitions this host's processes hold ... */
+	volatile int32_t total;	     /* ... of this many (0: not known yet) */
+};
+
 struct kp_ledger_shm {
 	pthread_mutex_t lock; /* robust and shared: a process may die holding it */
 	int64_t ttl_ms;
@@ -112,6 +119,7 @@ struct kp_ledger_shm {
 	volatile uint32_t sleeping;    /* ... when it sleeps on it (a shared ledger) */
 	uint32_t n_hosts;
 	struct kp_lhost hosts[KP_LEDGER_HOSTS];
+	struct kp_rate_shm rate; /* not the ledger's: the binding's memory on the host holds it */
 	struct kp_lentry table[KP_LEDGER_BUCKETS * KP_LEDGER_WAYS];
 	struct kp_lrec ring[KP_LEDGER_RING];
 	/* then two filter buffers of KP_LEDGER_FILTER_MAX bytes each */

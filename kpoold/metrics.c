@@ -24,8 +24,8 @@ struct kp_metrics {
 	char address_file[PATH_MAX];
 };
 
-static const char *const result_names[KP_R_MAX] = {"done", "retried", "failed", "dead_lettered",
-						   "duplicate"};
+static const char *const result_names[KP_R_MAX] = {"done",	    "retried",	 "failed",
+						   "dead_lettered", "duplicate", "expired"};
 static const char *const state_names[KP_SLOT_STATES + 1] = {"stopped", "starting", "running",
 							    "stopping", "throttled"};
 
@@ -45,6 +45,9 @@ struct sums {
 	uint64_t sum_us, restarts;
 	int states[KP_SLOT_STATES + 1]; /* the last: throttled */
 	bool paused;			/* its current state is paused by the operator */
+	uint64_t rate_waited_us;	/* time its processes' jobs waited for the rate */
+	int rate_waiting;		/* its processes waiting for the rate now */
+	double rate_per_s;		/* its current state's rate, 0 for none */
 };
 
 /*
@@ -58,8 +61,12 @@ static void binding_sums(const struct kp_supervisor *sv, struct sums *b)
 		if (strcmp(bs->b->name, b->name) != 0)
 			continue;
 		b->restarts += bs->restarts;
-		if (!bs->draining)
+		if (!bs->draining) {
 			b->paused = bs->paused;
+			b->rate_per_s = bs->b->rate_period_ms ? (double)bs->b->rate_n * 1000 /
+								    (double)bs->b->rate_period_ms
+							      : 0;
+		}
 		for (int k = 0; k < bs->b->processes; k++) {
 			const struct kp_slot *s = bs->slots[k];
 			for (int r = 0; r < KP_R_MAX; r++)
@@ -69,6 +76,8 @@ static void binding_sums(const struct kp_supervisor *sv, struct sums *b)
 			for (int h = 0; h <= KP_HIST_BUCKETS; h++)
 				b->hist[h] += s->hist[h];
 			b->sum_us += s->hist_sum_us;
+			b->rate_waited_us += s->rate_waited_us;
+			b->rate_waiting += s->pid > 0 && s->rate_waiting;
 			if (bs->due_ms[k] && bs->throttled)
 				b->states[KP_SLOT_STATES]++;
 			else if (s->state >= 0 && s->state < KP_SLOT_STATES)
@@ -288,6 +297,22 @@ static void write_metrics(FILE *f, const struct kp_supervisor *sv)
 	       "1 while the binding is paused (kpool pause): its jobs wait in Kafka.");
 	for (size_t i = 0; i < n; i++)
 		fprintf(f, "kpool_binding_paused{binding=\"%s\"} %d\n", b[i].name, b[i].paused);
+	family(f, "kpool_rate_limit", "gauge",
+	       "The binding's rate (handler calls per second, all hosts together); absent without "
+	       "one.");
+	for (size_t i = 0; i < n; i++)
+		if (b[i].rate_per_s > 0)
+			fprintf(f, "kpool_rate_limit{worker=\"%s\"} %g\n", b[i].name,
+				b[i].rate_per_s);
+	family(f, "kpool_rate_limited_seconds_total", "counter",
+	       "Time jobs waited for the binding's rate, summed over its processes.");
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "kpool_rate_limited_seconds_total{worker=\"%s\"} %.3f\n", b[i].name,
+			(double)b[i].rate_waited_us / 1e6);
+	family(f, "kpool_rate_waiting", "gauge",
+	       "The binding's processes whose next job waits for the rate now.");
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "kpool_rate_waiting{worker=\"%s\"} %d\n", b[i].name, b[i].rate_waiting);
 	free(b);
 	if (sv->conf->console_listen) {
 		family(f, "kpool_console_up", "gauge",

@@ -116,6 +116,9 @@ int kp_spawn_broker_first(struct kp_supervisor *sv);
 int64_t kp_spawn_broker_poll(struct kp_supervisor *sv);
 void kp_spawn_kill_all(struct kp_supervisor *sv);
 
+/* rate.c */
+void kp_rate_share(struct kp_supervisor *sv);
+
 /* spawn_console.c */
 void kp_spawn_console_start(struct kp_supervisor *sv);
 void kp_spawn_console_reload(struct kp_supervisor *sv);

@@ -39,6 +39,9 @@ struct job {
 	char reason[KPOOL_REASON_MAX];
 	int64_t due_ms;		/* when parked: when to try again */
 	int64_t retry_after_ms; /* the handler's wish for the next retry (kpool_retry_after) */
+	int64_t deadline_ms;	/* wall clock: past it the job expires; 0 for none */
+	int8_t deadline_from;	/* its source: a kp_deadline_names index, or -1 for max_age */
+	bool rate_wait;		/* parked until the binding's rate has room for it */
 	/* While its dead-letter copy is on its way: */
 	int16_t topic;		  /* its partition, by binding topic index ... */
 	uint64_t gen;		  /* ... and the assignment it was taken in */
@@ -95,6 +98,11 @@ struct worker {
 	int64_t catchup_ms;		    /* since when */
 	int n_subscribed;
 	bool held; /* the operator paused the binding (slot->pause_want): nothing is handled */
+	struct kp_rate_shm *rate; /* the binding's rate on this host (rate.c), NULL for none */
+	int rate_waiting;	  /* parked jobs waiting for it */
+	int64_t rate_mark_ms;	  /* since when their wait is counted in the slot */
+	uint64_t rate_grants;	  /* calls it allowed: run_due's round robin follows them */
+	size_t rr;		  /* run_due's first partition */
 };
 
 /* jobpath.c */

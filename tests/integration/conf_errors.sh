@@ -196,6 +196,18 @@ retry_backoff_max = 1s
 EOF2
 check "retry_backoff_max below retry_backoff" refused backoff "[worker:w] retry_backoff_max: shorter than retry_backoff"
 
+# rate, max_age, expired: each bad value named with file, line and key.
+for bad in "rate = 50/week" "rate = fast" "rate = 0/s" "rate = 2000000000/s"; do
+	printf '[worker:w]\ntopic = t\nhandler = probe\n%s\n' "$bad" | write rate
+	check "$bad is refused" refused rate "$T/rate.conf:10: [worker:w] rate: '${bad#rate = }' is not a rate (use N/s, N/m or N/h"
+done
+printf '[worker:w]\ntopic = t\nhandler = probe\nmax_age = soon\n' | write maxage
+check "max_age = soon is refused" refused maxage "$T/maxage.conf:10: [worker:w] max_age: bad duration 'soon'"
+printf '[worker:w]\ntopic = t\nhandler = probe\nexpired = keep\n' | write expired
+check "expired = keep is refused" refused expired "$T/expired.conf:10: [worker:w] expired: 'keep' is neither dead-letter nor drop"
+printf '[worker:w]\ntopic = t\nhandler = probe\nrate = 14/s\nmax_age = 15m\nexpired = drop\n' | write limits
+check "rate = 14/s, max_age = 15m, expired = drop pass -t" sh -c "'$KPOOLD' -t -c '$T/limits.conf' | grep -q ': ok'"
+
 write idkey <<'EOF2'
 [worker:w]
 topic = t

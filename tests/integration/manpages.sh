@@ -33,7 +33,7 @@ while IFS='	' read -r key def; do
 done <"$T/keys.tsv"
 # kpoold's own keys come first; each handler's table follows its "[worker:NAME] handler = H" line.
 sed '/^\[worker:NAME\] handler = /,$d' "$T/options.txt" | grep -c '^[a-z]' >"$T/core-keys"
-check "the option table lists 28 keys" test "$(cat "$T/core-keys")" -eq 28
+check "the option table lists 31 keys" test "$(cat "$T/core-keys")" -eq 31
 for h in analytics audit email exec log webhook; do
 	grep -q "^\[worker:NAME\] handler = $h " "$T/options.txt" || missing="$missing handler:$h"
 	grep -qx "\.SS $h" "$M/kpool.conf.5" || missing="$missing section:$h"

@@ -88,9 +88,9 @@ check "/metrics: the lag grows to $((2 * N))" wait_for 30 lag_is $((2 * N))
 kp status >"$T/st.txt" 2>"$T/st.err"
 check "status: exit 0" test $? -eq 0
 check "status: the PAUSED column" \
-	grep -Eq '^BINDING +HANDLER +PROCESSES +PAUSED +DONE +RETRIED +FAILED +DEAD-LETTERED +DUPLICATE +RESTARTS +LAG$' "$T/st.txt"
+	grep -Eq '^BINDING +HANDLER +PROCESSES +PAUSED +RATE +WAITED +DONE +RETRIED +FAILED +DEAD-LETTERED +DUPLICATE +EXPIRED +RESTARTS +LAG$' "$T/st.txt"
 check "status: s paused, nothing done, $((2 * N)) behind" \
-	grep -Eq "^s +probe +2/2 +yes +0 +0 +0 +0 +0 +0 +$((2 * N))\$" "$T/st.txt"
+	grep -Eq "^s +probe +2/2 +yes +- +- +0 +0 +0 +0 +0 +0 +0 +$((2 * N))\$" "$T/st.txt"
 kp status --json >"$T/st.json" 2>"$T/st.err"
 check "status --json: paused, since when, the lag" \
 	test "$(jget "$T/st.json" '(d["bindings"][0]["paused"], d["bindings"][0]["paused_since"][-1], d["bindings"][0]["lag_total"])')" = "(True, 'Z', $((2 * N)))"

@@ -45,8 +45,8 @@ check "status: lag = produced - handled = 0" wait_for 30 lag_is 0
 kp status >"$T/st.txt"
 check "status exits 0 while kpoold runs" test $? -eq 0
 check "status: kpoold is up" grep -q "^kpoold: up (http://" "$T/st.txt"
-check "status: the bindings table" grep -Eq '^BINDING +HANDLER +PROCESSES +PAUSED +DONE +RETRIED +FAILED +DEAD-LETTERED +DUPLICATE +RESTARTS +LAG$' "$T/st.txt"
-check "status: s runs 2/2, not paused, and did 20" grep -Eq '^s +probe +2/2 +no +20 +0 +0 +0 +0 +0 +0$' "$T/st.txt"
+check "status: the bindings table" grep -Eq '^BINDING +HANDLER +PROCESSES +PAUSED +RATE +WAITED +DONE +RETRIED +FAILED +DEAD-LETTERED +DUPLICATE +EXPIRED +RESTARTS +LAG$' "$T/st.txt"
+check "status: s runs 2/2, not paused, and did 20" grep -Eq '^s +probe +2/2 +no +- +- +20 +0 +0 +0 +0 +0 +0 +0$' "$T/st.txt"
 check "status: a row per process" test "$(grep -cE '^s#[01] +[0-9]+ +running +[0-9]+s +0$' "$T/st.txt")" -eq 2
 check "status: a lag row per partition" test "$(grep -cE "^s +work$R +[0-3] " "$T/st.txt")" -eq 4
 check "status: the ledger table" grep -Eq '^BINDING +LEDGER +STATE +HOST +STORE +LEDGER-LAG$' "$T/st.txt"
@@ -113,14 +113,15 @@ from prometheus_client.parser import text_string_to_metric_families
 fams = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
 want = {"kpool_jobs": "counter", "kpool_job_seconds": "histogram", "kpool_consumer_lag": "gauge",
         "kpool_worker_restarts": "counter", "kpool_workers": "gauge", "kpool_dead_letter": "counter",
-        "kpool_worker_start_time_seconds": "gauge", "kpool_worker_process_restarts": "counter"}
+        "kpool_worker_start_time_seconds": "gauge", "kpool_worker_process_restarts": "counter",
+        "kpool_rate_limited_seconds": "counter"}
 for name, typ in want.items():
     assert name in fams, name
     assert fams[name].type == typ, (name, fams[name].type)
 results = {s.labels["result"] for s in fams["kpool_jobs"].samples if s.name == "kpool_jobs_total"}
-assert results == {"done", "retried", "failed", "dead_lettered", "duplicate"}, results
+assert results == {"done", "retried", "failed", "dead_lettered", "duplicate", "expired"}, results
 classes = {s.labels["class"] for s in fams["kpool_dead_letter"].samples}
-assert classes == {"fail", "retries-exhausted", "crash", "bad-input", "handler-unavailable"}, classes
+assert classes == {"fail", "retries-exhausted", "crash", "bad-input", "handler-unavailable", "expired"}, classes
 b = [s for s in fams["kpool_job_seconds"].samples if s.name.endswith("_bucket")]
 counts = [s.value for s in b]
 assert counts == sorted(counts), "buckets are cumulative"

@@ -5,6 +5,8 @@
  * Option record = PATH: one line "EVENT_ID ATTEMPT RESULT" appended per call.
  * Option broken = on: init succeeds when kpoold checks the conf but fails in
  * every worker, the way a plugin whose backend is down would.
+ * Option timed = on: each record line ends with the call's time, in
+ * microseconds since the epoch (CLOCK_REALTIME), for tests of the rate.
  * Option fixed_when = PATH: once PATH exists, "fail" and "retry" jobs are done
  * (the handler was fixed), which is what a replay from the dead-letter topic needs.
  * Job fields: "do": "ok" (default) | "fail" | "retry" (until attempt
@@ -29,6 +31,7 @@ struct probe {
 	int fd;
 	char *fixed_when;
 	size_t batch; /* size of the batch being handled, 0 outside one */
+	int timed;    /* record lines end with the time */
 };
 
 static void *probe_init(const struct kpool_host *host, const struct kpool_option *opts,
@@ -47,6 +50,8 @@ static void *probe_init(const struct kpool_host *host, const struct kpool_option
 				free(p);
 				return NULL;
 			}
+		} else if (strcmp(opts[i].key, "timed") == 0) {
+			p->timed = strcmp(opts[i].value, "on") == 0;
 		} else if (strcmp(opts[i].key, "fixed_when") == 0) {
 			free(p->fixed_when);
 			p->fixed_when = strdup(opts[i].value);
@@ -74,16 +79,23 @@ static void *probe_init(const struct kpool_host *host, const struct kpool_option
 
 static void record(struct probe *p, const struct kpool_job *job, const char *result)
 {
-	char line[512];
+	char line[512], at[32] = "";
 	int n;
 
 	if (p->fd < 0)
 		return;
+	if (p->timed) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		snprintf(at, sizeof(at), " %lld",
+			 (long long)ts.tv_sec * 1000000 + (long long)ts.tv_nsec / 1000);
+	}
 	if (p->batch)
-		n = snprintf(line, sizeof(line), "%s %d %s %zu\n", job->event_id, job->attempt,
-			     result, p->batch);
+		n = snprintf(line, sizeof(line), "%s %d %s %zu%s\n", job->event_id, job->attempt,
+			     result, p->batch, at);
 	else
-		n = snprintf(line, sizeof(line), "%s %d %s\n", job->event_id, job->attempt, result);
+		n = snprintf(line, sizeof(line), "%s %d %s%s\n", job->event_id, job->attempt,
+			     result, at);
 	if (n > 0 && (size_t)n < sizeof(line))
 		(void)!write(p->fd, line, (size_t)n);
 }

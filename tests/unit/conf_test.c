@@ -76,6 +76,61 @@ static void sizes(void **state)
 	assert_int_equal(kp_parse_size("MiB", &b), -1);
 }
 
+/* rate = N/s, N/m, N/h. */
+static void rates(void **state)
+{
+	static const struct {
+		const char *s;
+		int64_t n, ms;
+	} good[] = {{"50/s", 50, 1000},
+		    {"14/sec", 14, 1000},
+		    {"100/m", 100, 60000},
+		    {"100 / min", 100, 60000},
+		    {"5000/h", 5000, 3600000},
+		    {"1/hour", 1, 3600000},
+		    {"1000000000/s", 1000000000, 1000}};
+	static const char *const bad[] = {
+	    "",	    "50",    "50/",   "/s",	      "0/s",
+	    "-1/s", "1.5/s", "50/d",  "50/week",      "50/ss",
+	    "x/s",  "50/s ", " 50/s", "1000000001/s", "99999999999999999999/s"};
+	int64_t n, ms;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		assert_int_equal(kp_parse_rate(good[i].s, &n, &ms), 0);
+		assert_int_equal(n, good[i].n);
+		assert_int_equal(ms, good[i].ms);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (kp_parse_rate(bad[i], &n, &ms) == 0)
+			fail_msg("'%s' taken as a rate", bad[i]);
+}
+
+/* rate, max_age and expired as a binding has them. */
+static void limits(void **state)
+{
+	char err[512];
+	struct kp_conf *c = load("[kafka]\nbootstrap.servers = embedded\n"
+				 "[worker:email]\ntopic = q\nhandler = log\nrate = 100/m\n"
+				 "max_age = 15m\nexpired = drop\n"
+				 "[worker:off]\ntopic = r\nhandler = log\nrate = off\n",
+				 err, sizeof(err));
+	const struct kp_binding *b;
+
+	(void)state;
+	assert_non_null(c);
+	b = kp_conf_binding(c, "email");
+	assert_string_equal(b->rate, "100/m");
+	assert_int_equal(b->rate_n, 100);
+	assert_int_equal(b->rate_period_ms, 60000);
+	assert_int_equal(b->max_age_ms, 15 * 60000);
+	assert_true(b->expired_drop);
+	b = kp_conf_binding(c, "off");
+	assert_null(b->rate);
+	assert_int_equal(b->rate_period_ms, 0);
+	kp_conf_free(c);
+}
+
 static void defaults_and_options(void **state)
 {
 	char err[512];
@@ -115,6 +170,17 @@ static void defaults_and_options(void **state)
 	assert_int_equal(b->idkeys[1].kind, KP_IDKEY_JSON);
 	assert_int_equal(b->idkeys[1].depth, 2);
 	assert_string_equal(b->idkeys[1].path[1], "eventId");
+	/* The scan looks for the id keys, then the job's deadline. */
+	assert_int_equal(b->n_scankeys, 6);
+	assert_string_equal(b->scankeys[4].name, "expiresAt");
+	assert_int_equal(b->scankeys[5].depth, 2);
+	assert_string_equal(b->scankeys[5].path[0], "metadata");
+	assert_string_equal(b->scankeys[5].path[1], "expiresAt");
+	/* No rate, no max_age; expired jobs are dead-lettered. */
+	assert_null(b->rate);
+	assert_int_equal(b->rate_period_ms, 0);
+	assert_int_equal(b->max_age_ms, 0);
+	assert_false(b->expired_drop);
 	/* Unknown worker keys go to the handler, in order, with their lines. */
 	assert_int_equal(b->n_opts, 2);
 	assert_string_equal(b->opts[0].key, "smtp_url");
@@ -290,6 +356,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(durations),
 	    cmocka_unit_test(sizes),
+	    cmocka_unit_test(rates),
+	    cmocka_unit_test(limits),
 	    cmocka_unit_test(defaults_and_options),
 	    cmocka_unit_test(relative_state_dir),
 	    cmocka_unit_test(handler_options),
