@@ -29,8 +29,9 @@ struct sums {
 	bool lag_known;
 	int kafka_up, kafka_down;
 	const char *kafka_error;
-	bool paused_all; /* every running process says its partitions are paused */
-	bool throttled;	 /* the supervisor backs off restarting them */
+	bool paused_all;   /* every running process says its partitions are paused */
+	bool throttled;	   /* the supervisor backs off restarting them */
+	bool rate_waiting; /* a process's next job waits for the binding's rate */
 };
 
 /* Whether slot s serves binding name now. */
@@ -53,6 +54,7 @@ static void sums_of(const char *name, struct sums *m)
 			m->results[r] += __atomic_load_n(&s->results[r], __ATOMIC_RELAXED);
 		m->restarts += s->restarts;
 		m->throttled = m->throttled || s->throttled;
+		m->rate_waiting = m->rate_waiting || (s->pid > 0 && s->rate_waiting);
 		if (s->state == KP_SLOT_STARTING)
 			m->starting++;
 		if (s->state != KP_SLOT_RUNNING || s->pid <= 0)
@@ -138,7 +140,7 @@ static const char *state_of(const struct kp_binding *b, const struct sums *m, bo
 	if (m->throttled)
 		return "throttled";
 	if (m->running == b->processes)
-		return "running";
+		return m->rate_waiting ? "rate-limited" : "running";
 	if (m->starting)
 		return "starting";
 	return m->running ? "degraded" : "down";

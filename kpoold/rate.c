@@ -65,17 +65,30 @@ int kp_rate_take(struct kp_rate_shm *r, const struct kp_binding *b, int want, in
 	}
 	if (parts > total)
 		parts = total;
-	/* The host's share: N * parts / total calls per period. */
-	per_s = (double)b->rate_n * parts / total * 1000.0 / (double)b->rate_period_ms;
-	t = 1e9 / per_s;
-	burst = floor(per_s / 100);
-	if (burst < 1)
-		burst = 1;
+	/* The host's share: N * parts / total calls per period; its emission
+	 * interval and burst are worked out again only when the share changes. */
+	static struct {
+		int64_t n, period_ms;
+		int parts, total;
+		double t, burst;
+	} share;
+	if (share.n != b->rate_n || share.period_ms != b->rate_period_ms || share.parts != parts ||
+	    share.total != total) {
+		per_s = (double)b->rate_n * parts / total * 1000.0 / (double)b->rate_period_ms;
+		share.n = b->rate_n;
+		share.period_ms = b->rate_period_ms;
+		share.parts = parts;
+		share.total = total;
+		share.t = 1e9 / per_s;
+		share.burst = floor(per_s / 100) < 1 ? 1 : floor(per_s / 100);
+	}
+	t = share.t;
+	burst = share.burst;
 	now = mono_ns();
 	tat = __atomic_load_n(&r->tat_ns, __ATOMIC_ACQUIRE);
 	for (;;) {
 		base = tat > now ? tat : now;
-		double avail = floor(((double)(now - base) + burst * t) / t);
+		double avail = ((double)(now - base) + burst * t) / t; /* whole calls: below */
 		if (avail < 1) {
 			double wait = (double)(base - now) + t - burst * t;
 			*wait_ms = (int64_t)ceil(wait / 1e6);
@@ -84,7 +97,7 @@ int kp_rate_take(struct kp_rate_shm *r, const struct kp_binding *b, int want, in
 			return 0;
 		}
 		int take = avail < want ? (int)avail : want;
-		next = base + (int64_t)llround(take * t);
+		next = base + (int64_t)(take * t + 0.5);
 		if (__atomic_compare_exchange_n(&r->tat_ns, &tat, next, false, __ATOMIC_ACQ_REL,
 						__ATOMIC_ACQUIRE))
 			return take;

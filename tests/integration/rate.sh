@@ -6,7 +6,8 @@
 # bucket's clock and the probe's, which the scheduler may stretch), the
 # rate comes near 50/s, and all 1,000 are handled once, none retried or counted
 # an attempt.  While jobs wait, the lag shows them, /metrics and kpool status
-# count the time waited, and another binding's jobs flow.
+# count the time waited, the console says rate-limited, and another
+# binding's jobs flow.
 . "$(dirname "$0")/lib.sh"
 require_tools
 N=1000
@@ -32,6 +33,8 @@ rate = 20/s
 topic = free$R
 handler = probe
 record = $T/free
+[console]
+listen = 127.0.0.1:0
 EOF2
 kp() { "$KPOOL" -c "$T/pool.conf" "$@"; }
 start_kpoold "$T/pool.conf" "$T/kpoold.log"
@@ -47,6 +50,9 @@ lag() { http "$U/metrics" | awk -v s="kpool_consumer_lag{worker=\"r\"," 'index($
 check "the jobs waiting for the rate show as lag" wait_for 30 at_least 200 lag
 waiting() { [ "$(metric "$U" kpool_rate_waiting 'worker="r"')" -ge 1 ]; }
 check "/metrics: processes wait for the rate" wait_for 10 waiting
+console_state() { "$PYTHON3" -c "import json,sys,urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1] + 'api/overview'))['bindings']['r']['state'])" "$(cat "$T/state/console.url")"; }
+rate_limited() { [ "$(console_state 2>/dev/null)" = rate-limited ]; }
+check "the console says rate-limited" wait_for 20 rate_limited
 "$PYTHON3" -c "
 for i in range(200): print('{\"id\":\"f%d\"}' % i)" | kp send "free$R" 2>/dev/null
 check "another binding's 200 jobs flow meanwhile" wait_for 20 sh -c "[ \$(wc -l <'$T/free') -ge 200 ]"
