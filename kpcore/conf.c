@@ -601,14 +601,10 @@ static void check_binding(struct parse_ctx *c, struct kp_binding *b)
 		     "shorter than retry_backoff");
 	if (kp_idkeys_parse(b->idempotency_key, b->idkeys, &b->n_idkeys, err, sizeof(err)) < 0)
 		perr(c, line_of(b, "idempotency_key"), section, "idempotency_key", "%s", err);
-	/* The scan's keys: the id keys where they are (a header key is skipped by the
-	 * scan), then the deadline's. */
-	int nd = 0;
-	if (!c->failed && kp_idkeys_parse(KP_DEADLINE_KEYS, b->scankeys + b->n_idkeys, &nd, err,
-					  sizeof(err)) == 0) {
-		memcpy(b->scankeys, b->idkeys, (size_t)b->n_idkeys * sizeof(*b->idkeys));
-		b->n_scankeys = b->n_idkeys + nd;
-	}
+	/* After the id keys, the deadline's: the scan looks for them in the same pass. */
+	int nd;
+	if (!c->failed)
+		kp_idkeys_parse(KP_DEADLINE_KEYS, b->idkeys + b->n_idkeys, &nd, err, sizeof(err));
 	if (b->rate && (*b->rate == '\0' || strcmp(b->rate, "off") == 0)) { /* no limit */
 		free(b->rate);
 		b->rate = NULL;
@@ -873,8 +869,7 @@ void kp_conf_free(struct kp_conf *conf)
 		free(b->ledger);
 		free(b->ledger_topic);
 		free(b->idempotency_key);
-		kp_idkeys_free(b->idkeys, b->n_idkeys);
-		kp_idkeys_free(b->scankeys + b->n_idkeys, b->n_scankeys - b->n_idkeys);
+		kp_idkeys_free(b->idkeys, b->n_idkeys + KP_DEADLINE_N); /* unset ones are zero */
 		free(b->rate);
 		free(b->expired);
 		for (size_t o = 0; o < b->n_opts; o++) {

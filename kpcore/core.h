@@ -26,6 +26,7 @@
 #define KP_PATH_DEPTH	 8   /* components of a json: key */
 #define KP_EVENT_ID_MAX	 256 /* event id bytes + NUL */
 #define KP_DEADLINE_KEYS "json:expiresAt, json:metadata.expiresAt" /* a job's own deadline */
+#define KP_DEADLINE_N	 2		      /* the keys of KP_DEADLINE_KEYS */
 #define KP_EMBEDDED_FILE "embedded.bootstrap" /* in state_dir: the embedded broker's address */
 #define KP_METRICS_FILE	 "metrics.address"    /* in state_dir: where /metrics listens */
 #define KP_PAUSE_DIR	 "paused"	      /* in state_dir: a file per paused binding */
@@ -78,7 +79,9 @@ struct kp_binding {
 	int64_t max_job_bytes;
 	bool idempotency;
 	char *idempotency_key;
-	struct kp_idkey idkeys[KP_IDKEYS_MAX];
+	/* The idempotency_key sources, n_idkeys of them, then the job's own
+	 * deadline's (KP_DEADLINE_KEYS): kp_job_check() looks for all of them. */
+	struct kp_idkey idkeys[KP_IDKEYS_MAX + KP_DEADLINE_N];
 	int n_idkeys;
 	int64_t idempotency_ttl_ms;
 	char *ledger;		/* "kafka" or "local" */
@@ -90,11 +93,7 @@ struct kp_binding {
 	int64_t max_age_ms;	/* a job older than this (its Kafka timestamp) expires; 0: never */
 	char *expired;		/* "dead-letter" or "drop" */
 	bool expired_drop;	/* an expired job is counted and skipped, not dead-lettered */
-	/* What kp_job_check() looks for: the json: idempotency keys at their
-	 * indexes in idkeys, then the job's deadline (KP_DEADLINE_KEYS). */
-	struct kp_idkey scankeys[KP_IDKEYS_MAX + 2];
-	int n_scankeys;
-	struct kp_kv *opts; /* handler options, in conf order */
+	struct kp_kv *opts;	/* handler options, in conf order */
 	size_t n_opts;
 	int key_line[32]; /* where each of its own keys was set (by table index) */
 };

@@ -1,7 +1,7 @@
 /*
  * deadline.c - a job's own deadline, as the publishing app wrote it:
  * expiresAt, or metadata.expiresAt (an envelope's), found by the job scan
- * (kp_job_check() with the binding's scankeys, KP_DEADLINE_KEYS last).  It
+ * (kp_job_check() with the binding's idkeys, KP_DEADLINE_KEYS last).  It
  * is read as util_time_ms() reads a time in a job: a number is milliseconds
  * since the epoch (seconds below 1e11, so time.time() + 900 works too), a
  * string an ISO 8601 / RFC 3339 time.  tests/fuzz/deadline_fuzz.c holds

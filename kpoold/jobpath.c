@@ -122,9 +122,10 @@ static bool holds_claim(const struct worker *w, const struct job *j)
 }
 
 /*
- * Monotonic milliseconds, precise: a job waiting for the rate is due within
- * a millisecond, not a coarse clock's tick (a tick late per call would take
- * a fifth off a rate of 50/s).  Read once per turn of the loop, not per job.
+ * Monotonic milliseconds, precise: a parked job is due within a millisecond,
+ * not a coarse clock's tick (a tick late per call would take a fifth off a
+ * rate of 50/s).  Read once per turn of the loop and per job parked, not per
+ * job.
  */
 static int64_t precise_ms(void)
 {
@@ -219,7 +220,7 @@ static void park(struct worker *w, struct part *p, struct job *j, int64_t delay_
 {
 	if ((j = on_heap(w, j)) == NULL)
 		return;
-	j->due_ms = kp_mono_ms() + delay_ms;
+	j->due_ms = precise_ms() + delay_ms;
 	p->parked = j;
 	kp_job_pause(w, p);
 }
@@ -524,8 +525,9 @@ static bool prepare(struct worker *w, struct part *p, struct job *j, rd_kafka_me
 	j->reason[0] = '\0';
 	j->rate_wait = false;
 	j->deadline_ms = 0;
-	json_ok = kp_job_check(m->payload, m->len, b->max_job_bytes, b->scankeys, b->n_scankeys,
-			       found, j->reason, sizeof(j->reason)) == 0;
+	json_ok =
+	    kp_job_check(m->payload, m->len, b->max_job_bytes, b->idkeys,
+			 b->n_idkeys + KP_DEADLINE_N, found, j->reason, sizeof(j->reason)) == 0;
 	j->n_hdrs = job_headers(m, j->hdrs, &j->replay);
 	j->bad = !json_ok || !deadline(w, j, found + b->n_idkeys);
 	if (j->replay) /* replaying is the operator's decision: whatever the deadline */
@@ -589,6 +591,16 @@ static bool past(const struct job *j)
 	return j->deadline_ms && kp_now_ms() >= j->deadline_ms;
 }
 
+/* Parks j until the binding's rate may have room for it, in wait ms. */
+static void rate_park(struct worker *w, struct part *p, struct job *j, int64_t wait)
+{
+	if (!j->rate_wait) {
+		j->rate_wait = true;
+		rate_account(w, +1);
+	}
+	park(w, p, j, wait);
+}
+
 /*
  * Takes up to want calls from the binding's rate for partition p's jobs;
  * with none there, parks j (the first of them) until there is one: its
@@ -606,13 +618,7 @@ static int rate_take(struct worker *w, struct part *p, struct job *j, int want)
 		rate_done(w, j);
 		return got;
 	}
-	if (!j->rate_wait) {
-		j->rate_wait = true;
-		rate_account(w, +1);
-	}
-	park(w, p, j, wait);
-	if (p->parked)
-		p->parked->due_ms = precise_ms() + wait;
+	rate_park(w, p, j, wait);
 	return 0;
 }
 
@@ -922,13 +928,10 @@ void kp_job_run_batch(struct worker *w, struct part *p)
 	/* Those the rate did not let run: the first waits for it (parked, unless a
 	 * job before it waits already), the others behind it. */
 	for (i = run ? run : 1; i < n; i++) {
-		if (i == run && p->parked == NULL) {
-			ready[i]->rate_wait = true;
-			rate_account(w, +1);
-			park(w, p, ready[i], 1); /* handle_one() asks the rate again */
-		} else {
+		if (i == run && p->parked == NULL)
+			rate_park(w, p, ready[i], 1); /* handle_one() asks the rate again */
+		else
 			requeue(w, p, ready[i]);
-		}
 	}
 	if (held && p->parked)
 		requeue(w, p, held);

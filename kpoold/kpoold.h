@@ -154,7 +154,6 @@ int kp_dlq_send(struct kp_dlq *q, const rd_kafka_message_t *m, const struct kp_d
 void kp_dlq_poll(struct kp_dlq *q, int ms);
 
 /* deadline.c */
-#define KP_DEADLINE_N 2 /* the keys of KP_DEADLINE_KEYS */
 extern const char *const kp_deadline_names[KP_DEADLINE_N];
 int kp_job_deadline(const struct kp_found *f, int64_t *ms, int *which);
 

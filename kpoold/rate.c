@@ -65,30 +65,15 @@ int kp_rate_take(struct kp_rate_shm *r, const struct kp_binding *b, int want, in
 	}
 	if (parts > total)
 		parts = total;
-	/* The host's share: N * parts / total calls per period; its emission
-	 * interval and burst are worked out again only when the share changes. */
-	static struct {
-		int64_t n, period_ms;
-		int parts, total;
-		double t, burst;
-	} share;
-	if (share.n != b->rate_n || share.period_ms != b->rate_period_ms || share.parts != parts ||
-	    share.total != total) {
-		per_s = (double)b->rate_n * parts / total * 1000.0 / (double)b->rate_period_ms;
-		share.n = b->rate_n;
-		share.period_ms = b->rate_period_ms;
-		share.parts = parts;
-		share.total = total;
-		share.t = 1e9 / per_s;
-		share.burst = floor(per_s / 100) < 1 ? 1 : floor(per_s / 100);
-	}
-	t = share.t;
-	burst = share.burst;
+	/* The host's share: N * parts / total calls per period. */
+	per_s = (double)b->rate_n * parts / total * 1000.0 / (double)b->rate_period_ms;
+	t = 1e9 / per_s;
+	burst = fmax(1, floor(per_s / 100));
 	now = mono_ns();
 	tat = __atomic_load_n(&r->tat_ns, __ATOMIC_ACQUIRE);
 	for (;;) {
 		base = tat > now ? tat : now;
-		double avail = ((double)(now - base) + burst * t) / t; /* whole calls: below */
+		double avail = (double)(now - base) / t + burst; /* whole calls: below */
 		if (avail < 1) {
 			double wait = (double)(base - now) + t - burst * t;
 			*wait_ms = (int64_t)ceil(wait / 1e6);

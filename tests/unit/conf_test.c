@@ -171,11 +171,10 @@ static void defaults_and_options(void **state)
 	assert_int_equal(b->idkeys[1].depth, 2);
 	assert_string_equal(b->idkeys[1].path[1], "eventId");
 	/* The scan looks for the id keys, then the job's deadline. */
-	assert_int_equal(b->n_scankeys, 6);
-	assert_string_equal(b->scankeys[4].name, "expiresAt");
-	assert_int_equal(b->scankeys[5].depth, 2);
-	assert_string_equal(b->scankeys[5].path[0], "metadata");
-	assert_string_equal(b->scankeys[5].path[1], "expiresAt");
+	assert_string_equal(b->idkeys[4].name, "expiresAt");
+	assert_int_equal(b->idkeys[5].depth, 2);
+	assert_string_equal(b->idkeys[5].path[0], "metadata");
+	assert_string_equal(b->idkeys[5].path[1], "expiresAt");
 	/* No rate, no max_age; expired jobs are dead-lettered. */
 	assert_null(b->rate);
 	assert_int_equal(b->rate_period_ms, 0);
